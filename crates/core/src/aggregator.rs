@@ -1,0 +1,240 @@
+//! Combining values by key: the map side combines records into per-key combiners before
+//! the shuffle, the reduce side merges combiners from all map outputs.
+
+use crate::func::{Func, Func2};
+use hashbrown::hash_map::{Entry, HashMap};
+use rustc_hash::FxBuildHasher;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+/// Three functions that fold values `V` into combiners `C`.
+pub trait Aggregator<K, V, C>: Send + Sync + 'static {
+    /// False only for the identity "aggregator" of plain repartitioning: records then
+    /// pass through the shuffle untouched.
+    const COMBINES: bool = true;
+    /// First value of a key.
+    fn create_combiner(&self, v: V) -> C;
+    /// Another value of a key.
+    fn merge_value(&self, c: C, v: V) -> C;
+    /// Two combiners of a key from different map outputs.
+    fn merge_combiners(&self, a: C, b: C) -> C;
+}
+
+/// Hash map of combiners with FxHash (keys are re-hashed for partitioning separately).
+pub struct CombineMap<K, C> {
+    map: HashMap<K, C, FxBuildHasher>,
+}
+
+impl<K: Hash + Eq, C> Default for CombineMap<K, C> {
+    fn default() -> Self {
+        CombineMap {
+            map: HashMap::with_hasher(FxBuildHasher),
+        }
+    }
+}
+
+impl<K: Hash + Eq, C> CombineMap<K, C> {
+    /// Fold one value into its key's combiner.
+    #[inline]
+    pub fn insert_value<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, v: V) {
+        match self.map.entry(k) {
+            // replace_entry_with moves the combiner out of the table first, so a panic in
+            // user code leaves the map consistent (the entry is simply gone).
+            Entry::Occupied(e) => {
+                e.replace_entry_with(|_, c| Some(agg.merge_value(c, v)));
+            }
+            Entry::Vacant(e) => {
+                e.insert(agg.create_combiner(v));
+            }
+        }
+    }
+
+    /// Merge one combiner into its key's combiner.
+    #[inline]
+    pub fn insert_combiner<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, c: C) {
+        match self.map.entry(k) {
+            Entry::Occupied(e) => {
+                e.replace_entry_with(|_, old| Some(agg.merge_combiners(old, c)));
+            }
+            Entry::Vacant(e) => {
+                e.insert(c);
+            }
+        }
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No keys yet.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Consume into (key, combiner) pairs.
+    pub fn into_iter(self) -> impl Iterator<Item = (K, C)> {
+        self.map.into_iter()
+    }
+}
+
+/// `reduce_by_key`: the combiner is a value, merged with one function.
+pub struct ReduceAgg<F>(pub F);
+impl<K, V, F: Func2<V, V, V>> Aggregator<K, V, V> for ReduceAgg<F> {
+    #[inline(always)]
+    fn create_combiner(&self, v: V) -> V {
+        v
+    }
+    #[inline(always)]
+    fn merge_value(&self, c: V, v: V) -> V {
+        self.0.call(c, v)
+    }
+    #[inline(always)]
+    fn merge_combiners(&self, a: V, b: V) -> V {
+        self.0.call(a, b)
+    }
+}
+
+/// `fold_by_key`: like reduce, but every key starts from a zero value.
+pub struct FoldAgg<V, F> {
+    /// The neutral start value.
+    pub zero: V,
+    /// The fold function.
+    pub f: F,
+}
+impl<K, V: Clone + Send + Sync + 'static, F: Func2<V, V, V>> Aggregator<K, V, V> for FoldAgg<V, F> {
+    fn create_combiner(&self, v: V) -> V {
+        self.f.call(self.zero.clone(), v)
+    }
+    fn merge_value(&self, c: V, v: V) -> V {
+        self.f.call(c, v)
+    }
+    fn merge_combiners(&self, a: V, b: V) -> V {
+        self.f.call(a, b)
+    }
+}
+
+/// `aggregate_by_key`: a zero of another type, a sequence op and a combine op.
+pub struct AggregateAgg<U, S, C> {
+    /// Start value for each key.
+    pub zero: U,
+    /// Folds a value into the accumulator.
+    pub seq: S,
+    /// Merges two accumulators.
+    pub comb: C,
+}
+impl<K, V, U, S, C> Aggregator<K, V, U> for AggregateAgg<U, S, C>
+where
+    U: Clone + Send + Sync + 'static,
+    S: Func2<U, V, U>,
+    C: Func2<U, U, U>,
+{
+    fn create_combiner(&self, v: V) -> U {
+        self.seq.call(self.zero.clone(), v)
+    }
+    fn merge_value(&self, c: U, v: V) -> U {
+        self.seq.call(c, v)
+    }
+    fn merge_combiners(&self, a: U, b: U) -> U {
+        self.comb.call(a, b)
+    }
+}
+
+/// `combine_by_key` with three user functions.
+pub struct CombineAgg<Cr, Mv, Mc> {
+    /// First value → combiner.
+    pub create: Cr,
+    /// Combiner + value → combiner.
+    pub merge_value: Mv,
+    /// Combiner + combiner → combiner.
+    pub merge_combiners: Mc,
+}
+impl<K, V, C, Cr, Mv, Mc> Aggregator<K, V, C> for CombineAgg<Cr, Mv, Mc>
+where
+    Cr: Func<V, C>,
+    Mv: Func2<C, V, C>,
+    Mc: Func2<C, C, C>,
+{
+    fn create_combiner(&self, v: V) -> C {
+        self.create.call(v)
+    }
+    fn merge_value(&self, c: C, v: V) -> C {
+        self.merge_value.call(c, v)
+    }
+    fn merge_combiners(&self, a: C, b: C) -> C {
+        self.merge_combiners.call(a, b)
+    }
+}
+
+/// `group_by_key`: collect all values of a key.
+pub struct GroupAgg;
+impl<K, V: Send + 'static> Aggregator<K, V, Vec<V>> for GroupAgg {
+    fn create_combiner(&self, v: V) -> Vec<V> {
+        vec![v]
+    }
+    fn merge_value(&self, mut c: Vec<V>, v: V) -> Vec<V> {
+        c.push(v);
+        c
+    }
+    fn merge_combiners(&self, mut a: Vec<V>, mut b: Vec<V>) -> Vec<V> {
+        if a.len() < b.len() {
+            std::mem::swap(&mut a, &mut b);
+        }
+        a.extend(b);
+        a
+    }
+}
+
+/// No aggregation: repartitioning and sorting move records unchanged.
+pub struct NoAgg<V>(PhantomData<fn() -> V>);
+impl<V> Default for NoAgg<V> {
+    fn default() -> Self {
+        NoAgg(PhantomData)
+    }
+}
+impl<K, V: 'static> Aggregator<K, V, V> for NoAgg<V> {
+    const COMBINES: bool = false;
+    fn create_combiner(&self, v: V) -> V {
+        v
+    }
+    fn merge_value(&self, _c: V, v: V) -> V {
+        v
+    }
+    fn merge_combiners(&self, _a: V, b: V) -> V {
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::func::Zst;
+
+    #[test]
+    fn reduce_combines_by_key() {
+        let agg = ReduceAgg(Zst::new(|a: u64, b: u64| a + b));
+        let mut m = CombineMap::default();
+        for w in ["a", "b", "a", "c", "a"] {
+            m.insert_value(&agg, w, 1u64);
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort();
+        assert_eq!(v, vec![("a", 3), ("b", 1), ("c", 1)]);
+    }
+
+    #[test]
+    fn panic_in_merge_leaves_map_usable() {
+        let agg = ReduceAgg(Zst::new(|a: u64, b: u64| {
+            assert!(b != 99, "boom");
+            a + b
+        }));
+        let mut m = CombineMap::default();
+        m.insert_value(&agg, 1u8, 1u64);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            m.insert_value(&agg, 1u8, 99u64)
+        }));
+        assert!(r.is_err());
+        m.insert_value(&agg, 2u8, 5u64);
+        assert_eq!(m.len(), 1, "the failed key was removed, the map still works");
+    }
+}

@@ -1,0 +1,30 @@
+//! spate-core: the model of spate. No sockets, no threads of its own.
+//!
+//! - [`rdd`]: the typed [`Rdd`] API (transformations, pair operations, actions), the
+//!   type-erased [`RddBase`] view for the scheduler, and the lineage nodes, one per file.
+//! - [`func`]: user closures as shippable values ([`func::Zst`], [`func::With`]).
+//! - [`data`]: the bounds on element and key types.
+//! - [`partitioner`], [`aggregator`]: where keys go and how values combine.
+//! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
+//! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
+//! - [`plan`]: lineage → stages, a pure function.
+//! - [`config`]: master URLs and settings.
+//! - [`text`]: word splitting without an allocation per word.
+//! - [`error`]: the crate's [`Error`] and [`Result`].
+
+pub mod aggregator;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod func;
+pub mod partitioner;
+pub mod plan;
+pub mod rdd;
+pub mod shuffle;
+pub mod task;
+pub mod text;
+
+pub use config::{Config, Master};
+pub use data::{Data, Key};
+pub use error::{Error, Result};
+pub use rdd::{JobRunner, PartIter, Rdd, RddBase, RddNode};

@@ -1,0 +1,211 @@
+//! Resilient distributed datasets: the typed user handle [`Rdd`], the type-erased view the
+//! scheduler walks ([`RddBase`]), and the nodes of a lineage, one per file.
+//!
+//! A node computes one partition as a lazy iterator over its parents' iterators, so narrow
+//! operations (map, filter, …) pipeline inside one task without materializing anything.
+//! Iterators are `'static` (nodes are behind `Arc` and computing takes `self: Arc<Self>`),
+//! which keeps user-facing signatures such as `map_partitions` free of lifetimes.
+
+mod actions;
+mod cartesian;
+mod cogroup;
+mod coalesce;
+mod map_partitions;
+mod ops;
+mod pair;
+mod parallelize;
+mod range;
+mod shuffled;
+mod text_file;
+mod union;
+mod zip;
+
+pub use map_partitions::PartitionFn;
+pub use parallelize::parallelize;
+pub use range::range;
+pub use shuffled::ShuffleDep;
+pub use text_file::{TextFileOptions, text_file};
+
+use crate::data::Data;
+use crate::error::Result;
+use crate::shuffle::ShuffleDependency;
+use crate::task::{ResultJob, TaskContext};
+use std::any::Any;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+/// Identifies an RDD within one context.
+pub type RddId = usize;
+/// Identifies a shuffle within one context.
+pub type ShuffleId = usize;
+
+/// The iterator a partition is computed into.
+pub type PartIter<T> = Box<dyn Iterator<Item = T>>;
+
+/// What the RDD API needs from whoever runs jobs (the driver's scheduler). Defined here so
+/// that the model does not depend on the scheduler; implemented by `spate-scheduler`.
+pub trait JobRunner: Send + Sync + 'static {
+    /// Run `job` on `partitions` of its RDD; results come back in the order asked for.
+    fn run_job(&self, job: Arc<dyn ResultJob>, partitions: Vec<usize>) -> Result<Vec<Box<dyn Any + Send>>>;
+    /// A fresh RDD id.
+    fn new_rdd_id(&self) -> RddId;
+    /// A fresh shuffle id.
+    fn new_shuffle_id(&self) -> ShuffleId;
+    /// Partition count used when an operation is not told one (cores of the cluster).
+    fn default_parallelism(&self) -> usize;
+}
+
+/// Name, id and the user's call site of a node, for plans, logs and error messages.
+#[derive(Clone, Debug)]
+pub struct NodeMeta {
+    /// The RDD id.
+    pub id: RddId,
+    /// The operation that made it ("map", "text_file", …).
+    pub op: &'static str,
+    /// Where in the user's program it was made.
+    pub callsite: &'static Location<'static>,
+}
+
+impl NodeMeta {
+    /// Metadata for a node made by `op`, attributed to the caller's source location.
+    #[track_caller]
+    pub fn new(sc: &dyn JobRunner, op: &'static str) -> Self {
+        NodeMeta {
+            id: sc.new_rdd_id(),
+            op,
+            callsite: Location::caller(),
+        }
+    }
+}
+
+impl fmt::Display for NodeMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.callsite.file();
+        let file = file.rsplit_once("/src/").map_or(file, |(_, rest)| rest);
+        write!(f, "{}[{}] at {}:{}", self.op, self.id, file, self.callsite.line())
+    }
+}
+
+/// How a node depends on a parent.
+#[derive(Clone)]
+pub enum Dependency {
+    /// Each partition needs a bounded set of parent partitions: computed in the same task.
+    Narrow(Arc<dyn RddBase>),
+    /// Every partition may need every parent partition: a stage boundary.
+    Shuffle(Arc<dyn ShuffleDependency>),
+}
+
+/// The type-erased view of a node: what stage planning and the scheduler need.
+pub trait RddBase: Send + Sync + 'static {
+    /// Id, operation and call site.
+    fn meta(&self) -> &NodeMeta;
+    /// Number of partitions.
+    fn num_partitions(&self) -> usize;
+    /// Parents, narrow or shuffle.
+    fn dependencies(&self) -> Vec<Dependency>;
+    /// Executors or hosts where partition `p` is cheapest to compute.
+    fn preferred_locations(&self, _p: usize) -> Vec<String> {
+        Vec::new()
+    }
+    /// The RDD id.
+    fn id(&self) -> RddId {
+        self.meta().id
+    }
+}
+
+/// A node that computes elements of type `T`.
+pub trait RddNode<T>: RddBase {
+    /// Compute partition `split` lazily. Engine errors met while iterating (I/O, bad
+    /// UTF-8, lost shuffle blocks) unwind with [`crate::task::raise`] and are turned into
+    /// a typed task failure at the task boundary.
+    fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<T>;
+    /// If the elements are `(K, V)` pairs placed by a known partitioner, that partitioner
+    /// (as `Any`, compared with `Partitioner::same_as`). Lets joins skip a shuffle.
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+}
+
+/// A typed, immutable, partitioned collection. Cheap to clone (it is a handle to a lineage
+/// node). Transformations are lazy; actions run a job on the context that made it.
+pub struct Rdd<T: Data> {
+    pub(crate) node: Arc<dyn RddNode<T>>,
+    pub(crate) sc: Arc<dyn JobRunner>,
+}
+
+impl<T: Data> Clone for Rdd<T> {
+    fn clone(&self) -> Self {
+        Rdd {
+            node: self.node.clone(),
+            sc: self.sc.clone(),
+        }
+    }
+}
+
+impl<T: Data> fmt::Debug for Rdd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rdd({}, {} partitions)", self.node.meta(), self.node.num_partitions())
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    pub(crate) fn from_node<N: RddNode<T>>(sc: Arc<dyn JobRunner>, node: N) -> Self {
+        Rdd {
+            node: Arc::new(node),
+            sc,
+        }
+    }
+
+    /// The lineage node, type-erased for the scheduler (stage planning, tests).
+    pub fn base(&self) -> Arc<dyn RddBase> {
+        self.node.clone()
+    }
+
+    /// The typed lineage node.
+    pub fn node(&self) -> Arc<dyn RddNode<T>> {
+        self.node.clone()
+    }
+
+    /// The RDD id.
+    pub fn id(&self) -> RddId {
+        self.node.id()
+    }
+
+    /// Number of partitions.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3], 3).num_partitions(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn num_partitions(&self) -> usize {
+        self.node.num_partitions()
+    }
+
+    /// A human-readable description of the lineage, one node per line, shuffle
+    /// boundaries marked (like Spark's `toDebugString`).
+    pub fn debug_string(&self) -> String {
+        fn walk(node: &dyn RddBase, depth: usize, out: &mut String) {
+            out.push_str(&format!(
+                "{:indent$}({}) {}\n",
+                "",
+                node.num_partitions(),
+                node.meta(),
+                indent = depth * 2
+            ));
+            for dep in node.dependencies() {
+                match dep {
+                    Dependency::Narrow(p) => walk(&*p, depth + 1, out),
+                    Dependency::Shuffle(s) => {
+                        out.push_str(&format!("{:indent$}+- shuffle {}\n", "", s.shuffle_id(), indent = depth * 2 + 2));
+                        walk(&*s.rdd(), depth + 2, out);
+                    }
+                }
+            }
+        }
+        let mut s = String::new();
+        walk(&*self.base(), 0, &mut s);
+        s
+    }
+}

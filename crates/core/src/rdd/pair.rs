@@ -1,0 +1,484 @@
+//! Operations on RDDs of `(K, V)` pairs: aggregation by key, partitioning, joins, sorting.
+
+use super::cogroup::{CoGroupedNode, Side};
+use super::map_partitions::{FlatMapValuesFn, MapValuesFn};
+use super::shuffled::{ShuffleDep, ShuffledNode, SortFn};
+use super::{NodeMeta, Rdd};
+use crate::aggregator::{AggregateAgg, Aggregator, CombineAgg, FoldAgg, GroupAgg, NoAgg, ReduceAgg};
+use crate::data::{Data, Key};
+use crate::error::Result;
+use crate::func::{With, Zst};
+use crate::partitioner::{HashPartitioner, Partitioner, RangePartitioner};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    #[track_caller]
+    pub(crate) fn shuffle_into<C: Data, A: Aggregator<K, V, C>>(
+        &self,
+        op: &'static str,
+        aggregator: A,
+        partitioner: Arc<dyn Partitioner<K>>,
+        hash_partitioner: Option<HashPartitioner>,
+        sort: Option<SortFn<K, C>>,
+    ) -> Rdd<(K, C)> {
+        let dep = Arc::new(ShuffleDep {
+            shuffle_id: self.sc.new_shuffle_id(),
+            parent: self.node.clone(),
+            partitioner,
+            aggregator: Arc::new(aggregator),
+            _types: PhantomData,
+        });
+        let meta = NodeMeta::new(&*self.sc, op);
+        Rdd::from_node(
+            self.sc.clone(),
+            ShuffledNode {
+                meta,
+                dep,
+                hash_partitioner,
+                sort,
+            },
+        )
+    }
+
+    #[track_caller]
+    fn hash_shuffle<C: Data, A: Aggregator<K, V, C>>(&self, op: &'static str, aggregator: A, partitions: usize) -> Rdd<(K, C)> {
+        let p = HashPartitioner::new(partitions);
+        self.shuffle_into(op, aggregator, Arc::new(p), Some(p), None)
+    }
+
+    /// The general aggregation by key: `create` turns a key's first value into a combiner,
+    /// `merge_value` folds in further values (map side), `merge_combiners` merges combiners
+    /// from different map outputs (reduce side). Result in `partitions` hash partitions.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let pairs = ctx.parallelize(vec![('a', 1), ('b', 5), ('a', 3)], 2);
+    /// // (sum, count) per key
+    /// let mut avg = pairs
+    ///     .combine_by_key(|v| (v, 1), |(s, n), v| (s + v, n + 1), |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2), 2)
+    ///     .collect()?;
+    /// avg.sort();
+    /// assert_eq!(avg, vec![('a', (4, 2)), ('b', (5, 1))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn combine_by_key<C: Data, Cr, Mv, Mc>(&self, create: Cr, merge_value: Mv, merge_combiners: Mc, partitions: usize) -> Rdd<(K, C)>
+    where
+        Cr: Fn(V) -> C + Copy + Send + Sync + 'static,
+        Mv: Fn(C, V) -> C + Copy + Send + Sync + 'static,
+        Mc: Fn(C, C) -> C + Copy + Send + Sync + 'static,
+    {
+        let agg = CombineAgg {
+            create: Zst::new(create),
+            merge_value: Zst::new(merge_value),
+            merge_combiners: Zst::new(merge_combiners),
+        };
+        self.hash_shuffle("combine_by_key", agg, partitions)
+    }
+
+    /// Merge the values of each key with an associative function, combining on the map
+    /// side first. Keeps the current partition count.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let mut c = ctx
+    ///     .parallelize(vec![('a', 1), ('b', 1), ('a', 1)], 2)
+    ///     .reduce_by_key(|x, y| x + y)
+    ///     .collect()?;
+    /// c.sort();
+    /// assert_eq!(c, vec![('a', 2), ('b', 1)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn reduce_by_key<F>(&self, f: F) -> Rdd<(K, V)>
+    where
+        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+    {
+        self.reduce_by_key_n(f, self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::reduce_by_key`] into `partitions` partitions.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let r = ctx.parallelize(vec![(1, 1), (2, 2), (1, 3)], 3).reduce_by_key_n(|a, b| a + b, 1);
+    /// assert_eq!(r.num_partitions(), 1);
+    /// assert_eq!(r.lookup(&1)?, vec![4]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn reduce_by_key_n<F>(&self, f: F, partitions: usize) -> Rdd<(K, V)>
+    where
+        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+    {
+        self.hash_shuffle("reduce_by_key", ReduceAgg(Zst::new(f)), partitions)
+    }
+
+    /// Like [`Rdd::reduce_by_key`] with a neutral `zero` value folded in once per key and
+    /// map output.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let mut m = ctx.parallelize(vec![('a', 3), ('a', 9), ('b', 1)], 1).fold_by_key(0, |x, y| x.max(y)).collect()?;
+    /// m.sort();
+    /// assert_eq!(m, vec![('a', 9), ('b', 1)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn fold_by_key<F>(&self, zero: V, f: F) -> Rdd<(K, V)>
+    where
+        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+    {
+        let agg = FoldAgg { zero, f: Zst::new(f) };
+        self.hash_shuffle("fold_by_key", agg, self.default_shuffle_partitions())
+    }
+
+    /// Aggregate the values of each key into a different type: `seq` folds a value into the
+    /// accumulator (starting at `zero`), `comb` merges accumulators.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let lens = ctx
+    ///     .parallelize(vec![('a', "xy".to_string()), ('a', "z".to_string())], 2)
+    ///     .aggregate_by_key(0usize, |n, s: String| n + s.len(), |a, b| a + b)
+    ///     .collect()?;
+    /// assert_eq!(lens, vec![('a', 3)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn aggregate_by_key<U: Data, S, C>(&self, zero: U, seq: S, comb: C) -> Rdd<(K, U)>
+    where
+        S: Fn(U, V) -> U + Copy + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
+    {
+        let agg = AggregateAgg {
+            zero,
+            seq: Zst::new(seq),
+            comb: Zst::new(comb),
+        };
+        self.hash_shuffle("aggregate_by_key", agg, self.default_shuffle_partitions())
+    }
+
+    /// All values of each key. Prefer [`Rdd::reduce_by_key`] when a reduction is what
+    /// you want: it moves far less data.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let g = ctx.parallelize(vec![(1, 'a'), (1, 'b')], 2).group_by_key().collect()?;
+    /// assert_eq!(g.len(), 1);
+    /// let mut vs = g[0].1.clone();
+    /// vs.sort();
+    /// assert_eq!(vs, vec!['a', 'b']);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
+        self.group_by_key_n(self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::group_by_key`] into `partitions` partitions.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// assert_eq!(ctx.parallelize(vec![(1, 2)], 1).group_by_key_n(3).num_partitions(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn group_by_key_n(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
+        self.hash_shuffle("group_by_key", GroupAgg, partitions)
+    }
+
+    /// Hash-partition the pairs into `partitions` partitions (no aggregation). Later
+    /// joins with RDDs partitioned the same way need no shuffle.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let p = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (3, 'c')], 1).partition_by(2);
+    /// assert_eq!(p.num_partitions(), 2);
+    /// assert_eq!(p.count()?, 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn partition_by(&self, partitions: usize) -> Rdd<(K, V)> {
+        self.hash_shuffle("partition_by", NoAgg::default(), partitions)
+    }
+
+    /// Apply `f` to each value, keeping keys (and partitioning).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let v = ctx.parallelize(vec![('a', 1)], 1).map_values(|v| v + 1).collect()?;
+    /// assert_eq!(v, vec![('a', 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map_values<W: Data, F>(&self, f: F) -> Rdd<(K, W)>
+    where
+        F: Fn(V) -> W + Copy + Send + Sync + 'static,
+    {
+        self.with_partition_fn("map_values", MapValuesFn(Zst::new(f)), true)
+    }
+
+    /// [`Rdd::map_values`] with explicit state.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let v = ctx.parallelize(vec![('a', 1.0)], 1).map_values_with(0.5, |d, v| v * d).collect()?;
+    /// assert_eq!(v, vec![('a', 0.5)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map_values_with<S: Data, W: Data, F>(&self, state: S, f: F) -> Rdd<(K, W)>
+    where
+        F: Fn(&S, V) -> W + Copy + Send + Sync + 'static,
+    {
+        self.with_partition_fn("map_values", MapValuesFn(With::new(state, f)), true)
+    }
+
+    /// Apply `f` to each value and emit one pair per produced item, keeping keys.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let v = ctx.parallelize(vec![('a', 2)], 1).flat_map_values(|n| 0..n).collect()?;
+    /// assert_eq!(v, vec![('a', 0), ('a', 1)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn flat_map_values<W: Data, I, F>(&self, f: F) -> Rdd<(K, W)>
+    where
+        F: Fn(V) -> I + Copy + Send + Sync + 'static,
+        I: IntoIterator<Item = W> + 'static,
+        I::IntoIter: 'static,
+    {
+        self.with_partition_fn("flat_map_values", FlatMapValuesFn(Zst::new(f), PhantomData), true)
+    }
+
+    /// The keys.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// assert_eq!(ctx.parallelize(vec![(1, 'a')], 1).keys().collect()?, vec![1]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn keys(&self) -> Rdd<K> {
+        self.map(|(k, _)| k)
+    }
+
+    /// The values.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// assert_eq!(ctx.parallelize(vec![(1, 'a')], 1).values().collect()?, vec!['a']);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn values(&self) -> Rdd<V> {
+        self.map(|(_, v)| v)
+    }
+
+    /// For each key in either RDD, its values on each side. A side already hash-partitioned
+    /// like the result is not shuffled again.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10)], 1);
+    /// let mut g = a.cogroup(&b).collect()?;
+    /// g.sort();
+    /// assert_eq!(g, vec![(1, (vec!['a'], vec![10])), (2, (vec!['b'], vec![]))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        let existing = |r: Option<Arc<dyn std::any::Any + Send + Sync>>| {
+            r.and_then(|p| p.downcast_ref::<HashPartitioner>().copied())
+        };
+        let partitioner = existing(self.node.partitioner())
+            .or_else(|| existing(other.node.partitioner()))
+            .unwrap_or_else(|| HashPartitioner::new(self.num_partitions().max(other.num_partitions())));
+        let sc = &self.sc;
+        let left = Side::new(self.node.clone(), partitioner, || sc.new_shuffle_id());
+        let right = Side::new(other.node.clone(), partitioner, || sc.new_shuffle_id());
+        let meta = NodeMeta::new(&**sc, "cogroup");
+        Rdd::from_node(
+            sc.clone(),
+            CoGroupedNode {
+                meta,
+                left,
+                right,
+                partitioner,
+            },
+        )
+    }
+
+    /// Inner join: every `(k, (v, w))` with `(k, v)` here and `(k, w)` in `other`.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'x'), (2, 'y')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10), (1, 11), (3, 30)], 2);
+    /// let mut j = a.join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, ('x', 10)), (1, ('x', 11))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
+        self.cogroup(other).flat_map_values(|(vs, ws)| {
+            let mut out = Vec::with_capacity(vs.len() * ws.len());
+            for v in &vs {
+                for w in &ws {
+                    out.push((v.clone(), w.clone()));
+                }
+            }
+            out
+        })
+    }
+
+    /// Left outer join: every left pair, with `None` where the key is missing on the right.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10)], 1);
+    /// let mut j = a.left_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, ('a', Some(10))), (2, ('b', None))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
+        self.cogroup(other).flat_map_values(|(vs, ws)| {
+            let mut out = Vec::new();
+            for v in &vs {
+                if ws.is_empty() {
+                    out.push((v.clone(), None));
+                }
+                for w in &ws {
+                    out.push((v.clone(), Some(w.clone())));
+                }
+            }
+            out
+        })
+    }
+
+    /// Right outer join: every right pair, with `None` where the key is missing on the left.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10), (2, 20)], 1);
+    /// let mut j = a.right_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, (Some('a'), 10)), (2, (None, 20))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
+        self.cogroup(other).flat_map_values(|(vs, ws)| {
+            let mut out = Vec::new();
+            for w in &ws {
+                if vs.is_empty() {
+                    out.push((None, w.clone()));
+                }
+                for v in &vs {
+                    out.push((Some(v.clone()), w.clone()));
+                }
+            }
+            out
+        })
+    }
+
+    /// Full outer join: keys from either side, `None` for a missing side.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(2, 20)], 1);
+    /// let mut j = a.full_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, (Some('a'), None)), (2, (None, Some(20)))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, Option<W>))> {
+        self.cogroup(other).flat_map_values(|(vs, ws)| {
+            let mut out = Vec::new();
+            match (vs.is_empty(), ws.is_empty()) {
+                (_, true) => out.extend(vs.iter().map(|v| (Some(v.clone()), None))),
+                (true, false) => out.extend(ws.iter().map(|w| (None, Some(w.clone())))),
+                (false, false) => {
+                    for v in &vs {
+                        for w in &ws {
+                            out.push((Some(v.clone()), Some(w.clone())));
+                        }
+                    }
+                }
+            }
+            out
+        })
+    }
+}
+
+impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
+    /// Sort by key into range partitions (a sampling job picks the ranges first), so that
+    /// `collect` returns all pairs in key order. Keeps the partition count.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let s = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(true)?.collect()?;
+    /// assert_eq!(s, vec![(1, 'a'), (2, 'b'), (3, 'c')]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn sort_by_key(&self, ascending: bool) -> Result<Rdd<(K, V)>> {
+        self.sort_by_key_n(ascending, self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::sort_by_key`] into (at most) `partitions` partitions.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let s = ctx.range(0, 100, 4).map(|x| (x % 10, x)).sort_by_key_n(false, 3)?;
+    /// let keys: Vec<i64> = s.keys().collect()?;
+    /// assert!(keys.windows(2).all(|w| w[0] >= w[1]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn sort_by_key_n(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
+        let partitions = partitions.max(1);
+        // Like Spark: about 20 sampled keys per output partition, spread over the inputs.
+        let per_input = (20 * partitions).div_ceil(self.num_partitions().max(1)).max(1);
+        let samples: Vec<Vec<K>> = self.run_job(
+            With::new(per_input, |n: &usize, it: super::PartIter<(K, V)>| reservoir(it.map(|(k, _)| k), *n)),
+            (0..self.num_partitions()).collect(),
+        )?;
+        let sample: Vec<K> = samples.into_iter().flatten().collect();
+        let partitioner = RangePartitioner::from_sample(sample, partitions, ascending);
+        let sort: SortFn<K, V> = if ascending {
+            |v| v.sort_by(|a, b| a.0.cmp(&b.0))
+        } else {
+            |v| v.sort_by(|a, b| b.0.cmp(&a.0))
+        };
+        Ok(self.shuffle_into("sort_by_key", NoAgg::default(), Arc::new(partitioner), None, Some(sort)))
+    }
+}
+
+/// Reservoir sample of up to `n` items, deterministic (fixed seed).
+fn reservoir<T>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
+    let mut rng = super::map_partitions::SplitMix64::new(0x5eed);
+    let mut out = Vec::with_capacity(n);
+    for (i, x) in it.enumerate() {
+        if i < n {
+            out.push(x);
+        } else {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            if j < n {
+                out[j] = x;
+            }
+        }
+    }
+    out
+}

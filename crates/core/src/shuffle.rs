@@ -1,0 +1,71 @@
+//! The seam between map tasks, reduce tasks and wherever shuffle data lives.
+//!
+//! A map task hands one block per reduce partition to a [`ShuffleService`]; a reduce task
+//! asks it for its block from every map output. Local mode keeps the blocks as live objects
+//! (`spate-shuffle`'s in-memory store, no serialization); the distributed mode implements
+//! the same trait with files, an index and HTTP fetches.
+
+use crate::data::Data;
+use crate::error::Result;
+use crate::rdd::{RddBase, ShuffleId};
+use crate::task::TaskContext;
+use std::any::Any;
+use std::sync::Arc;
+
+/// What a finished map task reports: where its output is and how big each block is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapStatus {
+    /// The executor holding the output.
+    pub executor: String,
+    /// Records per reduce partition.
+    pub records: Vec<u64>,
+}
+
+/// One block of shuffle data, kept as a typed object.
+pub trait BlockData: Send + Sync + 'static {
+    /// For the typed reader to downcast.
+    fn as_any(&self) -> &dyn Any;
+    /// Number of records.
+    fn records(&self) -> usize;
+}
+
+impl<T: Data> BlockData for Vec<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn records(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Stores and serves map outputs.
+pub trait ShuffleService: Send + Sync + 'static {
+    /// Store the output of map task `map` of `shuffle`: `buckets[r]` is for reduce
+    /// partition `r`. Replaces an earlier output of the same map task.
+    fn write_map_output(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        buckets: Vec<Box<dyn BlockData>>,
+        executor: &str,
+    ) -> Result<MapStatus>;
+    /// The blocks for reduce partition `reduce` from map tasks `0..maps`, in map order.
+    /// A missing output is [`crate::Error::FetchFailed`] naming the map partition.
+    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Arc<dyn BlockData>>>;
+    /// Forget one map output (its executor was lost or it failed a fetch).
+    fn remove_map_output(&self, shuffle: ShuffleId, map: usize);
+    /// Whether a map output is stored.
+    fn has_map_output(&self, shuffle: ShuffleId, map: usize) -> bool;
+}
+
+/// A shuffle dependency, type-erased: the scheduler runs its map tasks through this.
+pub trait ShuffleDependency: Send + Sync + 'static {
+    /// The shuffle id.
+    fn shuffle_id(&self) -> ShuffleId;
+    /// The map-side RDD.
+    fn rdd(&self) -> Arc<dyn RddBase>;
+    /// Number of reduce partitions.
+    fn num_reduce_partitions(&self) -> usize;
+    /// Compute map partition `map`, partition (and combine) its records, store them.
+    fn run_map_task(&self, map: usize, tc: &TaskContext) -> Result<MapStatus>;
+}

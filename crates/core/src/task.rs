@@ -1,0 +1,278 @@
+//! Tasks and the task boundary.
+//!
+//! A task is one partition of one stage: a shuffle-map task writes map output, a result
+//! task applies the job's function to a partition. [`run_task`] is the boundary where every
+//! failure is classified: a user panic (with its message and location), an engine error
+//! (raised while iterating, e.g. bad UTF-8), or a fetch failure naming the lost map output
+//! so the scheduler can re-run just that.
+
+use crate::data::Data;
+use crate::error::Error;
+use crate::func::Func;
+use crate::rdd::{PartIter, RddBase, RddNode};
+use crate::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Once};
+
+/// What a running task knows about itself and its environment.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Stage id.
+    pub stage: usize,
+    /// Partition being computed.
+    pub partition: usize,
+    /// Attempt number of this task (0 for the first).
+    pub attempt: u32,
+    /// Executor running it.
+    pub executor: Arc<str>,
+    /// Where shuffle blocks are written and read.
+    pub shuffle: Arc<dyn ShuffleService>,
+}
+
+/// A job's per-partition function over its final RDD, type-erased.
+pub trait ResultJob: Send + Sync + 'static {
+    /// The final RDD of the job.
+    fn rdd(&self) -> Arc<dyn RddBase>;
+    /// Compute `partition` and apply the job's function to it.
+    fn run(&self, partition: usize, tc: &TaskContext) -> Box<dyn Any + Send>;
+}
+
+/// The usual result job: compute a partition, give its iterator to `G`.
+pub struct PartitionJob<T, U, G> {
+    node: Arc<dyn RddNode<T>>,
+    func: G,
+    _out: PhantomData<fn() -> U>,
+}
+
+impl<T: Data, U: Data, G: Func<PartIter<T>, U>> PartitionJob<T, U, G> {
+    /// A job applying `func` to partitions of `node`.
+    pub fn new(node: Arc<dyn RddNode<T>>, func: G) -> Self {
+        PartitionJob {
+            node,
+            func,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<T: Data, U: Data, G: Func<PartIter<T>, U>> ResultJob for PartitionJob<T, U, G> {
+    fn rdd(&self) -> Arc<dyn RddBase> {
+        self.node.clone()
+    }
+    fn run(&self, partition: usize, tc: &TaskContext) -> Box<dyn Any + Send> {
+        let it = self.node.clone().compute(partition, tc);
+        Box::new(self.func.call(it))
+    }
+}
+
+/// What a task does.
+#[derive(Clone)]
+pub enum TaskKind {
+    /// Write map output for a shuffle.
+    ShuffleMap(Arc<dyn ShuffleDependency>),
+    /// Produce a result for a job.
+    Result(Arc<dyn ResultJob>),
+}
+
+/// What a successful task returns.
+pub enum TaskOutput {
+    /// A map output was stored.
+    Map(MapStatus),
+    /// A job result for one partition.
+    Result(Box<dyn Any + Send>),
+}
+
+/// Why a task failed, classified for the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskFailure {
+    /// A shuffle block could not be read: re-run the map task, then this stage.
+    FetchFailed {
+        /// Shuffle id.
+        shuffle: usize,
+        /// Lost map partition.
+        map: usize,
+        /// Executor that held it.
+        executor: String,
+        /// Details.
+        message: String,
+    },
+    /// User code panicked; retried up to the failure limit.
+    Panicked {
+        /// The panic message and where it happened.
+        message: String,
+    },
+    /// The engine met an error (bad input, I/O); retried up to the failure limit.
+    Error {
+        /// The error text.
+        message: String,
+    },
+}
+
+impl TaskFailure {
+    /// The message shown to the user.
+    pub fn message(&self) -> String {
+        match self {
+            TaskFailure::FetchFailed { message, .. } => message.clone(),
+            TaskFailure::Panicked { message } => format!("panicked: {message}"),
+            TaskFailure::Error { message } => message.clone(),
+        }
+    }
+}
+
+/// Payload of an engine error travelling up through a partition iterator.
+struct EngineError(Error);
+
+/// Abort the current task with an engine error. Used inside partition iterators, which
+/// cannot return `Result`; [`run_task`] turns it back into a typed [`TaskFailure`]. It
+/// unwinds without calling the panic hook, so nothing is printed.
+pub fn raise(err: Error) -> ! {
+    std::panic::resume_unwind(Box::new(EngineError(err)))
+}
+
+thread_local! {
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Install (once per process) a panic hook that records panics raised inside tasks instead
+/// of printing a trace, and defers to the previous hook everywhere else.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_TASK.with(Cell::get) {
+                let payload = info.payload();
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                let msg = match info.location() {
+                    Some(l) => format!("{msg} (at {}:{})", l.file(), l.line()),
+                    None => msg,
+                };
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Run a task, catching every failure and classifying it.
+pub fn run_task(kind: &TaskKind, tc: &TaskContext) -> Result<TaskOutput, TaskFailure> {
+    install_panic_hook();
+    let was = IN_TASK.with(|t| t.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| match kind {
+        TaskKind::ShuffleMap(dep) => dep.run_map_task(tc.partition, tc).map(TaskOutput::Map),
+        TaskKind::Result(job) => Ok(TaskOutput::Result(job.run(tc.partition, tc))),
+    }));
+    IN_TASK.with(|t| t.set(was));
+    match outcome {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(payload) => Err(match payload.downcast::<EngineError>() {
+            Ok(engine) => classify(engine.0),
+            Err(payload) => {
+                let recorded = LAST_PANIC.with(|p| p.borrow_mut().take());
+                let message = recorded
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "task panicked".to_string());
+                TaskFailure::Panicked { message }
+            }
+        }),
+    }
+}
+
+fn classify(e: Error) -> TaskFailure {
+    match e {
+        Error::FetchFailed {
+            shuffle,
+            map,
+            ref executor,
+            ..
+        } => TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            executor: executor.clone(),
+            message: e.to_string(),
+        },
+        other => TaskFailure::Error {
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Boom;
+    impl ResultJob for Boom {
+        fn rdd(&self) -> Arc<dyn RddBase> {
+            unreachable!("not planned in this test")
+        }
+        fn run(&self, partition: usize, _tc: &TaskContext) -> Box<dyn Any + Send> {
+            if partition == 0 {
+                panic!("user code failed on {partition}");
+            }
+            raise(Error::InvalidUtf8 {
+                path: "f.txt".into(),
+                offset: 7,
+            })
+        }
+    }
+
+    struct NoShuffle;
+    impl ShuffleService for NoShuffle {
+        fn write_map_output(
+            &self,
+            _: usize,
+            _: usize,
+            _: Vec<Box<dyn crate::shuffle::BlockData>>,
+            _: &str,
+        ) -> crate::Result<MapStatus> {
+            Err(Error::Other("none".into()))
+        }
+        fn read_blocks(&self, _: usize, _: usize, _: usize) -> crate::Result<Vec<Arc<dyn crate::shuffle::BlockData>>> {
+            Ok(Vec::new())
+        }
+        fn remove_map_output(&self, _: usize, _: usize) {}
+        fn has_map_output(&self, _: usize, _: usize) -> bool {
+            false
+        }
+    }
+
+    fn tc(partition: usize) -> TaskContext {
+        TaskContext {
+            stage: 0,
+            partition,
+            attempt: 0,
+            executor: "driver".into(),
+            shuffle: Arc::new(NoShuffle),
+        }
+    }
+
+    #[test]
+    fn panics_and_engine_errors_are_classified() {
+        let kind = TaskKind::Result(Arc::new(Boom));
+        match run_task(&kind, &tc(0)) {
+            Err(TaskFailure::Panicked { message }) => {
+                assert!(message.contains("user code failed on 0"), "{message}");
+                assert!(message.contains("task.rs"), "location recorded: {message}");
+            }
+            _ => panic!("expected a panic failure"),
+        }
+        match run_task(&kind, &tc(1)) {
+            Err(TaskFailure::Error { message }) => {
+                assert_eq!(message, "invalid UTF-8 in f.txt at byte offset 7");
+            }
+            _ => panic!("expected an engine error"),
+        }
+    }
+}

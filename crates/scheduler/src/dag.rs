@@ -1,0 +1,588 @@
+//! The DAG scheduler: the single owner of jobs, stages and running tasks.
+//!
+//! Stage states:
+//!
+//! ```text
+//!            submit, parents missing            parents available
+//!   Idle ───────────────────────────▶ Waiting ──────────────────▶ Running
+//!    ▲  │ submit, parents available                                 │  │
+//!    │  └──────────────────────────────────────────────────────────▶│  │
+//!    │              all tasks done / job gone / fetch failed        │  │
+//!    └──────────────────────────────────────────────────────────────┘  │
+//!                      fetch failed: back to Waiting for the lost map  ◀┘
+//! ```
+//!
+//! A shuffle-map stage is *available* when every map partition has a registered output;
+//! availability is derived from the outputs, not stored, so losing an output (fetch
+//! failure, lost executor) makes the stage unavailable again and only the missing map
+//! partitions re-run. Shuffle-map stages outlive their job, so later jobs reuse their
+//! outputs (Spark's skipped stages).
+//!
+//! Failures are classified at the task boundary: a fetch failure re-runs the lost map
+//! output and then the reading stage; any other failure retries the task (on another
+//! executor when there is one) until `max_failures` attempts, then fails every job that
+//! needs the stage with the first real cause.
+
+use crate::backend::{SchedulerBackend, TaskLaunch};
+use crate::event::{Event, JobMessage, TaskId};
+use crossbeam_channel::{Receiver, Sender};
+use spate_core::error::Error;
+use spate_core::plan::plan_stages;
+use spate_core::rdd::{RddBase, ShuffleId};
+use spate_core::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
+use spate_core::task::{ResultJob, TaskFailure, TaskKind, TaskOutput};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{Span, debug, info, info_span, warn};
+
+type StageId = usize;
+type JobId = usize;
+
+/// A stage fails after this many fetch-failure resubmissions in a row (Spark's
+/// `spark.stage.maxConsecutiveAttempts`).
+const MAX_STAGE_ATTEMPTS: u32 = 4;
+
+/// Where a stage is in its life; see the module diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageState {
+    Idle,
+    Waiting,
+    Running,
+}
+
+enum StageKind {
+    ShuffleMap {
+        dep: Arc<dyn ShuffleDependency>,
+        outputs: Vec<Option<MapStatus>>,
+    },
+    Result {
+        job: JobId,
+        func: Arc<dyn ResultJob>,
+    },
+}
+
+struct Stage {
+    id: StageId,
+    rdd: Arc<dyn RddBase>,
+    kind: StageKind,
+    parents: Vec<StageId>,
+    state: StageState,
+    /// Bumped on every (re)submission, so queued tasks of an older attempt are dropped.
+    attempt: u32,
+    /// Task units not yet done in the current attempt (map partition, or result index).
+    pending: HashSet<usize>,
+    jobs: BTreeSet<JobId>,
+    fetch_failures: u32,
+    span: Span,
+}
+
+impl Stage {
+    fn is_available(&self) -> bool {
+        match &self.kind {
+            StageKind::ShuffleMap { outputs, .. } => outputs.iter().all(Option::is_some),
+            StageKind::Result { .. } => false,
+        }
+    }
+}
+
+struct ActiveJob {
+    result_stage: StageId,
+    partitions: Vec<usize>,
+    done: Vec<bool>,
+    remaining: usize,
+    stages: Vec<StageId>,
+    reply: Sender<JobMessage>,
+    started: Instant,
+    span: Span,
+}
+
+struct RunningTask {
+    stage: StageId,
+    stage_attempt: u32,
+    unit: usize,
+    executor: String,
+}
+
+struct ExecutorSlots {
+    free: usize,
+}
+
+/// Failures of one task unit: how many, the first cause, and where.
+#[derive(Default)]
+struct UnitFailures {
+    count: u32,
+    first: Option<String>,
+    executors: HashSet<String>,
+}
+
+/// All scheduling state; driven by [`DagScheduler::run`].
+pub(crate) struct DagScheduler {
+    backend: Box<dyn SchedulerBackend>,
+    shuffle: Arc<dyn ShuffleService>,
+    max_failures: u32,
+    next_stage: StageId,
+    next_job: JobId,
+    next_task: TaskId,
+    stages: HashMap<StageId, Stage>,
+    shuffle_stages: HashMap<ShuffleId, StageId>,
+    jobs: HashMap<JobId, ActiveJob>,
+    waiting: BTreeSet<StageId>,
+    queue: VecDeque<(StageId, u32, usize)>,
+    running: HashMap<TaskId, RunningTask>,
+    executors: BTreeMap<String, ExecutorSlots>,
+    failures: HashMap<(StageId, usize), UnitFailures>,
+}
+
+impl DagScheduler {
+    pub(crate) fn new(backend: Box<dyn SchedulerBackend>, shuffle: Arc<dyn ShuffleService>, max_failures: u32) -> Self {
+        DagScheduler {
+            backend,
+            shuffle,
+            max_failures: max_failures.max(1),
+            next_stage: 0,
+            next_job: 0,
+            next_task: 0,
+            stages: HashMap::new(),
+            shuffle_stages: HashMap::new(),
+            jobs: HashMap::new(),
+            waiting: BTreeSet::new(),
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            executors: BTreeMap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// The event loop: runs until `Stop` or until every sender is gone.
+    pub(crate) fn run(mut self, events: Receiver<Event>) {
+        for event in events {
+            match event {
+                Event::JobSubmitted { job, partitions, reply } => self.job_submitted(job, partitions, reply),
+                Event::TaskEnded { task, result } => self.task_ended(task, result),
+                Event::ExecutorAdded { executor, cores } => {
+                    info!(executor, cores, "executor added");
+                    self.executors.insert(executor, ExecutorSlots { free: cores });
+                }
+                Event::ExecutorLost { executor, reason } => self.executor_lost(&executor, &reason),
+                Event::Stop => break,
+            }
+            self.make_offers();
+        }
+        for (_, job) in self.jobs.drain() {
+            let _ = job
+                .reply
+                .send(JobMessage::Failed(Error::SchedulerStopped("the context was stopped while the job ran".into())));
+        }
+        self.backend.stop();
+    }
+
+    fn job_submitted(&mut self, func: Arc<dyn ResultJob>, partitions: Vec<usize>, reply: Sender<JobMessage>) {
+        let job_id = self.next_job;
+        self.next_job += 1;
+        if partitions.is_empty() {
+            let _ = reply.send(JobMessage::Done);
+            return;
+        }
+        let rdd = func.rdd();
+        let plan = plan_stages(&rdd);
+        let span = info_span!("job", id = job_id);
+        let mut stage_ids = Vec::with_capacity(plan.stages.len());
+        let mut result_stage = 0;
+        for planned in plan.stages {
+            let parents: Vec<StageId> = planned
+                .parents
+                .iter()
+                .filter_map(|s| self.shuffle_stages.get(s).copied())
+                .collect();
+            let id = match planned.shuffle {
+                Some(dep) => match self.shuffle_stages.get(&dep.shuffle_id()) {
+                    Some(&existing) => existing,
+                    None => {
+                        let maps = dep.rdd().num_partitions();
+                        let id = self.new_stage(
+                            planned.rdd,
+                            StageKind::ShuffleMap {
+                                outputs: vec![None; maps],
+                                dep: dep.clone(),
+                            },
+                            parents,
+                            &span,
+                        );
+                        self.shuffle_stages.insert(dep.shuffle_id(), id);
+                        id
+                    }
+                },
+                None => {
+                    result_stage = self.new_stage(
+                        planned.rdd,
+                        StageKind::Result {
+                            job: job_id,
+                            func: func.clone(),
+                        },
+                        parents,
+                        &span,
+                    );
+                    result_stage
+                }
+            };
+            if let Some(stage) = self.stages.get_mut(&id) {
+                stage.jobs.insert(job_id);
+            }
+            stage_ids.push(id);
+        }
+        span.in_scope(|| info!(stages = stage_ids.len(), partitions = partitions.len(), rdd = %rdd.meta(), "job submitted"));
+        let n = partitions.len();
+        self.jobs.insert(
+            job_id,
+            ActiveJob {
+                result_stage,
+                partitions,
+                done: vec![false; n],
+                remaining: n,
+                stages: stage_ids,
+                reply,
+                started: Instant::now(),
+                span,
+            },
+        );
+        self.submit_stage(result_stage);
+    }
+
+    fn new_stage(&mut self, rdd: Arc<dyn RddBase>, kind: StageKind, parents: Vec<StageId>, job_span: &Span) -> StageId {
+        let id = self.next_stage;
+        self.next_stage += 1;
+        let span = info_span!(parent: job_span, "stage", id, rdd = %rdd.meta());
+        self.stages.insert(
+            id,
+            Stage {
+                id,
+                rdd,
+                kind,
+                parents,
+                state: StageState::Idle,
+                attempt: 0,
+                pending: HashSet::new(),
+                jobs: BTreeSet::new(),
+                fetch_failures: 0,
+                span,
+            },
+        );
+        id
+    }
+
+    fn is_available(&self, stage: StageId) -> bool {
+        self.stages.get(&stage).is_some_and(Stage::is_available)
+    }
+
+    fn submit_stage(&mut self, id: StageId) {
+        let Some(stage) = self.stages.get(&id) else { return };
+        if stage.state != StageState::Idle {
+            return;
+        }
+        let missing: Vec<StageId> = stage
+            .parents
+            .iter()
+            .copied()
+            .filter(|p| !self.is_available(*p))
+            .collect();
+        if missing.is_empty() {
+            self.submit_missing_tasks(id);
+        } else {
+            if let Some(stage) = self.stages.get_mut(&id) {
+                stage.state = StageState::Waiting;
+            }
+            self.waiting.insert(id);
+            for p in missing {
+                self.submit_stage(p);
+            }
+        }
+    }
+
+    fn submit_missing_tasks(&mut self, id: StageId) {
+        let Some(stage) = self.stages.get_mut(&id) else { return };
+        let units: Vec<usize> = match &stage.kind {
+            StageKind::ShuffleMap { outputs, .. } => (0..outputs.len()).filter(|&m| outputs[m].is_none()).collect(),
+            StageKind::Result { job, .. } => match self.jobs.get(job) {
+                Some(j) => (0..j.done.len()).filter(|&i| !j.done[i]).collect(),
+                None => Vec::new(),
+            },
+        };
+        self.waiting.remove(&id);
+        if units.is_empty() {
+            stage.state = StageState::Idle;
+            if stage.is_available() {
+                self.stage_available(id);
+            }
+            return;
+        }
+        stage.attempt += 1;
+        stage.state = StageState::Running;
+        stage.pending = units.iter().copied().collect();
+        let attempt = stage.attempt;
+        stage
+            .span
+            .in_scope(|| info!(tasks = units.len(), attempt, "stage submitted"));
+        for u in units {
+            self.queue.push_back((id, attempt, u));
+        }
+    }
+
+    fn stage_available(&mut self, id: StageId) {
+        if let Some(stage) = self.stages.get_mut(&id) {
+            stage.state = StageState::Idle;
+            stage.fetch_failures = 0;
+            stage.span.in_scope(|| info!("stage finished"));
+        }
+        let ready: Vec<StageId> = self
+            .waiting
+            .iter()
+            .copied()
+            .filter(|w| {
+                self.stages
+                    .get(w)
+                    .is_some_and(|s| s.parents.iter().all(|p| self.is_available(*p)))
+            })
+            .collect();
+        for w in ready {
+            self.submit_missing_tasks(w);
+        }
+    }
+
+    /// Give queued tasks to executors with free cores, preferring an executor where the
+    /// task has not failed before.
+    fn make_offers(&mut self) {
+        while !self.queue.is_empty() && self.executors.values().any(|e| e.free > 0) {
+            let Some((stage_id, attempt, unit)) = self.queue.pop_front() else { break };
+            let Some(stage) = self.stages.get(&stage_id) else { continue };
+            if stage.attempt != attempt || stage.state != StageState::Running || !stage.pending.contains(&unit) {
+                continue;
+            }
+            let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
+            let pick = self
+                .executors
+                .iter()
+                .filter(|(_, e)| e.free > 0)
+                .map(|(name, _)| name)
+                .min_by_key(|name| failed_on.is_some_and(|f| f.contains(*name)))
+                .cloned();
+            let Some(executor) = pick else { break };
+            let (kind, partition) = match &stage.kind {
+                StageKind::ShuffleMap { dep, .. } => (TaskKind::ShuffleMap(dep.clone()), unit),
+                StageKind::Result { job, func } => match self.jobs.get(job) {
+                    Some(j) => (TaskKind::Result(func.clone()), j.partitions[unit]),
+                    None => continue,
+                },
+            };
+            let id = self.next_task;
+            self.next_task += 1;
+            let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count);
+            if let Some(e) = self.executors.get_mut(&executor) {
+                e.free -= 1;
+            }
+            self.running.insert(
+                id,
+                RunningTask {
+                    stage: stage_id,
+                    stage_attempt: attempt,
+                    unit,
+                    executor: executor.clone(),
+                },
+            );
+            debug!(task = id, stage = stage_id, partition, executor, "launching task");
+            self.backend.launch(
+                &executor,
+                TaskLaunch {
+                    id,
+                    stage: stage_id,
+                    partition,
+                    attempt: task_attempt,
+                    kind,
+                },
+            );
+        }
+    }
+
+    fn task_ended(&mut self, task: TaskId, result: Result<TaskOutput, TaskFailure>) {
+        let Some(rt) = self.running.remove(&task) else { return };
+        if let Some(e) = self.executors.get_mut(&rt.executor) {
+            e.free += 1;
+        }
+        let current = self
+            .stages
+            .get(&rt.stage)
+            .is_some_and(|s| s.attempt == rt.stage_attempt);
+        match result {
+            Ok(TaskOutput::Map(status)) => {
+                let Some(stage) = self.stages.get_mut(&rt.stage) else { return };
+                if let StageKind::ShuffleMap { outputs, .. } = &mut stage.kind {
+                    // An output of an older attempt is still a valid output.
+                    outputs[rt.unit] = Some(status);
+                }
+                self.unit_done(rt.stage, rt.unit, current);
+            }
+            Ok(TaskOutput::Result(value)) => {
+                let job_id = match self.stages.get(&rt.stage).map(|s| &s.kind) {
+                    Some(StageKind::Result { job, .. }) => *job,
+                    _ => return,
+                };
+                let finished = match self.jobs.get_mut(&job_id) {
+                    Some(job) if !job.done[rt.unit] => {
+                        job.done[rt.unit] = true;
+                        job.remaining -= 1;
+                        let _ = job.reply.send(JobMessage::Result { index: rt.unit, value });
+                        job.remaining == 0
+                    }
+                    _ => false,
+                };
+                self.unit_done(rt.stage, rt.unit, current);
+                if finished {
+                    self.end_job(job_id, None);
+                }
+            }
+            Err(TaskFailure::FetchFailed { shuffle, map, message, .. }) => {
+                self.fetch_failed(rt.stage, shuffle, map, &message);
+            }
+            Err(failure) => self.task_failed(rt, failure.message()),
+        }
+    }
+
+    fn unit_done(&mut self, stage_id: StageId, unit: usize, current_attempt: bool) {
+        let Some(stage) = self.stages.get_mut(&stage_id) else { return };
+        if !current_attempt {
+            return;
+        }
+        stage.pending.remove(&unit);
+        if stage.state == StageState::Running && stage.pending.is_empty() {
+            stage.state = StageState::Idle;
+            match &stage.kind {
+                StageKind::ShuffleMap { .. } if stage.is_available() => self.stage_available(stage_id),
+                // Outputs were lost while the stage ran: run what is missing again.
+                StageKind::ShuffleMap { .. } => self.submit_stage(stage_id),
+                StageKind::Result { .. } => {}
+            }
+        }
+    }
+
+    fn task_failed(&mut self, rt: RunningTask, message: String) {
+        let entry = self.failures.entry((rt.stage, rt.unit)).or_default();
+        entry.count += 1;
+        entry.executors.insert(rt.executor.clone());
+        let first = entry.first.get_or_insert_with(|| message.clone()).clone();
+        let count = entry.count;
+        let Some(stage) = self.stages.get(&rt.stage) else { return };
+        stage
+            .span
+            .in_scope(|| warn!(unit = rt.unit, attempt = count, executor = rt.executor, "task failed: {message}"));
+        if count >= self.max_failures {
+            self.abort_stage(rt.stage, rt.unit, count, first);
+        } else if stage.attempt == rt.stage_attempt && stage.state == StageState::Running {
+            self.queue.push_back((rt.stage, rt.stage_attempt, rt.unit));
+        }
+    }
+
+    fn fetch_failed(&mut self, stage_id: StageId, shuffle: ShuffleId, map: usize, message: &str) {
+        if let Some(&map_stage) = self.shuffle_stages.get(&shuffle) {
+            if let Some(StageKind::ShuffleMap { outputs, .. }) = self.stages.get_mut(&map_stage).map(|s| &mut s.kind) {
+                if let Some(slot) = outputs.get_mut(map) {
+                    *slot = None;
+                }
+            }
+            self.shuffle.remove_map_output(shuffle, map);
+        }
+        let Some(stage) = self.stages.get_mut(&stage_id) else { return };
+        stage.span.in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
+        if stage.state != StageState::Running {
+            return; // already resubmitted by an earlier fetch failure of this attempt
+        }
+        stage.fetch_failures += 1;
+        let failures = stage.fetch_failures;
+        if failures > MAX_STAGE_ATTEMPTS {
+            let msg = format!("fetch failed {failures} times in a row; last: {message}");
+            self.abort_stage(stage_id, map, failures, msg);
+            return;
+        }
+        stage.state = StageState::Idle;
+        stage.pending.clear();
+        self.submit_stage(stage_id);
+    }
+
+    fn executor_lost(&mut self, executor: &str, reason: &str) {
+        warn!(executor, reason, "executor lost");
+        self.executors.remove(executor);
+        for stage in self.stages.values_mut() {
+            if let StageKind::ShuffleMap { outputs, dep } = &mut stage.kind {
+                for (m, slot) in outputs.iter_mut().enumerate() {
+                    if slot.as_ref().is_some_and(|s| s.executor == executor) {
+                        *slot = None;
+                        self.shuffle.remove_map_output(dep.shuffle_id(), m);
+                    }
+                }
+            }
+        }
+        let lost: Vec<TaskId> = self
+            .running
+            .iter()
+            .filter(|(_, t)| t.executor == executor)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(rt) = self.running.remove(&id) {
+                self.task_failed(rt, format!("executor {executor} lost: {reason}"));
+            }
+        }
+    }
+
+    fn abort_stage(&mut self, stage_id: StageId, unit: usize, attempts: u32, message: String) {
+        let Some(stage) = self.stages.get(&stage_id) else { return };
+        let partition = match &stage.kind {
+            StageKind::Result { job, .. } => self.jobs.get(job).map_or(unit, |j| j.partitions[unit]),
+            StageKind::ShuffleMap { .. } => unit,
+        };
+        let rdd = stage.rdd.meta().to_string();
+        let jobs: Vec<JobId> = stage.jobs.iter().copied().collect();
+        for job in jobs {
+            let err = Error::JobFailed {
+                job,
+                stage: stage_id,
+                rdd: rdd.clone(),
+                partition,
+                attempts,
+                message: message.clone(),
+            };
+            self.end_job(job, Some(err));
+        }
+    }
+
+    /// Finish a job (successfully when `error` is `None`) and release its stages.
+    fn end_job(&mut self, job_id: JobId, error: Option<Error>) {
+        let Some(job) = self.jobs.remove(&job_id) else { return };
+        let elapsed = job.started.elapsed();
+        match error {
+            None => {
+                job.span
+                    .in_scope(|| info!(ms = elapsed.as_millis() as u64, "job finished"));
+                let _ = job.reply.send(JobMessage::Done);
+            }
+            Some(e) => {
+                job.span.in_scope(|| warn!("job failed: {e}"));
+                let _ = job.reply.send(JobMessage::Failed(e));
+            }
+        }
+        for id in job.stages {
+            let Some(stage) = self.stages.get_mut(&id) else { continue };
+            stage.jobs.remove(&job_id);
+            if stage.jobs.is_empty() {
+                if stage.state != StageState::Idle {
+                    stage.state = StageState::Idle;
+                    stage.pending.clear();
+                    stage.attempt += 1;
+                }
+                self.waiting.remove(&id);
+                self.failures.retain(|(s, _), _| *s != id);
+            }
+        }
+        self.stages.remove(&job.result_stage);
+        debug_assert!(self.stages.values().all(|s| s.id != job.result_stage));
+    }
+}

@@ -1,0 +1,106 @@
+//! The driver-side handle: starts the event loop, submits jobs and waits for results.
+
+use crate::backend::SchedulerBackend;
+use crate::dag::DagScheduler;
+use crate::event::{Event, EventSink, JobMessage};
+use crossbeam_channel::{Sender, unbounded};
+use spate_core::error::{Error, Result};
+use spate_core::rdd::{JobRunner, RddId, ShuffleId};
+use spate_core::shuffle::ShuffleService;
+use spate_core::task::ResultJob;
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// A running scheduler. Dropping it (or [`Scheduler::stop`]) stops the loop and the
+/// backend; jobs waiting at that moment fail with [`Error::SchedulerStopped`].
+pub struct Scheduler {
+    events: Sender<Event>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    next_rdd: AtomicUsize,
+    next_shuffle: AtomicUsize,
+    parallelism: usize,
+}
+
+impl Scheduler {
+    /// Start `backend` and the event loop.
+    pub fn start(
+        mut backend: Box<dyn SchedulerBackend>,
+        shuffle: Arc<dyn ShuffleService>,
+        max_failures: u32,
+    ) -> Result<Arc<Scheduler>> {
+        let (tx, rx) = unbounded();
+        backend.start(EventSink { tx: tx.clone() })?;
+        let parallelism = backend.default_parallelism();
+        let dag = DagScheduler::new(backend, shuffle, max_failures);
+        let thread = std::thread::Builder::new()
+            .name("spate-dag-scheduler".into())
+            .spawn(move || dag.run(rx))
+            .map_err(|e| Error::Other(format!("starting the scheduler thread: {e}")))?;
+        Ok(Arc::new(Scheduler {
+            events: tx,
+            thread: Mutex::new(Some(thread)),
+            next_rdd: AtomicUsize::new(0),
+            next_shuffle: AtomicUsize::new(0),
+            parallelism,
+        }))
+    }
+
+    /// Stop the event loop and the backend. Idempotent.
+    pub fn stop(&self) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = self.events.send(Event::Stop);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl JobRunner for Scheduler {
+    fn run_job(&self, job: Arc<dyn ResultJob>, partitions: Vec<usize>) -> Result<Vec<Box<dyn Any + Send>>> {
+        let n = partitions.len();
+        let available = job.rdd().num_partitions();
+        if let Some(bad) = partitions.iter().find(|p| **p >= available) {
+            return Err(Error::InvalidArgument(format!(
+                "partition {bad} requested of {} which has {available}",
+                job.rdd().meta()
+            )));
+        }
+        let (reply, results) = unbounded();
+        self.events
+            .send(Event::JobSubmitted { job, partitions, reply })
+            .map_err(|_| Error::SchedulerStopped("the context was stopped".into()))?;
+        let mut out: Vec<Option<Box<dyn Any + Send>>> = (0..n).map(|_| None).collect();
+        loop {
+            match results.recv() {
+                Ok(JobMessage::Result { index, value }) => out[index] = Some(value),
+                Ok(JobMessage::Done) => break,
+                Ok(JobMessage::Failed(e)) => return Err(e),
+                Err(_) => return Err(Error::SchedulerStopped("the scheduler exited while a job was running".into())),
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| Error::Other(format!("job finished without a result for output {i}"))))
+            .collect()
+    }
+
+    fn new_rdd_id(&self) -> RddId {
+        self.next_rdd.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn new_shuffle_id(&self) -> ShuffleId {
+        self.next_shuffle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn default_parallelism(&self) -> usize {
+        self.parallelism
+    }
+}

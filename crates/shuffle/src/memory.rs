@@ -1,0 +1,123 @@
+//! In-memory shuffle store for local mode.
+
+use spate_core::error::{Error, Result};
+use spate_core::rdd::ShuffleId;
+use spate_core::shuffle::{BlockData, MapStatus, ShuffleService};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+struct MapOutput {
+    executor: String,
+    blocks: Vec<Arc<dyn BlockData>>,
+}
+
+/// Map outputs as typed objects, keyed by (shuffle, map partition).
+#[derive(Default)]
+pub struct MemoryShuffleStore {
+    // A std RwLock: writes happen once per map task, reads once per reduce task, and no
+    // lock is held across user code, so contention is negligible.
+    outputs: RwLock<HashMap<(ShuffleId, usize), MapOutput>>,
+}
+
+impl MemoryShuffleStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Drop every output of `shuffle`.
+    pub fn remove_shuffle(&self, shuffle: ShuffleId) {
+        if let Ok(mut m) = self.outputs.write() {
+            m.retain(|(s, _), _| *s != shuffle);
+        }
+    }
+
+    fn poisoned() -> Error {
+        Error::Other("shuffle store lock poisoned".into())
+    }
+}
+
+impl ShuffleService for MemoryShuffleStore {
+    fn write_map_output(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        buckets: Vec<Box<dyn BlockData>>,
+        executor: &str,
+    ) -> Result<MapStatus> {
+        let records = buckets.iter().map(|b| b.records() as u64).collect();
+        let blocks = buckets.into_iter().map(Arc::from).collect();
+        let mut m = self.outputs.write().map_err(|_| Self::poisoned())?;
+        m.insert(
+            (shuffle, map),
+            MapOutput {
+                executor: executor.to_string(),
+                blocks,
+            },
+        );
+        Ok(MapStatus {
+            executor: executor.to_string(),
+            records,
+        })
+    }
+
+    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Arc<dyn BlockData>>> {
+        let m = self.outputs.read().map_err(|_| Self::poisoned())?;
+        (0..maps)
+            .map(|map| {
+                let missing = |executor: &str, message: &str| Error::FetchFailed {
+                    shuffle,
+                    map,
+                    reduce,
+                    executor: executor.to_string(),
+                    message: message.to_string(),
+                };
+                let out = m.get(&(shuffle, map)).ok_or_else(|| missing("unknown", "map output missing"))?;
+                out.blocks
+                    .get(reduce)
+                    .cloned()
+                    .ok_or_else(|| missing(&out.executor, "no block for this reduce partition"))
+            })
+            .collect()
+    }
+
+    fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {
+        if let Ok(mut m) = self.outputs.write() {
+            m.remove(&(shuffle, map));
+        }
+    }
+
+    fn has_map_output(&self, shuffle: ShuffleId, map: usize) -> bool {
+        self.outputs.read().is_ok_and(|m| m.contains_key(&(shuffle, map)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_and_lose_outputs() {
+        let store = MemoryShuffleStore::new();
+        let st = store
+            .write_map_output(3, 0, vec![Box::new(vec![1u32, 2]), Box::new(Vec::<u32>::new())], "driver")
+            .expect("write");
+        assert_eq!(st.records, vec![2, 0]);
+        store
+            .write_map_output(3, 1, vec![Box::new(vec![7u32]), Box::new(vec![8u32])], "driver")
+            .expect("write");
+        let blocks = store.read_blocks(3, 0, 2).expect("read");
+        let got: Vec<u32> = blocks
+            .iter()
+            .flat_map(|b| b.as_any().downcast_ref::<Vec<u32>>().cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(got, vec![1, 2, 7]);
+        store.remove_map_output(3, 1);
+        match store.read_blocks(3, 0, 2) {
+            Err(Error::FetchFailed { shuffle: 3, map: 1, .. }) => {}
+            other => panic!("expected FetchFailed for map 1, got {:?}", other.map(|v| v.len())),
+        }
+        store.remove_shuffle(3);
+        assert!(!store.has_map_output(3, 0));
+    }
+}

@@ -1,0 +1,43 @@
+//! spate: a distributed dataset engine for Rust in the style of Spark core and dpark.
+//!
+//! Write a data-parallel program against a typed RDD API; spate cuts its lineage into
+//! stages at shuffle boundaries and runs the tasks on all cores (`local[*]`, the default).
+//!
+//! ```
+//! use spate::prelude::*;
+//!
+//! # fn main() -> spate::Result<()> {
+//! let ctx = Context::builder().master("local[2]").build()?;
+//! let lines = ctx.parallelize(vec!["to be or".to_string(), "not to be".to_string()], 2);
+//! let mut counts = lines
+//!     .flat_map(words)
+//!     .map(|w| (w, 1u64))
+//!     .reduce_by_key(|a, b| a + b)
+//!     .collect()?;
+//! counts.sort();
+//! assert_eq!(counts[0], ("be".into(), 2));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules: [`context`] (the [`Context`], entry point of every program) and re-exports of
+//! the model from `spate-core`: [`Rdd`] and its operations, [`text`] helpers,
+//! [`partitioner`], [`plan`], [`config`].
+
+pub mod context;
+
+pub use context::{Context, ContextBuilder};
+pub use spate_core::rdd::TextFileOptions;
+pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
+pub use spate_core::{config, partitioner, plan, text};
+
+/// Everything a job usually needs: `use spate::prelude::*;`.
+pub mod prelude {
+    pub use crate::context::Context;
+    pub use spate_core::text::{Word, words};
+    pub use spate_core::{Data, Error, Key, PartIter, Rdd, Result};
+}
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
