@@ -1,9 +1,9 @@
 //! The [`Context`]: a program's connection to where its tasks run.
 
+use spate_core::Data;
 use spate_core::config::{Config, Master};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{self, JobRunner, Rdd, TextFileOptions};
-use spate_core::Data;
 use spate_executor::role::{EXECUTOR_ENV, Role, current_role};
 use spate_scheduler::{LocalBackend, Scheduler};
 use spate_shuffle::MemoryShuffleStore;
@@ -40,7 +40,8 @@ impl ContextBuilder {
     /// else from `SPATE_MASTER`, unless one was set explicitly.
     pub fn master_from_env(mut self) -> Self {
         if self.master.is_none() {
-            self.master = master_from_args(std::env::args()).or_else(|| std::env::var(MASTER_ENV).ok());
+            self.master =
+                master_from_args(std::env::args()).or_else(|| std::env::var(MASTER_ENV).ok());
         }
         self
     }
@@ -245,8 +246,14 @@ mod tests {
     #[test]
     fn master_flag_forms() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(master_from_args(args(&["prog", "--master", "local[3]"])), Some("local[3]".into()));
-        assert_eq!(master_from_args(args(&["prog", "--master=local"])), Some("local".into()));
+        assert_eq!(
+            master_from_args(args(&["prog", "--master", "local[3]"])),
+            Some("local[3]".into())
+        );
+        assert_eq!(
+            master_from_args(args(&["prog", "--master=local"])),
+            Some("local".into())
+        );
         assert_eq!(master_from_args(args(&["prog", "file.txt"])), None);
     }
 }

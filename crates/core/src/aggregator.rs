@@ -2,10 +2,11 @@
 //! the shuffle, the reduce side merges combiners from all map outputs.
 
 use crate::func::{Func, Func2};
-use hashbrown::hash_map::{Entry, HashMap};
+use hashbrown::hash_map::{Entry, HashMap, OccupiedEntry};
 use rustc_hash::FxBuildHasher;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// Three functions that fold values `V` into combiners `C`.
 pub trait Aggregator<K, V, C>: Send + Sync + 'static {
@@ -21,6 +22,9 @@ pub trait Aggregator<K, V, C>: Send + Sync + 'static {
 }
 
 /// Hash map of combiners with FxHash (keys are re-hashed for partitioning separately).
+///
+/// Combiners are merged in place, so buckets stay as small as `(K, C)`: in a word count
+/// the table is the hot, cache-missing structure and its size is what counts.
 pub struct CombineMap<K, C> {
     map: HashMap<K, C, FxBuildHasher>,
 }
@@ -33,16 +37,42 @@ impl<K: Hash + Eq, C> Default for CombineMap<K, C> {
     }
 }
 
+/// Replace the combiner in an occupied entry with `f(old)`, in place.
+///
+/// `f` is user code and may panic after taking the old combiner; the slot then holds a
+/// stale bitwise copy of it. A combiner without drop glue (counts, sums) can be left
+/// there: nothing will be dropped twice, and the map is dropped with the failed task.
+/// Otherwise the panic is caught, the entry removed and the stale copy forgotten before
+/// the panic continues.
+#[inline(always)]
+fn update_in_place<K, C>(mut e: OccupiedEntry<'_, K, C, FxBuildHasher>, f: impl FnOnce(C) -> C) {
+    let slot: *mut C = e.get_mut();
+    // SAFETY: `slot` points to an initialized C owned by the table. It is moved out and,
+    // on success, a new value is written back. On a panic, a type with drop glue has its
+    // entry removed and the stale bits forgotten; a type without drop glue is left as
+    // is, which cannot cause a double drop.
+    unsafe {
+        let old = std::ptr::read(slot);
+        if !std::mem::needs_drop::<C>() {
+            std::ptr::write(slot, f(old));
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(move || f(old))) {
+            Ok(new) => std::ptr::write(slot, new),
+            Err(panic) => {
+                std::mem::forget(e.remove());
+                resume_unwind(panic)
+            }
+        }
+    }
+}
+
 impl<K: Hash + Eq, C> CombineMap<K, C> {
     /// Fold one value into its key's combiner.
     #[inline]
     pub fn insert_value<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, v: V) {
         match self.map.entry(k) {
-            // replace_entry_with moves the combiner out of the table first, so a panic in
-            // user code leaves the map consistent (the entry is simply gone).
-            Entry::Occupied(e) => {
-                e.replace_entry_with(|_, c| Some(agg.merge_value(c, v)));
-            }
+            Entry::Occupied(e) => update_in_place(e, |c| agg.merge_value(c, v)),
             Entry::Vacant(e) => {
                 e.insert(agg.create_combiner(v));
             }
@@ -53,9 +83,7 @@ impl<K: Hash + Eq, C> CombineMap<K, C> {
     #[inline]
     pub fn insert_combiner<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, c: C) {
         match self.map.entry(k) {
-            Entry::Occupied(e) => {
-                e.replace_entry_with(|_, old| Some(agg.merge_combiners(old, c)));
-            }
+            Entry::Occupied(e) => update_in_place(e, |old| agg.merge_combiners(old, c)),
             Entry::Vacant(e) => {
                 e.insert(c);
             }
@@ -73,7 +101,7 @@ impl<K: Hash + Eq, C> CombineMap<K, C> {
     }
 
     /// Consume into (key, combiner) pairs.
-    pub fn into_iter(self) -> impl Iterator<Item = (K, C)> {
+    pub fn into_pairs(self) -> impl Iterator<Item = (K, C)> {
         self.map.into_iter()
     }
 }
@@ -217,9 +245,52 @@ mod tests {
         for w in ["a", "b", "a", "c", "a"] {
             m.insert_value(&agg, w, 1u64);
         }
-        let mut v: Vec<_> = m.into_iter().collect();
+        let mut v: Vec<_> = m.into_pairs().collect();
         v.sort();
         assert_eq!(v, vec![("a", 3), ("b", 1), ("c", 1)]);
+    }
+
+    #[test]
+    fn panic_in_merge_drops_each_combiner_exactly_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        struct Counted(u64);
+        impl Counted {
+            fn new(v: u64) -> Self {
+                LIVE.fetch_add(1, Ordering::SeqCst);
+                Counted(v)
+            }
+        }
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                LIVE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let agg = CombineAgg {
+            create: Zst::new(Counted::new),
+            merge_value: Zst::new(|c: Counted, v: u64| {
+                assert!(v != 99, "boom");
+                Counted::new(c.0 + v)
+            }),
+            merge_combiners: Zst::new(|a: Counted, b: Counted| Counted::new(a.0 + b.0)),
+        };
+        let mut m = CombineMap::default();
+        m.insert_value(&agg, "a", 1u64);
+        m.insert_value(&agg, "b", 2u64);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            m.insert_value(&agg, "a", 99u64)
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            LIVE.load(Ordering::SeqCst),
+            1,
+            "a's combiner dropped once, b's alive"
+        );
+        m.insert_value(&agg, "b", 3u64);
+        let v: Vec<_> = m.into_pairs().map(|(k, c)| (k, c.0)).collect();
+        assert_eq!(v, vec![("b", 5)]);
+        drop(v);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     }
 
     #[test]
@@ -235,6 +306,9 @@ mod tests {
         }));
         assert!(r.is_err());
         m.insert_value(&agg, 2u8, 5u64);
-        assert_eq!(m.len(), 1, "the failed key was removed, the map still works");
+        let mut v: Vec<_> = m.into_pairs().collect();
+        v.sort();
+        // A u64 combiner has no drop glue: the failed key keeps its pre-panic value.
+        assert_eq!(v, vec![(1, 1), (2, 5)], "the map still works after a panic");
     }
 }

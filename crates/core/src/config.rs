@@ -38,7 +38,10 @@ fn cores() -> usize {
 }
 
 fn bracket<'a>(s: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
-    let inner = s.strip_prefix(prefix)?.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = s
+        .strip_prefix(prefix)?
+        .strip_prefix('[')?
+        .strip_suffix(']')?;
     Some(inner.split(',').map(str::trim).collect())
 }
 
@@ -108,7 +111,10 @@ impl fmt::Display for Master {
                 threads,
                 max_failures: 1,
             } => write!(f, "local[{threads}]"),
-            Master::Local { threads, max_failures } => write!(f, "local[{threads},{max_failures}]"),
+            Master::Local {
+                threads,
+                max_failures,
+            } => write!(f, "local[{threads},{max_failures}]"),
             Master::LocalCluster {
                 executors,
                 cores,
@@ -178,7 +184,10 @@ mod tests {
                 max_failures: 4
             })
         );
-        assert!(matches!("local[*]".parse::<Master>(), Ok(Master::Local { .. })));
+        assert!(matches!(
+            "local[*]".parse::<Master>(),
+            Ok(Master::Local { .. })
+        ));
         assert_eq!(
             "local-cluster[2]".parse::<Master>().ok(),
             Some(Master::LocalCluster {
@@ -205,7 +214,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls_with_the_forms() {
-        for bad in ["", "local[0]", "local[x]", "local[1,2,3]", "yarn", "mesos://host", "local-cluster[]"] {
+        for bad in [
+            "",
+            "local[0]",
+            "local[x]",
+            "local[1,2,3]",
+            "yarn",
+            "mesos://host",
+            "local-cluster[]",
+        ] {
             let e = bad.parse::<Master>().expect_err(bad).to_string();
             assert!(e.contains("expected local"), "{bad}: {e}");
         }

@@ -50,7 +50,9 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A job could not finish: a task failed more often than allowed, or was fatal.
-    #[error("job {job} failed: stage {stage} ({rdd}), partition {partition}, after {attempts} attempt(s): {message}")]
+    #[error(
+        "job {job} failed: stage {stage} ({rdd}), partition {partition}, after {attempts} attempt(s): {message}"
+    )]
     JobFailed {
         /// Job id.
         job: usize,
@@ -75,7 +77,9 @@ pub enum Error {
     #[error("scheduler stopped: {0}")]
     SchedulerStopped(String),
     /// A shuffle block that is missing or unreadable; the scheduler re-runs its map task.
-    #[error("fetch failed: shuffle {shuffle}, map partition {map}, reduce partition {reduce}, executor {executor}: {message}")]
+    #[error(
+        "fetch failed: shuffle {shuffle}, map partition {map}, reduce partition {reduce}, executor {executor}: {message}"
+    )]
     FetchFailed {
         /// Shuffle id.
         shuffle: usize,

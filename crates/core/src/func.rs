@@ -48,7 +48,9 @@ impl<'de, F: Copy + 'static> Deserialize<'de> for Zst<F> {
         // SAFETY: F is a zero-sized Copy type and a value of it existed in the (identical)
         // binary that encoded this unit; reading a ZST from an aligned dangling pointer
         // reads no bytes and is equivalent to copying that value.
-        Ok(Zst(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }))
+        Ok(Zst(unsafe {
+            std::ptr::NonNull::<F>::dangling().as_ptr().read()
+        }))
     }
 }
 

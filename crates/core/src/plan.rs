@@ -124,10 +124,18 @@ impl StagePlan {
             } else {
                 format!(
                     " reads [{}]",
-                    s.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    s.parents
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
-            let _ = writeln!(out, "stage {i} {kind}{reads}: {}", pipeline_ops(&s.rdd).join(" > "));
+            let _ = writeln!(
+                out,
+                "stage {i} {kind}{reads}: {}",
+                pipeline_ops(&s.rdd).join(" > ")
+            );
         }
         out
     }

@@ -51,7 +51,12 @@ pub trait ShuffleService: Send + Sync + 'static {
     ) -> Result<MapStatus>;
     /// The blocks for reduce partition `reduce` from map tasks `0..maps`, in map order.
     /// A missing output is [`crate::Error::FetchFailed`] naming the map partition.
-    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Arc<dyn BlockData>>>;
+    fn read_blocks(
+        &self,
+        shuffle: ShuffleId,
+        reduce: usize,
+        maps: usize,
+    ) -> Result<Vec<Arc<dyn BlockData>>>;
     /// Forget one map output (its executor was lost or it failed a fetch).
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize);
     /// Whether a map output is stored.

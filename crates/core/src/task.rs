@@ -239,7 +239,12 @@ mod tests {
         ) -> crate::Result<MapStatus> {
             Err(Error::Other("none".into()))
         }
-        fn read_blocks(&self, _: usize, _: usize, _: usize) -> crate::Result<Vec<Arc<dyn crate::shuffle::BlockData>>> {
+        fn read_blocks(
+            &self,
+            _: usize,
+            _: usize,
+            _: usize,
+        ) -> crate::Result<Vec<Arc<dyn crate::shuffle::BlockData>>> {
             Ok(Vec::new())
         }
         fn remove_map_output(&self, _: usize, _: usize) {}

@@ -5,10 +5,19 @@
 /// A short string stored inline (heap only beyond 24 bytes). Serializes as a string.
 pub type Word = compact_str::CompactString;
 
-/// The whitespace of C's `isspace` (space, \t, \n, \v, \f, \r).
+static SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[0x0b] = true;
+    t[0x0c] = true;
+    t[b'\r' as usize] = true;
+    t
+};
 #[inline(always)]
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+    SPACE[b as usize]
 }
 
 /// The words of `line`, split on ASCII whitespace. Takes the line by value so it can be

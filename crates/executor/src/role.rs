@@ -34,6 +34,9 @@ mod tests {
     fn driver_unless_the_variable_is_set() {
         assert_eq!(role_from(|_| None), Role::Driver);
         assert_eq!(role_from(|_| Some(String::new())), Role::Driver);
-        assert_eq!(role_from(|_| Some("127.0.0.1:7000".into())), Role::Executor("127.0.0.1:7000".into()));
+        assert_eq!(
+            role_from(|_| Some("127.0.0.1:7000".into())),
+            Role::Executor("127.0.0.1:7000".into())
+        );
     }
 }

@@ -135,7 +135,11 @@ pub(crate) struct DagScheduler {
 }
 
 impl DagScheduler {
-    pub(crate) fn new(backend: Box<dyn SchedulerBackend>, shuffle: Arc<dyn ShuffleService>, max_failures: u32) -> Self {
+    pub(crate) fn new(
+        backend: Box<dyn SchedulerBackend>,
+        shuffle: Arc<dyn ShuffleService>,
+        max_failures: u32,
+    ) -> Self {
         DagScheduler {
             backend,
             shuffle,
@@ -158,11 +162,16 @@ impl DagScheduler {
     pub(crate) fn run(mut self, events: Receiver<Event>) {
         for event in events {
             match event {
-                Event::JobSubmitted { job, partitions, reply } => self.job_submitted(job, partitions, reply),
+                Event::JobSubmitted {
+                    job,
+                    partitions,
+                    reply,
+                } => self.job_submitted(job, partitions, reply),
                 Event::TaskEnded { task, result } => self.task_ended(task, result),
                 Event::ExecutorAdded { executor, cores } => {
                     info!(executor, cores, "executor added");
-                    self.executors.insert(executor, ExecutorSlots { free: cores });
+                    self.executors
+                        .insert(executor, ExecutorSlots { free: cores });
                 }
                 Event::ExecutorLost { executor, reason } => self.executor_lost(&executor, &reason),
                 Event::Stop => break,
@@ -170,14 +179,19 @@ impl DagScheduler {
             self.make_offers();
         }
         for (_, job) in self.jobs.drain() {
-            let _ = job
-                .reply
-                .send(JobMessage::Failed(Error::SchedulerStopped("the context was stopped while the job ran".into())));
+            let _ = job.reply.send(JobMessage::Failed(Error::SchedulerStopped(
+                "the context was stopped while the job ran".into(),
+            )));
         }
         self.backend.stop();
     }
 
-    fn job_submitted(&mut self, func: Arc<dyn ResultJob>, partitions: Vec<usize>, reply: Sender<JobMessage>) {
+    fn job_submitted(
+        &mut self,
+        func: Arc<dyn ResultJob>,
+        partitions: Vec<usize>,
+        reply: Sender<JobMessage>,
+    ) {
         let job_id = self.next_job;
         self.next_job += 1;
         if partitions.is_empty() {
@@ -249,7 +263,13 @@ impl DagScheduler {
         self.submit_stage(result_stage);
     }
 
-    fn new_stage(&mut self, rdd: Arc<dyn RddBase>, kind: StageKind, parents: Vec<StageId>, job_span: &Span) -> StageId {
+    fn new_stage(
+        &mut self,
+        rdd: Arc<dyn RddBase>,
+        kind: StageKind,
+        parents: Vec<StageId>,
+        job_span: &Span,
+    ) -> StageId {
         let id = self.next_stage;
         self.next_stage += 1;
         let span = info_span!(parent: job_span, "stage", id, rdd = %rdd.meta());
@@ -276,7 +296,9 @@ impl DagScheduler {
     }
 
     fn submit_stage(&mut self, id: StageId) {
-        let Some(stage) = self.stages.get(&id) else { return };
+        let Some(stage) = self.stages.get(&id) else {
+            return;
+        };
         if stage.state != StageState::Idle {
             return;
         }
@@ -300,9 +322,13 @@ impl DagScheduler {
     }
 
     fn submit_missing_tasks(&mut self, id: StageId) {
-        let Some(stage) = self.stages.get_mut(&id) else { return };
+        let Some(stage) = self.stages.get_mut(&id) else {
+            return;
+        };
         let units: Vec<usize> = match &stage.kind {
-            StageKind::ShuffleMap { outputs, .. } => (0..outputs.len()).filter(|&m| outputs[m].is_none()).collect(),
+            StageKind::ShuffleMap { outputs, .. } => (0..outputs.len())
+                .filter(|&m| outputs[m].is_none())
+                .collect(),
             StageKind::Result { job, .. } => match self.jobs.get(job) {
                 Some(j) => (0..j.done.len()).filter(|&i| !j.done[i]).collect(),
                 None => Vec::new(),
@@ -353,9 +379,16 @@ impl DagScheduler {
     /// task has not failed before.
     fn make_offers(&mut self) {
         while !self.queue.is_empty() && self.executors.values().any(|e| e.free > 0) {
-            let Some((stage_id, attempt, unit)) = self.queue.pop_front() else { break };
-            let Some(stage) = self.stages.get(&stage_id) else { continue };
-            if stage.attempt != attempt || stage.state != StageState::Running || !stage.pending.contains(&unit) {
+            let Some((stage_id, attempt, unit)) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(stage) = self.stages.get(&stage_id) else {
+                continue;
+            };
+            if stage.attempt != attempt
+                || stage.state != StageState::Running
+                || !stage.pending.contains(&unit)
+            {
                 continue;
             }
             let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
@@ -389,7 +422,13 @@ impl DagScheduler {
                     executor: executor.clone(),
                 },
             );
-            debug!(task = id, stage = stage_id, partition, executor, "launching task");
+            debug!(
+                task = id,
+                stage = stage_id,
+                partition,
+                executor,
+                "launching task"
+            );
             self.backend.launch(
                 &executor,
                 TaskLaunch {
@@ -404,7 +443,9 @@ impl DagScheduler {
     }
 
     fn task_ended(&mut self, task: TaskId, result: Result<TaskOutput, TaskFailure>) {
-        let Some(rt) = self.running.remove(&task) else { return };
+        let Some(rt) = self.running.remove(&task) else {
+            return;
+        };
         if let Some(e) = self.executors.get_mut(&rt.executor) {
             e.free += 1;
         }
@@ -414,7 +455,9 @@ impl DagScheduler {
             .is_some_and(|s| s.attempt == rt.stage_attempt);
         match result {
             Ok(TaskOutput::Map(status)) => {
-                let Some(stage) = self.stages.get_mut(&rt.stage) else { return };
+                let Some(stage) = self.stages.get_mut(&rt.stage) else {
+                    return;
+                };
                 if let StageKind::ShuffleMap { outputs, .. } = &mut stage.kind {
                     // An output of an older attempt is still a valid output.
                     outputs[rt.unit] = Some(status);
@@ -430,7 +473,10 @@ impl DagScheduler {
                     Some(job) if !job.done[rt.unit] => {
                         job.done[rt.unit] = true;
                         job.remaining -= 1;
-                        let _ = job.reply.send(JobMessage::Result { index: rt.unit, value });
+                        let _ = job.reply.send(JobMessage::Result {
+                            index: rt.unit,
+                            value,
+                        });
                         job.remaining == 0
                     }
                     _ => false,
@@ -440,7 +486,12 @@ impl DagScheduler {
                     self.end_job(job_id, None);
                 }
             }
-            Err(TaskFailure::FetchFailed { shuffle, map, message, .. }) => {
+            Err(TaskFailure::FetchFailed {
+                shuffle,
+                map,
+                message,
+                ..
+            }) => {
                 self.fetch_failed(rt.stage, shuffle, map, &message);
             }
             Err(failure) => self.task_failed(rt, failure.message()),
@@ -448,7 +499,9 @@ impl DagScheduler {
     }
 
     fn unit_done(&mut self, stage_id: StageId, unit: usize, current_attempt: bool) {
-        let Some(stage) = self.stages.get_mut(&stage_id) else { return };
+        let Some(stage) = self.stages.get_mut(&stage_id) else {
+            return;
+        };
         if !current_attempt {
             return;
         }
@@ -456,7 +509,9 @@ impl DagScheduler {
         if stage.state == StageState::Running && stage.pending.is_empty() {
             stage.state = StageState::Idle;
             match &stage.kind {
-                StageKind::ShuffleMap { .. } if stage.is_available() => self.stage_available(stage_id),
+                StageKind::ShuffleMap { .. } if stage.is_available() => {
+                    self.stage_available(stage_id)
+                }
                 // Outputs were lost while the stage ran: run what is missing again.
                 StageKind::ShuffleMap { .. } => self.submit_stage(stage_id),
                 StageKind::Result { .. } => {}
@@ -470,10 +525,17 @@ impl DagScheduler {
         entry.executors.insert(rt.executor.clone());
         let first = entry.first.get_or_insert_with(|| message.clone()).clone();
         let count = entry.count;
-        let Some(stage) = self.stages.get(&rt.stage) else { return };
-        stage
-            .span
-            .in_scope(|| warn!(unit = rt.unit, attempt = count, executor = rt.executor, "task failed: {message}"));
+        let Some(stage) = self.stages.get(&rt.stage) else {
+            return;
+        };
+        stage.span.in_scope(|| {
+            warn!(
+                unit = rt.unit,
+                attempt = count,
+                executor = rt.executor,
+                "task failed: {message}"
+            )
+        });
         if count >= self.max_failures {
             self.abort_stage(rt.stage, rt.unit, count, first);
         } else if stage.attempt == rt.stage_attempt && stage.state == StageState::Running {
@@ -483,15 +545,20 @@ impl DagScheduler {
 
     fn fetch_failed(&mut self, stage_id: StageId, shuffle: ShuffleId, map: usize, message: &str) {
         if let Some(&map_stage) = self.shuffle_stages.get(&shuffle) {
-            if let Some(StageKind::ShuffleMap { outputs, .. }) = self.stages.get_mut(&map_stage).map(|s| &mut s.kind) {
-                if let Some(slot) = outputs.get_mut(map) {
-                    *slot = None;
-                }
+            if let Some(StageKind::ShuffleMap { outputs, .. }) =
+                self.stages.get_mut(&map_stage).map(|s| &mut s.kind)
+                && let Some(slot) = outputs.get_mut(map)
+            {
+                *slot = None;
             }
             self.shuffle.remove_map_output(shuffle, map);
         }
-        let Some(stage) = self.stages.get_mut(&stage_id) else { return };
-        stage.span.in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
+        let Some(stage) = self.stages.get_mut(&stage_id) else {
+            return;
+        };
+        stage
+            .span
+            .in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
         if stage.state != StageState::Running {
             return; // already resubmitted by an earlier fetch failure of this attempt
         }
@@ -534,9 +601,13 @@ impl DagScheduler {
     }
 
     fn abort_stage(&mut self, stage_id: StageId, unit: usize, attempts: u32, message: String) {
-        let Some(stage) = self.stages.get(&stage_id) else { return };
+        let Some(stage) = self.stages.get(&stage_id) else {
+            return;
+        };
         let partition = match &stage.kind {
-            StageKind::Result { job, .. } => self.jobs.get(job).map_or(unit, |j| j.partitions[unit]),
+            StageKind::Result { job, .. } => {
+                self.jobs.get(job).map_or(unit, |j| j.partitions[unit])
+            }
             StageKind::ShuffleMap { .. } => unit,
         };
         let rdd = stage.rdd.meta().to_string();
@@ -556,7 +627,9 @@ impl DagScheduler {
 
     /// Finish a job (successfully when `error` is `None`) and release its stages.
     fn end_job(&mut self, job_id: JobId, error: Option<Error>) {
-        let Some(job) = self.jobs.remove(&job_id) else { return };
+        let Some(job) = self.jobs.remove(&job_id) else {
+            return;
+        };
         let elapsed = job.started.elapsed();
         match error {
             None => {
@@ -570,7 +643,9 @@ impl DagScheduler {
             }
         }
         for id in job.stages {
-            let Some(stage) = self.stages.get_mut(&id) else { continue };
+            let Some(stage) = self.stages.get_mut(&id) else {
+                continue;
+            };
             stage.jobs.remove(&job_id);
             if stage.jobs.is_empty() {
                 if stage.state != StageState::Idle {

@@ -33,7 +33,10 @@ pub(crate) enum Event {
 /// What the loop tells a waiting action.
 pub(crate) enum JobMessage {
     /// The result of the `index`-th requested partition.
-    Result { index: usize, value: Box<dyn Any + Send> },
+    Result {
+        index: usize,
+        value: Box<dyn Any + Send>,
+    },
     /// All results were sent.
     Done,
     /// The job failed.

@@ -64,7 +64,11 @@ impl Drop for Scheduler {
 }
 
 impl JobRunner for Scheduler {
-    fn run_job(&self, job: Arc<dyn ResultJob>, partitions: Vec<usize>) -> Result<Vec<Box<dyn Any + Send>>> {
+    fn run_job(
+        &self,
+        job: Arc<dyn ResultJob>,
+        partitions: Vec<usize>,
+    ) -> Result<Vec<Box<dyn Any + Send>>> {
         let n = partitions.len();
         let available = job.rdd().num_partitions();
         if let Some(bad) = partitions.iter().find(|p| **p >= available) {
@@ -75,7 +79,11 @@ impl JobRunner for Scheduler {
         }
         let (reply, results) = unbounded();
         self.events
-            .send(Event::JobSubmitted { job, partitions, reply })
+            .send(Event::JobSubmitted {
+                job,
+                partitions,
+                reply,
+            })
             .map_err(|_| Error::SchedulerStopped("the context was stopped".into()))?;
         let mut out: Vec<Option<Box<dyn Any + Send>>> = (0..n).map(|_| None).collect();
         loop {
@@ -83,12 +91,20 @@ impl JobRunner for Scheduler {
                 Ok(JobMessage::Result { index, value }) => out[index] = Some(value),
                 Ok(JobMessage::Done) => break,
                 Ok(JobMessage::Failed(e)) => return Err(e),
-                Err(_) => return Err(Error::SchedulerStopped("the scheduler exited while a job was running".into())),
+                Err(_) => {
+                    return Err(Error::SchedulerStopped(
+                        "the scheduler exited while a job was running".into(),
+                    ));
+                }
             }
         }
         out.into_iter()
             .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| Error::Other(format!("job finished without a result for output {i}"))))
+            .map(|(i, r)| {
+                r.ok_or_else(|| {
+                    Error::Other(format!("job finished without a result for output {i}"))
+                })
+            })
             .collect()
     }
 

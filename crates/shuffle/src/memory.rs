@@ -61,7 +61,12 @@ impl ShuffleService for MemoryShuffleStore {
         })
     }
 
-    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Arc<dyn BlockData>>> {
+    fn read_blocks(
+        &self,
+        shuffle: ShuffleId,
+        reduce: usize,
+        maps: usize,
+    ) -> Result<Vec<Arc<dyn BlockData>>> {
         let m = self.outputs.read().map_err(|_| Self::poisoned())?;
         (0..maps)
             .map(|map| {
@@ -72,7 +77,9 @@ impl ShuffleService for MemoryShuffleStore {
                     executor: executor.to_string(),
                     message: message.to_string(),
                 };
-                let out = m.get(&(shuffle, map)).ok_or_else(|| missing("unknown", "map output missing"))?;
+                let out = m
+                    .get(&(shuffle, map))
+                    .ok_or_else(|| missing("unknown", "map output missing"))?;
                 out.blocks
                     .get(reduce)
                     .cloned()
@@ -88,7 +95,9 @@ impl ShuffleService for MemoryShuffleStore {
     }
 
     fn has_map_output(&self, shuffle: ShuffleId, map: usize) -> bool {
-        self.outputs.read().is_ok_and(|m| m.contains_key(&(shuffle, map)))
+        self.outputs
+            .read()
+            .is_ok_and(|m| m.contains_key(&(shuffle, map)))
     }
 }
 
@@ -100,22 +109,42 @@ mod tests {
     fn write_read_and_lose_outputs() {
         let store = MemoryShuffleStore::new();
         let st = store
-            .write_map_output(3, 0, vec![Box::new(vec![1u32, 2]), Box::new(Vec::<u32>::new())], "driver")
+            .write_map_output(
+                3,
+                0,
+                vec![Box::new(vec![1u32, 2]), Box::new(Vec::<u32>::new())],
+                "driver",
+            )
             .expect("write");
         assert_eq!(st.records, vec![2, 0]);
         store
-            .write_map_output(3, 1, vec![Box::new(vec![7u32]), Box::new(vec![8u32])], "driver")
+            .write_map_output(
+                3,
+                1,
+                vec![Box::new(vec![7u32]), Box::new(vec![8u32])],
+                "driver",
+            )
             .expect("write");
         let blocks = store.read_blocks(3, 0, 2).expect("read");
         let got: Vec<u32> = blocks
             .iter()
-            .flat_map(|b| b.as_any().downcast_ref::<Vec<u32>>().cloned().unwrap_or_default())
+            .flat_map(|b| {
+                b.as_any()
+                    .downcast_ref::<Vec<u32>>()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .collect();
         assert_eq!(got, vec![1, 2, 7]);
         store.remove_map_output(3, 1);
         match store.read_blocks(3, 0, 2) {
-            Err(Error::FetchFailed { shuffle: 3, map: 1, .. }) => {}
-            other => panic!("expected FetchFailed for map 1, got {:?}", other.map(|v| v.len())),
+            Err(Error::FetchFailed {
+                shuffle: 3, map: 1, ..
+            }) => {}
+            other => panic!(
+                "expected FetchFailed for map 1, got {:?}",
+                other.map(|v| v.len())
+            ),
         }
         store.remove_shuffle(3);
         assert!(!store.has_map_output(3, 0));

@@ -15,15 +15,22 @@ use std::sync::Arc;
 
 impl<T: Data> Rdd<T> {
     /// Run `func` over the given partitions; results in the order of `partitions`.
-    pub(crate) fn run_job<U: Data, G: Func<PartIter<T>, U>>(&self, func: G, partitions: Vec<usize>) -> Result<Vec<U>> {
+    pub(crate) fn run_job<U: Data, G: Func<PartIter<T>, U>>(
+        &self,
+        func: G,
+        partitions: Vec<usize>,
+    ) -> Result<Vec<U>> {
         let job = Arc::new(PartitionJob::new(self.node.clone(), func));
         let results = self.sc.run_job(job, partitions)?;
         results
             .into_iter()
             .map(|r| {
-                r.downcast::<U>()
-                    .map(|b| *b)
-                    .map_err(|_| Error::Other(format!("job result is not a {}", std::any::type_name::<U>())))
+                r.downcast::<U>().map(|b| *b).map_err(|_| {
+                    Error::Other(format!(
+                        "job result is not a {}",
+                        std::any::type_name::<U>()
+                    ))
+                })
             })
             .collect()
     }
@@ -40,7 +47,8 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
-        let parts: Vec<Vec<T>> = self.run_job(Zst::new(|it: PartIter<T>| it.collect::<Vec<T>>()), self.all_partitions())?;
+        let parts: Vec<Vec<T>> =
+            self.run_job(Zst::new(super::collect_vec::<T>), self.all_partitions())?;
         Ok(parts.into_iter().flatten().collect())
     }
 
@@ -52,7 +60,10 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn count(&self) -> Result<u64> {
-        let counts: Vec<u64> = self.run_job(Zst::new(|it: PartIter<T>| it.count() as u64), self.all_partitions())?;
+        let counts: Vec<u64> = self.run_job(
+            Zst::new(|it: PartIter<T>| it.count() as u64),
+            self.all_partitions(),
+        )?;
         Ok(counts.into_iter().sum())
     }
 
@@ -73,7 +84,10 @@ impl<T: Data> Rdd<T> {
             Zst::new(move |it: PartIter<T>| it.reduce(|a, b| (f.get())(a, b))),
             self.all_partitions(),
         )?;
-        Ok(partials.into_iter().flatten().reduce(|a, b| (f.get())(a, b)))
+        Ok(partials
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| (f.get())(a, b)))
     }
 
     /// Fold all elements starting from `zero` in each partition and once more on the driver
@@ -90,7 +104,9 @@ impl<T: Data> Rdd<T> {
     {
         let f = Zst::new(f);
         let partials: Vec<T> = self.run_job(
-            With::new(zero.clone(), move |z: &T, it: PartIter<T>| it.fold(z.clone(), |a, b| (f.get())(a, b))),
+            With::new(zero.clone(), move |z: &T, it: PartIter<T>| {
+                it.fold(z.clone(), |a, b| (f.get())(a, b))
+            }),
             self.all_partitions(),
         )?;
         Ok(partials.into_iter().fold(zero, |a, b| (f.get())(a, b)))
@@ -113,7 +129,9 @@ impl<T: Data> Rdd<T> {
         let seq = Zst::new(seq);
         let comb = Zst::new(comb);
         let partials: Vec<U> = self.run_job(
-            With::new(zero.clone(), move |z: &U, it: PartIter<T>| it.fold(z.clone(), |a, b| (seq.get())(a, b))),
+            With::new(zero.clone(), move |z: &U, it: PartIter<T>| {
+                it.fold(z.clone(), |a, b| (seq.get())(a, b))
+            }),
             self.all_partitions(),
         )?;
         Ok(partials.into_iter().fold(zero, |a, b| (comb.get())(a, b)))
@@ -137,7 +155,9 @@ impl<T: Data> Rdd<T> {
             next += parts.len();
             let want = n - out.len();
             let got: Vec<Vec<T>> = self.run_job(
-                With::new(want, |want: &usize, it: PartIter<T>| it.take(*want).collect::<Vec<T>>()),
+                With::new(want, |want: &usize, it: PartIter<T>| {
+                    it.take(*want).collect::<Vec<T>>()
+                }),
                 parts,
             )?;
             for v in got {
@@ -188,10 +208,14 @@ impl<T: Data> Rdd<T> {
     {
         let key = Zst::new(key);
         let partials: Vec<Vec<T>> = self.run_job(
-            With::new(n, move |n: &usize, it: PartIter<T>| smallest_by(it, *n, |a, b| (key.get())(a).cmp(&(key.get())(b)))),
+            With::new(n, move |n: &usize, it: PartIter<T>| {
+                smallest_by(it, *n, |a, b| (key.get())(a).cmp(&(key.get())(b)))
+            }),
             self.all_partitions(),
         )?;
-        Ok(smallest_by(partials.into_iter().flatten(), n, |a, b| (key.get())(a).cmp(&(key.get())(b))))
+        Ok(smallest_by(partials.into_iter().flatten(), n, |a, b| {
+            (key.get())(a).cmp(&(key.get())(b))
+        }))
     }
 
     /// The `n` smallest elements, ascending.
@@ -225,7 +249,9 @@ impl<T: Data> Rdd<T> {
     {
         let desc = |a: &T, b: &T| b.cmp(a);
         let partials: Vec<Vec<T>> = self.run_job(
-            With::new(n, move |n: &usize, it: PartIter<T>| smallest_by(it, *n, desc)),
+            With::new(n, move |n: &usize, it: PartIter<T>| {
+                smallest_by(it, *n, desc)
+            }),
             self.all_partitions(),
         )?;
         Ok(smallest_by(partials.into_iter().flatten(), n, desc))
@@ -271,7 +297,10 @@ impl<T: Data> Rdd<T> {
         F: Fn(T) + Copy + Send + Sync + 'static,
     {
         let f = Zst::new(f);
-        self.run_job(Zst::new(move |it: PartIter<T>| it.for_each(|x| (f.get())(x))), self.all_partitions())?;
+        self.run_job(
+            Zst::new(move |it: PartIter<T>| it.for_each(|x| (f.get())(x))),
+            self.all_partitions(),
+        )?;
         Ok(())
     }
 
@@ -288,7 +317,9 @@ impl<T: Data> Rdd<T> {
     {
         let f = Zst::new(f);
         self.run_job(
-            With::new(state, move |s: &S, it: PartIter<T>| it.for_each(|x| (f.get())(s, x))),
+            With::new(state, move |s: &S, it: PartIter<T>| {
+                it.for_each(|x| (f.get())(s, x))
+            }),
             self.all_partitions(),
         )?;
         Ok(())
@@ -404,7 +435,11 @@ fn write_part<T: Display>(dir: &Path, index: usize, it: PartIter<T>) -> u64 {
 }
 
 /// The `n` smallest items under `cmp`, sorted, in O(len) plus O(n log n).
-fn smallest_by<T>(it: impl Iterator<Item = T>, n: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Copy) -> Vec<T> {
+fn smallest_by<T>(
+    it: impl Iterator<Item = T>,
+    n: usize,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Copy,
+) -> Vec<T> {
     if n == 0 {
         return Vec::new();
     }
@@ -446,7 +481,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
-        self.map_values(|_| 1u64).reduce_by_key(|a, b| a + b).collect_as_map()
+        self.map_values(|_| 1u64)
+            .reduce_by_key(|a, b| a + b)
+            .collect_as_map()
     }
 
     /// All values of `key`. Reads only the key's partition when the RDD is hash-partitioned.
@@ -459,13 +496,19 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
-        let partitions = match self.node.partitioner().and_then(|p| p.downcast_ref::<HashPartitioner>().copied()) {
+        let partitions = match self
+            .node
+            .partitioner()
+            .and_then(|p| p.downcast_ref::<HashPartitioner>().copied())
+        {
             Some(p) => vec![p.partition(key)],
             None => self.all_partitions(),
         };
         let found: Vec<Vec<V>> = self.run_job(
             With::new(key.clone(), |key: &K, it: PartIter<(K, V)>| {
-                it.filter(|(k, _)| k == key).map(|(_, v)| v).collect::<Vec<V>>()
+                it.filter(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+                    .collect::<Vec<V>>()
             }),
             partitions,
         )?;

@@ -20,7 +20,10 @@ impl<T: Data, U: Data> RddBase for CartesianNode<T, U> {
         self.left.num_partitions() * self.right.num_partitions()
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![Dependency::Narrow(self.left.clone()), Dependency::Narrow(self.right.clone())]
+        vec![
+            Dependency::Narrow(self.left.clone()),
+            Dependency::Narrow(self.right.clone()),
+        ]
     }
 }
 
@@ -29,7 +32,7 @@ impl<T: Data, U: Data> RddNode<(T, U)> for CartesianNode<T, U> {
         let n = self.right.num_partitions();
         let right: Arc<Vec<U>> = Arc::new(self.right.clone().compute(split % n, tc).collect());
         let left = self.left.clone().compute(split / n, tc);
-        Box::new(left.flat_map(move |x| {
+        PartIter::new(left.flat_map(move |x| {
             let right = right.clone();
             (0..right.len()).map(move |j| (x.clone(), right[j].clone()))
         }))

@@ -35,7 +35,7 @@ impl<T: Data> RddNode<T> for CoalescedNode<T> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<T> {
         let parent = self.parent.clone();
         let tc = tc.clone();
-        Box::new(
+        PartIter::new(
             self.parents_of(split)
                 .flat_map(move |p| parent.clone().compute(p, &tc)),
         )

@@ -24,7 +24,11 @@ pub(crate) enum Side<K, V> {
 }
 
 impl<K: Key, V: Data> Side<K, V> {
-    pub fn new(parent: Arc<dyn RddNode<(K, V)>>, target: HashPartitioner, shuffle_id: impl FnOnce() -> ShuffleId) -> Self {
+    pub fn new(
+        parent: Arc<dyn RddNode<(K, V)>>,
+        target: HashPartitioner,
+        shuffle_id: impl FnOnce() -> ShuffleId,
+    ) -> Self {
         let co_partitioned = parent
             .partitioner()
             .is_some_and(|p| p.downcast_ref::<HashPartitioner>() == Some(&target));
@@ -51,7 +55,12 @@ impl<K: Key, V: Data> Side<K, V> {
     fn read(&self, split: usize, tc: &TaskContext) -> PartIter<(K, V)> {
         match self {
             Side::Narrow(p) => p.clone().compute(split, tc),
-            Side::Shuffle(d) => Box::new(read_shuffle::<(K, V)>(tc, d.shuffle_id, split, d.parent.num_partitions())),
+            Side::Shuffle(d) => PartIter::new(read_shuffle::<(K, V)>(
+                tc,
+                d.shuffle_id,
+                split,
+                d.parent.num_partitions(),
+            )),
         }
     }
 }
@@ -84,7 +93,7 @@ impl<K: Key, V: Data, W: Data> RddNode<(K, (Vec<V>, Vec<W>))> for CoGroupedNode<
         for (k, w) in self.right.read(split, tc) {
             groups.entry(k).or_default().1.push(w);
         }
-        Box::new(groups.into_iter())
+        PartIter::new(groups.into_iter())
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(Arc::new(self.partitioner))

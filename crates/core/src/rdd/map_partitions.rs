@@ -57,14 +57,14 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddNode<U> for MapPartitionsNode<T,
 pub(crate) struct MapFn<G>(pub G);
 impl<T: 'static, U: 'static, G: Func<T, U>> PartitionFn<T, U> for MapFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
-        Box::new(input.map(move |x| this.0.call(x)))
+        PartIter::new(input.map(move |x| this.0.call(x)))
     }
 }
 
 pub(crate) struct FilterFn<G>(pub G);
 impl<T: 'static, G: for<'a> Func<&'a T, bool>> PartitionFn<T, T> for FilterFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<T> {
-        Box::new(input.filter(move |x| this.0.call(x)))
+        PartIter::new(input.filter(move |x| this.0.call(x)))
     }
 }
 
@@ -76,7 +76,7 @@ where
     I::IntoIter: 'static,
 {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
-        Box::new(input.flat_map(move |x| this.0.call(x)))
+        PartIter::new(input.flat_map(move |x| this.0.call(x)))
     }
 }
 
@@ -88,7 +88,7 @@ where
     I::IntoIter: 'static,
 {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
-        Box::new(this.0.call(input).into_iter())
+        PartIter::new(this.0.call(input).into_iter())
     }
 }
 
@@ -100,21 +100,23 @@ where
     I::IntoIter: 'static,
 {
     fn apply(this: Arc<Self>, index: usize, input: PartIter<T>) -> PartIter<U> {
-        Box::new(this.0.call(index, input).into_iter())
+        PartIter::new(this.0.call(index, input).into_iter())
     }
 }
 
 pub(crate) struct GlomFn;
 impl<T: 'static> PartitionFn<T, Vec<T>> for GlomFn {
     fn apply(_: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<Vec<T>> {
-        Box::new(std::iter::once(input.collect()))
+        PartIter::new(std::iter::once(super::collect_vec(input)))
     }
 }
 
 pub(crate) struct MapValuesFn<G>(pub G);
-impl<K: 'static, V: 'static, W: 'static, G: Func<V, W>> PartitionFn<(K, V), (K, W)> for MapValuesFn<G> {
+impl<K: 'static, V: 'static, W: 'static, G: Func<V, W>> PartitionFn<(K, V), (K, W)>
+    for MapValuesFn<G>
+{
     fn apply(this: Arc<Self>, _: usize, input: PartIter<(K, V)>) -> PartIter<(K, W)> {
-        Box::new(input.map(move |(k, v)| (k, this.0.call(v))))
+        PartIter::new(input.map(move |(k, v)| (k, this.0.call(v))))
     }
 }
 
@@ -129,14 +131,16 @@ where
     I::IntoIter: 'static,
 {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<(K, V)>) -> PartIter<(K, W)> {
-        Box::new(input.flat_map(move |(k, v)| this.0.call(v).into_iter().map(move |w| (k.clone(), w))))
+        PartIter::new(
+            input.flat_map(move |(k, v)| this.0.call(v).into_iter().map(move |w| (k.clone(), w))),
+        )
     }
 }
 
 pub(crate) struct KeyByFn<G>(pub G);
 impl<T: 'static, K: 'static, G: for<'a> Func<&'a T, K>> PartitionFn<T, (K, T)> for KeyByFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<(K, T)> {
-        Box::new(input.map(move |x| (this.0.call(&x), x)))
+        PartIter::new(input.map(move |x| (this.0.call(&x), x)))
     }
 }
 
@@ -182,14 +186,15 @@ impl SplitMix64 {
 
 impl<T: Clone + 'static> PartitionFn<T, T> for SampleFn {
     fn apply(this: Arc<Self>, index: usize, input: PartIter<T>) -> PartIter<T> {
-        let mut rng = SplitMix64::new(this.seed ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut rng =
+            SplitMix64::new(this.seed ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
         if this.with_replacement {
-            Box::new(input.flat_map(move |x| {
+            PartIter::new(input.flat_map(move |x| {
                 let n = rng.poisson(this.fraction);
                 std::iter::repeat_n(x, n)
             }))
         } else {
-            Box::new(input.filter(move |_| rng.next_f64() < this.fraction))
+            PartIter::new(input.filter(move |_| rng.next_f64() < this.fraction))
         }
     }
 }

@@ -8,8 +8,8 @@
 
 mod actions;
 mod cartesian;
-mod cogroup;
 mod coalesce;
+mod cogroup;
 mod map_partitions;
 mod ops;
 mod pair;
@@ -21,6 +21,7 @@ mod union;
 mod zip;
 
 pub use map_partitions::PartitionFn;
+pub use pair::{CoGrouped, FullOuter};
 pub use parallelize::parallelize;
 pub use range::range;
 pub use shuffled::ShuffleDep;
@@ -41,13 +42,103 @@ pub type RddId = usize;
 pub type ShuffleId = usize;
 
 /// The iterator a partition is computed into.
-pub type PartIter<T> = Box<dyn Iterator<Item = T>>;
+///
+/// A boxed iterator that also forwards *internal* iteration (`fold`, `for_each`, `count`,
+/// `sum` …) through the box to the concrete iterator. Pipelines of narrow operations are
+/// chains of these; folding runs each link as the concrete adapter's own tight loop (no
+/// per-element re-entry into `FlatMap::next`), which is what makes them fast.
+pub struct PartIter<T> {
+    inner: Box<dyn DynIter<T>>,
+}
+
+/// Elements handed across a dynamic boundary per call when folding.
+const BATCH: usize = 256;
+
+trait DynIter<T> {
+    fn next_dyn(&mut self) -> Option<T>;
+    /// Fold in batches: one dynamic call per `BATCH` elements instead of one per element.
+    fn fold_dyn(self: Box<Self>, f: &mut dyn FnMut(&mut Vec<T>));
+    fn size_hint_dyn(&self) -> (usize, Option<usize>);
+}
+
+impl<T, I: Iterator<Item = T>> DynIter<T> for I {
+    #[inline]
+    fn next_dyn(&mut self) -> Option<T> {
+        self.next()
+    }
+    #[inline]
+    fn fold_dyn(self: Box<Self>, f: &mut dyn FnMut(&mut Vec<T>)) {
+        let mut batch = Vec::with_capacity(BATCH);
+        (*self).for_each(|x| {
+            batch.push(x);
+            if batch.len() == BATCH {
+                f(&mut batch);
+                batch.clear();
+            }
+        });
+        if !batch.is_empty() {
+            f(&mut batch);
+        }
+    }
+    fn size_hint_dyn(&self) -> (usize, Option<usize>) {
+        self.size_hint()
+    }
+}
+
+impl<T> PartIter<T> {
+    /// Box an iterator.
+    pub fn new<I: Iterator<Item = T> + 'static>(it: I) -> Self {
+        PartIter {
+            inner: Box::new(it),
+        }
+    }
+}
+
+impl<T> Iterator for PartIter<T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        self.inner.next_dyn()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint_dyn()
+    }
+
+    #[inline]
+    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = Some(init);
+        self.inner.fold_dyn(&mut |batch| {
+            if let Some(mut a) = acc.take() {
+                for x in batch.drain(..) {
+                    a = f(a, x);
+                }
+                acc = Some(a);
+            }
+        });
+        // `acc` is put back after every element; only an unwinding `f` leaves it empty,
+        // and then this line is never reached.
+        acc.expect("fold accumulator restored after each element")
+    }
+}
+
+/// Collect a partition with internal iteration (faster than `collect`, which pulls).
+pub(crate) fn collect_vec<T>(it: PartIter<T>) -> Vec<T> {
+    let mut v = Vec::with_capacity(it.size_hint().0);
+    it.for_each(|x| v.push(x));
+    v
+}
 
 /// What the RDD API needs from whoever runs jobs (the driver's scheduler). Defined here so
 /// that the model does not depend on the scheduler; implemented by `spate-scheduler`.
 pub trait JobRunner: Send + Sync + 'static {
     /// Run `job` on `partitions` of its RDD; results come back in the order asked for.
-    fn run_job(&self, job: Arc<dyn ResultJob>, partitions: Vec<usize>) -> Result<Vec<Box<dyn Any + Send>>>;
+    fn run_job(
+        &self,
+        job: Arc<dyn ResultJob>,
+        partitions: Vec<usize>,
+    ) -> Result<Vec<Box<dyn Any + Send>>>;
     /// A fresh RDD id.
     fn new_rdd_id(&self) -> RddId;
     /// A fresh shuffle id.
@@ -83,7 +174,14 @@ impl fmt::Display for NodeMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let file = self.callsite.file();
         let file = file.rsplit_once("/src/").map_or(file, |(_, rest)| rest);
-        write!(f, "{}[{}] at {}:{}", self.op, self.id, file, self.callsite.line())
+        write!(
+            f,
+            "{}[{}] at {}:{}",
+            self.op,
+            self.id,
+            file,
+            self.callsite.line()
+        )
     }
 }
 
@@ -145,7 +243,12 @@ impl<T: Data> Clone for Rdd<T> {
 
 impl<T: Data> fmt::Debug for Rdd<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Rdd({}, {} partitions)", self.node.meta(), self.node.num_partitions())
+        write!(
+            f,
+            "Rdd({}, {} partitions)",
+            self.node.meta(),
+            self.node.num_partitions()
+        )
     }
 }
 
@@ -198,7 +301,12 @@ impl<T: Data> Rdd<T> {
                 match dep {
                     Dependency::Narrow(p) => walk(&*p, depth + 1, out),
                     Dependency::Shuffle(s) => {
-                        out.push_str(&format!("{:indent$}+- shuffle {}\n", "", s.shuffle_id(), indent = depth * 2 + 2));
+                        out.push_str(&format!(
+                            "{:indent$}+- shuffle {}\n",
+                            "",
+                            s.shuffle_id(),
+                            indent = depth * 2 + 2
+                        ));
                         walk(&*s.rdd(), depth + 2, out);
                     }
                 }

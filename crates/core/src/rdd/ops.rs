@@ -4,8 +4,8 @@
 use super::cartesian::CartesianNode;
 use super::coalesce::CoalescedNode;
 use super::map_partitions::{
-    FilterFn, FlatMapFn, GlomFn, IndexedPartsFn, KeyByFn, MapFn, MapPartitionsNode, PartitionFn, PartsFn,
-    SampleFn,
+    FilterFn, FlatMapFn, GlomFn, IndexedPartsFn, KeyByFn, MapFn, MapPartitionsNode, PartitionFn,
+    PartsFn, SampleFn,
 };
 use super::union::UnionNode;
 use super::zip::ZipNode;
@@ -18,7 +18,12 @@ use std::sync::Arc;
 
 impl<T: Data> Rdd<T> {
     #[track_caller]
-    pub(crate) fn with_partition_fn<U: Data, F: PartitionFn<T, U>>(&self, op: &'static str, f: F, preserves: bool) -> Rdd<U> {
+    pub(crate) fn with_partition_fn<U: Data, F: PartitionFn<T, U>>(
+        &self,
+        op: &'static str,
+        f: F,
+        preserves: bool,
+    ) -> Rdd<U> {
         let meta = NodeMeta::new(&*self.sc, op);
         Rdd::from_node(
             self.sc.clone(),
@@ -110,7 +115,11 @@ impl<T: Data> Rdd<T> {
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("flat_map", FlatMapFn(With::new(state, f), PhantomData), false)
+        self.with_partition_fn(
+            "flat_map",
+            FlatMapFn(With::new(state, f), PhantomData),
+            false,
+        )
     }
 
     /// Keep the elements for which `f` is true.
@@ -178,7 +187,11 @@ impl<T: Data> Rdd<T> {
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("map_partitions", PartsFn(With::new(state, f), PhantomData), false)
+        self.with_partition_fn(
+            "map_partitions",
+            PartsFn(With::new(state, f), PhantomData),
+            false,
+        )
     }
 
     /// Like [`Rdd::map_partitions`], also given the partition index.
@@ -196,17 +209,29 @@ impl<T: Data> Rdd<T> {
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("map_partitions_with_index", IndexedPartsFn(Zst::new(f), PhantomData), false)
+        self.with_partition_fn(
+            "map_partitions_with_index",
+            IndexedPartsFn(Zst::new(f), PhantomData),
+            false,
+        )
     }
 
     #[track_caller]
-    pub(crate) fn map_partitions_with_index_with<S: Data, U: Data, I, F>(&self, state: S, f: F) -> Rdd<U>
+    pub(crate) fn map_partitions_with_index_with<S: Data, U: Data, I, F>(
+        &self,
+        state: S,
+        f: F,
+    ) -> Rdd<U>
     where
         F: Fn(&S, usize, PartIter<T>) -> I + Copy + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("map_partitions_with_index", IndexedPartsFn(With::new(state, f), PhantomData), false)
+        self.with_partition_fn(
+            "map_partitions_with_index",
+            IndexedPartsFn(With::new(state, f), PhantomData),
+            false,
+        )
     }
 
     /// Each partition as one vector.
@@ -323,7 +348,11 @@ impl<T: Data> Rdd<T> {
     /// ```
     #[track_caller]
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
-        let fraction = if fraction.is_finite() { fraction.max(0.0) } else { 0.0 };
+        let fraction = if fraction.is_finite() {
+            fraction.max(0.0)
+        } else {
+            0.0
+        };
         self.with_partition_fn(
             "sample",
             SampleFn {
@@ -392,9 +421,7 @@ impl<T: Data> Rdd<T> {
     where
         T: Key,
     {
-        self.map(|x| (x, ()))
-            .reduce_by_key(|a, _| a)
-            .keys()
+        self.map(|x| (x, ())).reduce_by_key(|a, _| a).keys()
     }
 
     /// The elements present in both RDDs, without duplicates.
@@ -448,11 +475,19 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn sort_by<K: Key + Ord, F>(&self, f: F, ascending: bool, partitions: usize) -> Result<Rdd<T>>
+    pub fn sort_by<K: Key + Ord, F>(
+        &self,
+        f: F,
+        ascending: bool,
+        partitions: usize,
+    ) -> Result<Rdd<T>>
     where
         F: Fn(&T) -> K + Copy + Send + Sync + 'static,
     {
-        Ok(self.key_by(f).sort_by_key_n(ascending, partitions)?.values())
+        Ok(self
+            .key_by(f)
+            .sort_by_key_n(ascending, partitions)?
+            .values())
     }
 
     /// Group elements by a key computed from each.

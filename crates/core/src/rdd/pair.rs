@@ -4,13 +4,20 @@ use super::cogroup::{CoGroupedNode, Side};
 use super::map_partitions::{FlatMapValuesFn, MapValuesFn};
 use super::shuffled::{ShuffleDep, ShuffledNode, SortFn};
 use super::{NodeMeta, Rdd};
-use crate::aggregator::{AggregateAgg, Aggregator, CombineAgg, FoldAgg, GroupAgg, NoAgg, ReduceAgg};
+use crate::aggregator::{
+    AggregateAgg, Aggregator, CombineAgg, FoldAgg, GroupAgg, NoAgg, ReduceAgg,
+};
 use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::func::{With, Zst};
 use crate::partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// What `cogroup` yields per key: the values from each side.
+pub type CoGrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
+/// What `full_outer_join` yields: either side may be missing.
+pub type FullOuter<K, V, W> = (K, (Option<V>, Option<W>));
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
@@ -42,7 +49,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     #[track_caller]
-    fn hash_shuffle<C: Data, A: Aggregator<K, V, C>>(&self, op: &'static str, aggregator: A, partitions: usize) -> Rdd<(K, C)> {
+    fn hash_shuffle<C: Data, A: Aggregator<K, V, C>>(
+        &self,
+        op: &'static str,
+        aggregator: A,
+        partitions: usize,
+    ) -> Rdd<(K, C)> {
         let p = HashPartitioner::new(partitions);
         self.shuffle_into(op, aggregator, Arc::new(p), Some(p), None)
     }
@@ -63,7 +75,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn combine_by_key<C: Data, Cr, Mv, Mc>(&self, create: Cr, merge_value: Mv, merge_combiners: Mc, partitions: usize) -> Rdd<(K, C)>
+    pub fn combine_by_key<C: Data, Cr, Mv, Mc>(
+        &self,
+        create: Cr,
+        merge_value: Mv,
+        merge_combiners: Mc,
+        partitions: usize,
+    ) -> Rdd<(K, C)>
     where
         Cr: Fn(V) -> C + Copy + Send + Sync + 'static,
         Mv: Fn(C, V) -> C + Copy + Send + Sync + 'static,
@@ -130,7 +148,10 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     where
         F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
     {
-        let agg = FoldAgg { zero, f: Zst::new(f) };
+        let agg = FoldAgg {
+            zero,
+            f: Zst::new(f),
+        };
         self.hash_shuffle("fold_by_key", agg, self.default_shuffle_partitions())
     }
 
@@ -251,7 +272,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         I: IntoIterator<Item = W> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("flat_map_values", FlatMapValuesFn(Zst::new(f), PhantomData), true)
+        self.with_partition_fn(
+            "flat_map_values",
+            FlatMapValuesFn(Zst::new(f), PhantomData),
+            true,
+        )
     }
 
     /// The keys.
@@ -291,13 +316,15 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<CoGrouped<K, V, W>> {
         let existing = |r: Option<Arc<dyn std::any::Any + Send + Sync>>| {
             r.and_then(|p| p.downcast_ref::<HashPartitioner>().copied())
         };
         let partitioner = existing(self.node.partitioner())
             .or_else(|| existing(other.node.partitioner()))
-            .unwrap_or_else(|| HashPartitioner::new(self.num_partitions().max(other.num_partitions())));
+            .unwrap_or_else(|| {
+                HashPartitioner::new(self.num_partitions().max(other.num_partitions()))
+            });
         let sc = &self.sc;
         let left = Side::new(self.node.clone(), partitioner, || sc.new_shuffle_id());
         let right = Side::new(other.node.clone(), partitioner, || sc.new_shuffle_id());
@@ -403,7 +430,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, Option<W>))> {
+    pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<FullOuter<K, V, W>> {
         self.cogroup(other).flat_map_values(|(vs, ws)| {
             let mut out = Vec::new();
             match (vs.is_empty(), ws.is_empty()) {
@@ -450,9 +477,13 @@ impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
     pub fn sort_by_key_n(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
         let partitions = partitions.max(1);
         // Like Spark: about 20 sampled keys per output partition, spread over the inputs.
-        let per_input = (20 * partitions).div_ceil(self.num_partitions().max(1)).max(1);
+        let per_input = (20 * partitions)
+            .div_ceil(self.num_partitions().max(1))
+            .max(1);
         let samples: Vec<Vec<K>> = self.run_job(
-            With::new(per_input, |n: &usize, it: super::PartIter<(K, V)>| reservoir(it.map(|(k, _)| k), *n)),
+            With::new(per_input, |n: &usize, it: super::PartIter<(K, V)>| {
+                reservoir(it.map(|(k, _)| k), *n)
+            }),
             (0..self.num_partitions()).collect(),
         )?;
         let sample: Vec<K> = samples.into_iter().flatten().collect();
@@ -462,7 +493,13 @@ impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
         } else {
             |v| v.sort_by(|a, b| b.0.cmp(&a.0))
         };
-        Ok(self.shuffle_into("sort_by_key", NoAgg::default(), Arc::new(partitioner), None, Some(sort)))
+        Ok(self.shuffle_into(
+            "sort_by_key",
+            NoAgg::default(),
+            Arc::new(partitioner),
+            None,
+            Some(sort),
+        ))
     }
 }
 

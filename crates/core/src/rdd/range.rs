@@ -35,7 +35,7 @@ impl RddBase for RangeNode {
 impl RddNode<i64> for RangeNode {
     fn compute(self: Arc<Self>, split: usize, _tc: &TaskContext) -> PartIter<i64> {
         let (a, b) = self.bounds(split);
-        Box::new(a..b)
+        PartIter::new(a..b)
     }
 }
 

@@ -22,7 +22,9 @@ pub struct ShuffleDep<K, V, C, A> {
     pub(crate) _types: PhantomData<fn() -> (V, C)>,
 }
 
-impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency for ShuffleDep<K, V, C, A> {
+impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
+    for ShuffleDep<K, V, C, A>
+{
     fn shuffle_id(&self) -> ShuffleId {
         self.shuffle_id
     }
@@ -41,24 +43,23 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency for Shu
             // Map-side combine into one table, then distribute: one hash probe per record
             // and a cache-friendly table regardless of the reduce partition count.
             let mut combined = CombineMap::default();
-            for (k, v) in records {
-                combined.insert_value(agg, k, v);
-            }
-            for (k, c) in combined.into_iter() {
+            records.for_each(|(k, v)| combined.insert_value(agg, k, v));
+            for (k, c) in combined.into_pairs() {
                 let r = self.partitioner.partition(&k);
                 buckets[r].push((k, c));
             }
         } else {
-            for (k, v) in records {
+            records.for_each(|(k, v)| {
                 let r = self.partitioner.partition(&k);
                 buckets[r].push((k, agg.create_combiner(v)));
-            }
+            });
         }
         let blocks = buckets
             .into_iter()
             .map(|b| Box::new(b) as Box<dyn BlockData>)
             .collect();
-        tc.shuffle.write_map_output(self.shuffle_id, map, blocks, &tc.executor)
+        tc.shuffle
+            .write_map_output(self.shuffle_id, map, blocks, &tc.executor)
     }
 }
 
@@ -94,7 +95,12 @@ impl<R: Data> Iterator for BlockIter<R> {
 }
 
 /// Read reduce partition `reduce` of `shuffle` from `maps` map outputs.
-pub(crate) fn read_shuffle<R: Data>(tc: &TaskContext, shuffle: ShuffleId, reduce: usize, maps: usize) -> BlockIter<R> {
+pub(crate) fn read_shuffle<R: Data>(
+    tc: &TaskContext,
+    shuffle: ShuffleId,
+    reduce: usize,
+    maps: usize,
+) -> BlockIter<R> {
     let blocks = tc
         .shuffle
         .read_blocks(shuffle, reduce, maps)
@@ -130,32 +136,33 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> RddBase for ShuffledNode<
     }
 }
 
-impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> RddNode<(K, C)> for ShuffledNode<K, V, C, A> {
+impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> RddNode<(K, C)>
+    for ShuffledNode<K, V, C, A>
+{
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(K, C)> {
         let maps = self.dep.parent.num_partitions();
         let records = read_shuffle::<(K, C)>(tc, self.dep.shuffle_id, split, maps);
         if A::COMBINES {
             let agg = &*self.dep.aggregator;
             let mut merged = CombineMap::default();
-            for (k, c) in records {
-                merged.insert_combiner(agg, k, c);
-            }
+            records.for_each(|(k, c)| merged.insert_combiner(agg, k, c));
             match self.sort {
                 Some(sort) => {
-                    let mut v: Vec<(K, C)> = merged.into_iter().collect();
+                    let mut v: Vec<(K, C)> = merged.into_pairs().collect();
                     sort(&mut v);
-                    Box::new(v.into_iter())
+                    PartIter::new(v.into_iter())
                 }
-                None => Box::new(merged.into_iter()),
+                None => PartIter::new(merged.into_pairs()),
             }
         } else {
             match self.sort {
                 Some(sort) => {
-                    let mut v: Vec<(K, C)> = records.collect();
+                    let mut v: Vec<(K, C)> = Vec::new();
+                    records.for_each(|r| v.push(r));
                     sort(&mut v);
-                    Box::new(v.into_iter())
+                    PartIter::new(v.into_iter())
                 }
-                None => Box::new(records),
+                None => PartIter::new(records),
             }
         }
     }

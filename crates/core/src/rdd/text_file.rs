@@ -66,7 +66,7 @@ impl RddBase for TextFileNode {
 impl RddNode<String> for TextFileNode {
     fn compute(self: Arc<Self>, split: usize, _tc: &TaskContext) -> PartIter<String> {
         match LineReader::open(&self.splits[split]) {
-            Ok(r) => Box::new(r),
+            Ok(r) => PartIter::new(r),
             Err(e) => raise(e),
         }
     }
@@ -111,7 +111,9 @@ fn resolve_inputs(path: &str) -> Result<Vec<(PathBuf, u64)>> {
         })?;
         let mut any = false;
         for m in matches {
-            let p = m.map_err(|e| Error::io("reading", e.path().to_path_buf(), std::io::Error::from(e)))?;
+            let p = m.map_err(|e| {
+                Error::io("reading", e.path().to_path_buf(), std::io::Error::from(e))
+            })?;
             any = true;
             if p.is_dir() {
                 list_dir(&p, &mut files)?;
@@ -139,17 +141,27 @@ fn resolve_inputs(path: &str) -> Result<Vec<(PathBuf, u64)>> {
         .map(|p| {
             // Opening proves readability now rather than in a task later.
             let f = File::open(&p).map_err(|e| Error::io("opening", p.clone(), e))?;
-            let len = f.metadata().map_err(|e| Error::io("reading metadata of", p.clone(), e))?.len();
+            let len = f
+                .metadata()
+                .map_err(|e| Error::io("reading metadata of", p.clone(), e))?
+                .len();
             Ok((p, len))
         })
         .collect()
 }
 
-fn plan_splits(files: Vec<(PathBuf, u64)>, opts: &TextFileOptions, default_parallelism: usize) -> Vec<FileSplit> {
+fn plan_splits(
+    files: Vec<(PathBuf, u64)>,
+    opts: &TextFileOptions,
+    default_parallelism: usize,
+) -> Vec<FileSplit> {
     let total: u64 = files.iter().map(|(_, len)| len).sum();
     let min_parts = opts.min_partitions.unwrap_or(default_parallelism).max(1) as u64;
     let goal = total.div_ceil(min_parts).max(1);
-    let split = goal.min(opts.max_split_bytes).max(opts.min_split_bytes).max(1);
+    let split = goal
+        .min(opts.max_split_bytes)
+        .max(opts.min_split_bytes)
+        .max(1);
     let mut splits = Vec::new();
     for (path, len) in files {
         let gzip = path.extension().is_some_and(|e| e == "gz");
@@ -185,9 +197,15 @@ fn plan_splits(files: Vec<(PathBuf, u64)>, opts: &TextFileOptions, default_paral
 
 /// Lines of `path` (a file, a directory of files, or a glob), one partition per split.
 #[track_caller]
-pub fn text_file(sc: Arc<dyn JobRunner>, path: &str, opts: &TextFileOptions) -> Result<Rdd<String>> {
+pub fn text_file(
+    sc: Arc<dyn JobRunner>,
+    path: &str,
+    opts: &TextFileOptions,
+) -> Result<Rdd<String>> {
     if opts.min_partitions == Some(0) {
-        return Err(Error::InvalidArgument("text_file: min_partitions must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "text_file: min_partitions must be at least 1".into(),
+        ));
     }
     let files = resolve_inputs(path)?;
     let splits = plan_splits(files, opts, sc.default_parallelism());
@@ -208,7 +226,8 @@ struct LineReader {
 
 impl LineReader {
     fn open(split: &FileSplit) -> Result<Self> {
-        let mut file = File::open(&split.path).map_err(|e| Error::io("opening", split.path.clone(), e))?;
+        let mut file =
+            File::open(&split.path).map_err(|e| Error::io("opening", split.path.clone(), e))?;
         let reader: Box<dyn BufRead> = if split.gzip {
             Box::new(BufReader::with_capacity(
                 256 << 10,

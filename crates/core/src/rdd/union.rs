@@ -31,7 +31,10 @@ impl<T: Data> RddBase for UnionNode<T> {
         self.parents.iter().map(|p| p.num_partitions()).sum()
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        self.parents.iter().map(|p| Dependency::Narrow(p.clone())).collect()
+        self.parents
+            .iter()
+            .map(|p| Dependency::Narrow(p.clone()))
+            .collect()
     }
     fn preferred_locations(&self, split: usize) -> Vec<String> {
         let (p, s) = self.locate(split);

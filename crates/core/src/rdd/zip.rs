@@ -20,7 +20,10 @@ impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
         self.left.num_partitions()
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![Dependency::Narrow(self.left.clone()), Dependency::Narrow(self.right.clone())]
+        vec![
+            Dependency::Narrow(self.left.clone()),
+            Dependency::Narrow(self.right.clone()),
+        ]
     }
 }
 
@@ -28,7 +31,7 @@ impl<T: Data, U: Data> RddNode<(T, U)> for ZipNode<T, U> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(T, U)> {
         let mut a = self.left.clone().compute(split, tc);
         let mut b = self.right.clone().compute(split, tc);
-        Box::new(std::iter::from_fn(move || match (a.next(), b.next()) {
+        PartIter::new(std::iter::from_fn(move || match (a.next(), b.next()) {
             (Some(x), Some(y)) => Some((x, y)),
             (None, None) => None,
             _ => raise(Error::ZipMismatch(format!(

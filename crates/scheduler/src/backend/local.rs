@@ -46,7 +46,13 @@ impl SchedulerBackend for LocalBackend {
                 .name(format!("spate-task-{i}"))
                 .spawn(move || {
                     for launch in rx {
-                        let span = tracing::debug_span!("task", id = launch.id, stage = launch.stage, partition = launch.partition, attempt = launch.attempt);
+                        let span = tracing::debug_span!(
+                            "task",
+                            id = launch.id,
+                            stage = launch.stage,
+                            partition = launch.partition,
+                            attempt = launch.attempt
+                        );
                         let _enter = span.enter();
                         let tc = TaskContext {
                             stage: launch.stage,
