@@ -1,0 +1,8 @@
+//! All integration tests, one binary, one module per area.
+
+mod errors;
+mod fixtures;
+mod plan;
+mod props;
+mod scheduler;
+mod wordcount;

@@ -1,0 +1,322 @@
+//! Property tests: every operation against a plain-iterator oracle, over random inputs and
+//! partition counts (including more partitions than elements, i.e. empty partitions).
+
+use crate::fixtures::{TempDir, ctx};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+fn cfg() -> ProptestConfig {
+    ProptestConfig {
+        cases: 32,
+        ..ProptestConfig::default()
+    }
+}
+
+fn small_vec() -> impl Strategy<Value = Vec<i32>> {
+    prop::collection::vec(-50i32..50, 0..60)
+}
+
+fn pairs() -> impl Strategy<Value = Vec<(u8, i32)>> {
+    prop::collection::vec((0u8..8, -100i32..100), 0..60)
+}
+
+fn parts() -> impl Strategy<Value = usize> {
+    1usize..9
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn groups(v: &[(u8, i32)]) -> BTreeMap<u8, Vec<i32>> {
+    let mut m: BTreeMap<u8, Vec<i32>> = BTreeMap::new();
+    for (k, x) in v {
+        m.entry(*k).or_default().push(*x);
+    }
+    for xs in m.values_mut() {
+        xs.sort();
+    }
+    m
+}
+
+/// How `parallelize` slices `n` elements into `p` partitions.
+fn slices<T: Clone>(v: &[T], p: usize) -> Vec<Vec<T>> {
+    (0..p)
+        .map(|i| v[v.len() * i / p..v.len() * (i + 1) / p].to_vec())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    #[test]
+    fn narrow_ops_match_iterators(v in small_vec(), p in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        prop_assert_eq!(r.num_partitions(), p);
+        prop_assert_eq!(r.collect().unwrap(), v.clone());
+        prop_assert_eq!(r.map(|x| x * 3 - 1).collect().unwrap(), v.iter().map(|x| x * 3 - 1).collect::<Vec<_>>());
+        prop_assert_eq!(r.map_with(7, |k, x| x + k).collect().unwrap(), v.iter().map(|x| x + 7).collect::<Vec<_>>());
+        prop_assert_eq!(r.filter(|x| x % 3 == 0).collect().unwrap(), v.iter().copied().filter(|x| x % 3 == 0).collect::<Vec<_>>());
+        prop_assert_eq!(r.filter_with(0, |z, x| x > z).collect().unwrap(), v.iter().copied().filter(|x| *x > 0).collect::<Vec<_>>());
+        prop_assert_eq!(
+            r.flat_map(|x| vec![x; (x.unsigned_abs() % 3) as usize]).collect().unwrap(),
+            v.iter().flat_map(|x| vec![*x; (x.unsigned_abs() % 3) as usize]).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(
+            r.flat_map_with(2usize, |n, x| vec![x; *n]).collect().unwrap(),
+            v.iter().flat_map(|x| vec![*x; 2]).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(r.glom().collect().unwrap(), slices(&v, p));
+        prop_assert_eq!(
+            r.map_partitions(|it| std::iter::once(it.map(i64::from).sum::<i64>())).collect().unwrap(),
+            slices(&v, p).iter().map(|s| s.iter().map(|x| i64::from(*x)).sum::<i64>()).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(
+            r.map_partitions_with(10, |k, it| { let k = *k; it.map(move |x| x * k) }).collect().unwrap(),
+            v.iter().map(|x| x * 10).collect::<Vec<_>>()
+        );
+        let indexed: Vec<(usize, i32)> = slices(&v, p).into_iter().enumerate().flat_map(|(i, s)| s.into_iter().map(move |x| (i, x))).collect();
+        prop_assert_eq!(r.map_partitions_with_index(|i, it| it.map(move |x| (i, x))).collect().unwrap(), indexed);
+        prop_assert_eq!(r.key_by(|x| x % 4).collect().unwrap(), v.iter().map(|x| (x % 4, *x)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn combining_ops_match_iterators(a in small_vec(), b in small_vec(), p in parts(), q in parts()) {
+        let ra = ctx().parallelize(a.clone(), p);
+        let rb = ctx().parallelize(b.clone(), q);
+        let u = ra.union(&rb);
+        prop_assert_eq!(u.num_partitions(), p + q);
+        prop_assert_eq!(u.collect().unwrap(), a.iter().chain(&b).copied().collect::<Vec<_>>());
+        prop_assert_eq!(ra.zip(&ra.map(|x| x * 2)).unwrap().collect().unwrap(), a.iter().map(|x| (*x, x * 2)).collect::<Vec<_>>());
+        let small_a: Vec<i32> = a.iter().take(12).copied().collect();
+        let small_b: Vec<i32> = b.iter().take(12).copied().collect();
+        let c = ctx().parallelize(small_a.clone(), p).cartesian(&ctx().parallelize(small_b.clone(), q)).collect().unwrap();
+        let want: Vec<(i32, i32)> = small_a.iter().flat_map(|x| small_b.iter().map(move |y| (*x, *y))).collect();
+        prop_assert_eq!(sorted(c), sorted(want));
+        prop_assert_eq!(sorted(ra.distinct().collect().unwrap()), a.iter().copied().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+        let sa: BTreeSet<i32> = a.iter().copied().collect();
+        let sb: BTreeSet<i32> = b.iter().copied().collect();
+        prop_assert_eq!(sorted(ra.intersection(&rb).collect().unwrap()), sa.intersection(&sb).copied().collect::<Vec<_>>());
+        prop_assert_eq!(sorted(ra.subtract(&rb).collect().unwrap()), sorted(a.iter().copied().filter(|x| !sb.contains(x)).collect()));
+    }
+
+    #[test]
+    fn repartitioning_keeps_every_element(v in small_vec(), p in parts(), n in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let c = r.coalesce(n);
+        prop_assert_eq!(c.num_partitions(), n.min(p));
+        prop_assert_eq!(c.collect().unwrap(), v.clone());
+        let rp = r.repartition(n);
+        prop_assert_eq!(rp.num_partitions(), n);
+        prop_assert_eq!(sorted(rp.collect().unwrap()), sorted(v.clone()));
+        let asc = r.sort_by(|x| *x, true, n).unwrap().collect().unwrap();
+        prop_assert_eq!(asc, sorted(v.clone()));
+        let desc = r.sort_by(|x| *x, false, n).unwrap().collect().unwrap();
+        let mut want = sorted(v.clone());
+        want.reverse();
+        prop_assert_eq!(desc, want);
+    }
+
+    #[test]
+    fn sampling_is_a_deterministic_subset(v in small_vec(), p in parts(), seed in any::<u64>()) {
+        let r = ctx().parallelize(v.clone(), p);
+        prop_assert_eq!(r.sample(false, 1.0, seed).collect().unwrap(), v.clone());
+        prop_assert!(r.sample(false, 0.0, seed).collect().unwrap().is_empty());
+        let s1 = r.sample(false, 0.5, seed).collect().unwrap();
+        prop_assert_eq!(&s1, &r.sample(false, 0.5, seed).collect().unwrap());
+        let mut pool = v.clone();
+        for x in &s1 {
+            let i = pool.iter().position(|y| y == x);
+            prop_assert!(i.is_some());
+            pool.remove(i.unwrap_or(0));
+        }
+        let with = r.sample(true, 2.0, seed).collect().unwrap();
+        prop_assert!(with.iter().all(|x| v.contains(x)));
+    }
+
+    #[test]
+    fn group_and_sort_by_key_match(v in small_vec(), p in parts(), n in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let g: BTreeMap<i32, Vec<i32>> = r.group_by(|x| x.rem_euclid(5)).collect().unwrap().into_iter().map(|(k, xs)| (k, sorted(xs))).collect();
+        let mut want: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for x in &v {
+            want.entry(x.rem_euclid(5)).or_default().push(*x);
+        }
+        for xs in want.values_mut() {
+            xs.sort();
+        }
+        prop_assert_eq!(g, want);
+        let kv = r.map(|x| (x, x * 2));
+        let s = kv.sort_by_key_n(true, n).unwrap().collect().unwrap();
+        let keys: Vec<i32> = s.iter().map(|(k, _)| *k).collect();
+        prop_assert_eq!(keys, sorted(v.clone()));
+        prop_assert!(s.iter().all(|(k, x)| *x == k * 2));
+    }
+
+    #[test]
+    fn aggregations_by_key_match(v in pairs(), p in parts(), n in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let want = groups(&v);
+        let sums: BTreeMap<u8, i64> = want.iter().map(|(k, xs)| (*k, xs.iter().map(|x| i64::from(*x)).sum())).collect();
+        let rs = r.map_values(i64::from);
+        prop_assert_eq!(rs.reduce_by_key(|a, b| a + b).collect().unwrap().into_iter().collect::<BTreeMap<_, _>>(), sums.clone());
+        let rn = rs.reduce_by_key_n(|a, b| a + b, n);
+        prop_assert_eq!(rn.num_partitions(), n);
+        prop_assert_eq!(rn.collect_as_map().unwrap().into_iter().collect::<BTreeMap<_, _>>(), sums.clone());
+        prop_assert_eq!(rs.fold_by_key(0, |a, b| a + b).collect().unwrap().into_iter().collect::<BTreeMap<_, _>>(), sums.clone());
+        let agg: BTreeMap<u8, (i64, usize)> = r.aggregate_by_key((0i64, 0usize), |(s, c), x| (s + i64::from(x), c + 1), |a, b| (a.0 + b.0, a.1 + b.1)).collect().unwrap().into_iter().collect();
+        let want_agg: BTreeMap<u8, (i64, usize)> = want.iter().map(|(k, xs)| (*k, (xs.iter().map(|x| i64::from(*x)).sum(), xs.len()))).collect();
+        prop_assert_eq!(agg, want_agg);
+        let comb: BTreeMap<u8, Vec<i32>> = r
+            .combine_by_key(|x| vec![x], |mut c, x| { c.push(x); c }, |mut a, mut b| { a.append(&mut b); a }, n)
+            .collect().unwrap().into_iter().map(|(k, xs)| (k, sorted(xs))).collect();
+        prop_assert_eq!(&comb, &want);
+        let grouped: BTreeMap<u8, Vec<i32>> = r.group_by_key_n(n).collect().unwrap().into_iter().map(|(k, xs)| (k, sorted(xs))).collect();
+        prop_assert_eq!(&grouped, &want);
+        let counts: BTreeMap<u8, u64> = r.count_by_key().unwrap().into_iter().collect();
+        prop_assert_eq!(counts, want.iter().map(|(k, xs)| (*k, xs.len() as u64)).collect::<BTreeMap<_, _>>());
+        for key in [0u8, 3, 9] {
+            prop_assert_eq!(sorted(r.lookup(&key).unwrap()), want.get(&key).cloned().unwrap_or_default());
+            prop_assert_eq!(sorted(r.partition_by(n).lookup(&key).unwrap()), want.get(&key).cloned().unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn value_ops_and_partition_by_match(v in pairs(), p in parts(), n in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        prop_assert_eq!(r.map_values(|x| x + 1).collect().unwrap(), v.iter().map(|(k, x)| (*k, x + 1)).collect::<Vec<_>>());
+        prop_assert_eq!(r.map_values_with(2, |m, x| x * m).collect().unwrap(), v.iter().map(|(k, x)| (*k, x * 2)).collect::<Vec<_>>());
+        prop_assert_eq!(
+            r.flat_map_values(|x| 0..(x.rem_euclid(3))).collect().unwrap(),
+            v.iter().flat_map(|(k, x)| (0..x.rem_euclid(3)).map(move |y| (*k, y))).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(r.keys().collect().unwrap(), v.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        prop_assert_eq!(r.values().collect().unwrap(), v.iter().map(|(_, x)| *x).collect::<Vec<_>>());
+        let pb = r.partition_by(n);
+        let parts = pb.glom().collect().unwrap();
+        prop_assert_eq!(parts.len(), n);
+        let mut seen: HashMap<u8, usize> = HashMap::new();
+        for (i, part) in parts.iter().enumerate() {
+            for (k, _) in part {
+                let first = *seen.entry(*k).or_insert(i);
+                prop_assert_eq!(first, i, "a key lives in one partition");
+            }
+        }
+        prop_assert_eq!(sorted(pb.collect().unwrap()), sorted(v.clone()));
+    }
+
+    #[test]
+    fn joins_match_nested_loops(a in pairs(), b in pairs(), p in parts(), q in parts()) {
+        let ra = ctx().parallelize(a.clone(), p);
+        let rb = ctx().parallelize(b.clone(), q);
+        let ga = groups(&a);
+        let gb = groups(&b);
+        let mut inner = Vec::new();
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        let mut full = Vec::new();
+        for (k, x) in &a {
+            match gb.get(k) {
+                Some(ys) => {
+                    for y in ys {
+                        inner.push((*k, (*x, *y)));
+                        left.push((*k, (*x, Some(*y))));
+                        full.push((*k, (Some(*x), Some(*y))));
+                    }
+                }
+                None => {
+                    left.push((*k, (*x, None)));
+                    full.push((*k, (Some(*x), None)));
+                }
+            }
+        }
+        for (k, y) in &b {
+            match ga.get(k) {
+                Some(xs) => right.extend(xs.iter().map(|x| (*k, (Some(*x), *y)))),
+                None => {
+                    right.push((*k, (None, *y)));
+                    full.push((*k, (None, Some(*y))));
+                }
+            }
+        }
+        prop_assert_eq!(sorted(ra.join(&rb).collect().unwrap()), sorted(inner.clone()));
+        prop_assert_eq!(sorted(ra.left_outer_join(&rb).collect().unwrap()), sorted(left));
+        prop_assert_eq!(sorted(ra.right_outer_join(&rb).collect().unwrap()), sorted(right));
+        prop_assert_eq!(sorted(ra.full_outer_join(&rb).collect().unwrap()), sorted(full));
+        // co-partitioned inputs (narrow cogroup) give the same answer
+        let pa = ra.partition_by(3);
+        let pb = rb.partition_by(3);
+        prop_assert_eq!(sorted(pa.join(&pb).collect().unwrap()), sorted(inner));
+        let cg: BTreeMap<u8, (Vec<i32>, Vec<i32>)> = ra.cogroup(&rb).collect().unwrap().into_iter().map(|(k, (x, y))| (k, (sorted(x), sorted(y)))).collect();
+        let keys: BTreeSet<u8> = ga.keys().chain(gb.keys()).copied().collect();
+        let want: BTreeMap<u8, (Vec<i32>, Vec<i32>)> = keys.into_iter().map(|k| (k, (ga.get(&k).cloned().unwrap_or_default(), gb.get(&k).cloned().unwrap_or_default()))).collect();
+        prop_assert_eq!(cg, want);
+    }
+
+    #[test]
+    fn actions_match_iterators(v in small_vec(), p in parts(), n in 0usize..12) {
+        let r = ctx().parallelize(v.clone(), p);
+        prop_assert_eq!(r.count().unwrap(), v.len() as u64);
+        prop_assert_eq!(r.reduce(|a, b| a + b).unwrap(), v.iter().copied().reduce(|a, b| a + b));
+        prop_assert_eq!(r.fold(0, |a, b| a + b).unwrap(), v.iter().sum::<i32>());
+        prop_assert_eq!(r.aggregate(0i64, |s, x| s + i64::from(x), |a, b| a + b).unwrap(), v.iter().map(|x| i64::from(*x)).sum::<i64>());
+        prop_assert_eq!(r.take(n).unwrap(), v.iter().take(n).copied().collect::<Vec<_>>());
+        prop_assert_eq!(r.first().unwrap(), v.first().copied());
+        prop_assert_eq!(r.is_empty().unwrap(), v.is_empty());
+        prop_assert_eq!(r.min().unwrap(), v.iter().min().copied());
+        prop_assert_eq!(r.max().unwrap(), v.iter().max().copied());
+        let mut desc = sorted(v.clone());
+        desc.reverse();
+        prop_assert_eq!(r.top(n).unwrap(), desc.into_iter().take(n).collect::<Vec<_>>());
+        prop_assert_eq!(r.take_ordered(n).unwrap(), sorted(v.clone()).into_iter().take(n).collect::<Vec<_>>());
+        let by_abs = r.take_ordered_by(n, |x| (x.abs(), *x)).unwrap();
+        let mut want = v.clone();
+        want.sort_by_key(|x| (x.abs(), *x));
+        prop_assert_eq!(by_abs, want.into_iter().take(n).collect::<Vec<_>>());
+        let cbv: BTreeMap<i32, u64> = r.count_by_value().unwrap().into_iter().collect();
+        let mut want_cbv = BTreeMap::new();
+        for x in &v {
+            *want_cbv.entry(*x).or_insert(0u64) += 1;
+        }
+        prop_assert_eq!(cbv, want_cbv);
+    }
+
+    #[test]
+    fn side_effect_actions_see_every_element(v in small_vec(), p in parts()) {
+        use std::sync::Mutex;
+        static SEEN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+        static PARTS: Mutex<usize> = Mutex::new(0);
+        // proptest runs cases one after another in this test, so the statics are ours
+        SEEN.lock().unwrap().clear();
+        *PARTS.lock().unwrap() = 0;
+        let r = ctx().parallelize(v.clone(), p);
+        r.foreach(|x| SEEN.lock().unwrap().push(x)).unwrap();
+        prop_assert_eq!(sorted(SEEN.lock().unwrap().clone()), sorted(v.clone()));
+        SEEN.lock().unwrap().clear();
+        r.foreach_with(1, |d, x| SEEN.lock().unwrap().push(x + d)).unwrap();
+        prop_assert_eq!(sorted(SEEN.lock().unwrap().clone()), sorted(v.iter().map(|x| x + 1).collect()));
+        r.foreach_partition(|_| *PARTS.lock().unwrap() += 1).unwrap();
+        prop_assert_eq!(*PARTS.lock().unwrap(), p);
+    }
+
+    #[test]
+    fn save_then_read_round_trips(v in small_vec(), p in parts()) {
+        let dir = TempDir::new("prop-save");
+        let out = dir.join("out");
+        ctx().parallelize(v.clone(), p).save_as_text_file(&out).unwrap();
+        let back = ctx().text_file(&out.to_string_lossy()).unwrap().map(|s| s.parse::<i32>().unwrap_or(i32::MIN)).collect().unwrap();
+        prop_assert_eq!(back, v);
+    }
+
+    #[test]
+    fn text_file_splits_read_every_line_once(lines in prop::collection::vec("[a-z ]{0,30}", 0..80), p in parts(), crlf in any::<bool>()) {
+        let dir = TempDir::new("prop-text");
+        let nl = if crlf { "\r\n" } else { "\n" };
+        let text: String = lines.iter().map(|l| format!("{l}{nl}")).collect();
+        std::fs::write(dir.join("t.txt"), &text).unwrap();
+        let opts = spate::TextFileOptions { min_partitions: Some(p), min_split_bytes: 1, ..Default::default() };
+        let got = ctx().text_file_with(&dir.str("t.txt"), &opts).unwrap().collect().unwrap();
+        prop_assert_eq!(got, lines);
+    }
+}
