@@ -7,7 +7,10 @@ use spate::prelude::*;
 use std::hint::black_box;
 
 fn context() -> Context {
-    Context::builder().master("local[2]").build().expect("local context")
+    Context::builder()
+        .master("local[2]")
+        .build()
+        .expect("local context")
 }
 
 fn narrow(c: &mut Criterion) {
@@ -26,7 +29,12 @@ fn narrow(c: &mut Criterion) {
         })
     });
     g.bench_function("range_map_reduce", |b| {
-        b.iter(|| ctx.range(0, n, 8).map(|x| x & 0xffff).reduce(|a, b| a ^ b).expect("job"))
+        b.iter(|| {
+            ctx.range(0, n, 8)
+                .map(|x| x & 0xffff)
+                .reduce(|a, b| a ^ b)
+                .expect("job")
+        })
     });
     g.finish();
 }
@@ -38,18 +46,28 @@ fn shuffle(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(10);
     for keys in [100i64, 100_000] {
-        g.bench_with_input(BenchmarkId::new("reduce_by_key", keys), &keys, |b, &keys| {
-            b.iter(|| {
-                ctx.range(0, n, 8)
-                    .map_with(keys, |k, x| (x % k, 1u64))
-                    .reduce_by_key(|a, b| a + b)
-                    .count()
-                    .expect("job")
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("reduce_by_key", keys),
+            &keys,
+            |b, &keys| {
+                b.iter(|| {
+                    ctx.range(0, n, 8)
+                        .map_with(keys, |k, x| (x % k, 1u64))
+                        .reduce_by_key(|a, b| a + b)
+                        .count()
+                        .expect("job")
+                })
+            },
+        );
     }
     g.bench_function("group_by_key_100k_keys", |b| {
-        b.iter(|| ctx.range(0, n, 8).map(|x| (x % 100_000, x)).group_by_key().count().expect("job"))
+        b.iter(|| {
+            ctx.range(0, n, 8)
+                .map(|x| (x % 100_000, x))
+                .group_by_key()
+                .count()
+                .expect("job")
+        })
     });
     g.bench_function("sort_by_key", |b| {
         b.iter(|| {
@@ -101,9 +119,11 @@ fn planning(c: &mut Criterion) {
             r = r.reduce_by_key(|a, b| a + b).map(|(k, v)| (k + 1, v));
         }
         let base = r.base();
-        g.bench_with_input(BenchmarkId::new("chain_of_shuffles", depth), &base, |b, base| {
-            b.iter(|| black_box(spate::plan::plan_stages(base)).stages.len())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("chain_of_shuffles", depth),
+            &base,
+            |b, base| b.iter(|| black_box(spate::plan::plan_stages(base)).stages.len()),
+        );
     }
     let a = ctx.range(0, 10, 2).map(|x| (x, x));
     let mut joined = a.clone();
@@ -111,7 +131,9 @@ fn planning(c: &mut Criterion) {
         joined = joined.join(&a).map_values(|(x, _)| x);
     }
     let base = joined.base();
-    g.bench_function("twenty_joins", |b| b.iter(|| black_box(spate::plan::plan_stages(&base)).stages.len()));
+    g.bench_function("twenty_joins", |b| {
+        b.iter(|| black_box(spate::plan::plan_stages(&base)).stages.len())
+    });
     g.finish();
 }
 

@@ -20,7 +20,9 @@ fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let mut files = Vec::new();
     let (mut left_key, mut right_key, mut sep) = (0usize, 0usize, ',');
@@ -31,8 +33,15 @@ fn main() -> anyhow::Result<()> {
                 args.next();
             }
             "--left-key" => left_key = args.next().context("--left-key needs a value")?.parse()?,
-            "--right-key" => right_key = args.next().context("--right-key needs a value")?.parse()?,
-            "--sep" => sep = args.next().and_then(|s| s.chars().next()).context("--sep needs a character")?,
+            "--right-key" => {
+                right_key = args.next().context("--right-key needs a value")?.parse()?
+            }
+            "--sep" => {
+                sep = args
+                    .next()
+                    .and_then(|s| s.chars().next())
+                    .context("--sep needs a character")?
+            }
             s if s.starts_with("--master=") => {}
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             _ => files.push(a),
@@ -58,10 +67,14 @@ fn main() -> anyhow::Result<()> {
         [left, right] => {
             let l = ctx
                 .text_file(left)?
-                .flat_map_with((sep, left_key), |(sep, k), line| column(&line, *sep, *k).map(|key| (key, line)));
+                .flat_map_with((sep, left_key), |(sep, k), line| {
+                    column(&line, *sep, *k).map(|key| (key, line))
+                });
             let r = ctx
                 .text_file(right)?
-                .flat_map_with((sep, right_key), |(sep, k), line| column(&line, *sep, *k).map(|key| (key, line)));
+                .flat_map_with((sep, right_key), |(sep, k), line| {
+                    column(&line, *sep, *k).map(|key| (key, line))
+                });
             let joined = l.join(&r);
             println!("joined_rows\t{}", joined.count()?);
             let per_key = joined

@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let mut file = None;
     let mut iterations = 10usize;
@@ -26,8 +28,12 @@ fn main() -> anyhow::Result<()> {
             "--master" => {
                 args.next();
             }
-            "--iterations" => iterations = args.next().context("--iterations needs a value")?.parse()?,
-            "--partitions" => partitions = args.next().context("--partitions needs a value")?.parse()?,
+            "--iterations" => {
+                iterations = args.next().context("--iterations needs a value")?.parse()?
+            }
+            "--partitions" => {
+                partitions = args.next().context("--partitions needs a value")?.parse()?
+            }
             s if s.starts_with("--master=") => {}
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             _ => file = Some(a),
@@ -63,19 +69,27 @@ fn main() -> anyhow::Result<()> {
     };
 
     // Partition the adjacency lists once; every iteration's join then reads them in place.
-    let links = edges.distinct().group_by_key_n(partitions).partition_by(partitions);
+    let links = edges
+        .distinct()
+        .group_by_key_n(partitions)
+        .partition_by(partitions);
     let mut ranks = links.map_values(|_| 1.0f64);
     for i in 0..iterations {
         let contributions = links.join(&ranks).flat_map(|(_, (targets, rank))| {
             let share = rank / targets.len() as f64;
-            targets.into_iter().map(move |t| (t, share)).collect::<Vec<_>>()
+            targets
+                .into_iter()
+                .map(move |t| (t, share))
+                .collect::<Vec<_>>()
         });
         ranks = contributions
             .reduce_by_key_n(|a, b| a + b, partitions)
             .map_values(|sum| 0.15 + 0.85 * sum);
         eprintln!("pagerank: iteration {} done", i + 1);
     }
-    let top = ranks.take_ordered_by(10, |(page, rank)| (std::cmp::Reverse(OrderedRank(*rank)), page.clone()))?;
+    let top = ranks.take_ordered_by(10, |(page, rank)| {
+        (std::cmp::Reverse(OrderedRank(*rank)), page.clone())
+    })?;
     for (page, rank) in top {
         println!("{rank:.6}\t{page}");
     }
@@ -83,9 +97,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Ranks are finite, so a total order on them is safe.
-#[derive(PartialEq, PartialOrd)]
 struct OrderedRank(f64);
+impl PartialEq for OrderedRank {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for OrderedRank {}
+impl PartialOrd for OrderedRank {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for OrderedRank {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)

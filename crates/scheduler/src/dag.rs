@@ -492,7 +492,7 @@ impl DagScheduler {
                 message,
                 ..
             }) => {
-                self.fetch_failed(rt.stage, shuffle, map, &message);
+                self.fetch_failed(&rt, shuffle, map, &message);
             }
             Err(failure) => self.task_failed(rt, failure.message()),
         }
@@ -543,7 +543,33 @@ impl DagScheduler {
         }
     }
 
-    fn fetch_failed(&mut self, stage_id: StageId, shuffle: ShuffleId, map: usize, message: &str) {
+    /// A task could not read map output `map` of `shuffle`. The first report from the
+    /// current attempt of the reading stage unregisters that output and resubmits: the
+    /// missing map partitions run again, then the stage. Reports from tasks of an older
+    /// attempt are ignored: the output they missed may already have been recomputed, and
+    /// unregistering it again would throw the fresh output away.
+    fn fetch_failed(&mut self, rt: &RunningTask, shuffle: ShuffleId, map: usize, message: &str) {
+        let Some(stage) = self.stages.get_mut(&rt.stage) else {
+            return;
+        };
+        if stage.attempt != rt.stage_attempt || stage.state != StageState::Running {
+            stage.span.in_scope(|| {
+                debug!(
+                    shuffle,
+                    map, "ignoring fetch failure of an older attempt: {message}"
+                )
+            });
+            return;
+        }
+        stage
+            .span
+            .in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
+        stage.fetch_failures += 1;
+        let failures = stage.fetch_failures;
+        // A new attempt: reports still in flight from this one become stale.
+        stage.attempt += 1;
+        stage.state = StageState::Idle;
+        stage.pending.clear();
         if let Some(&map_stage) = self.shuffle_stages.get(&shuffle) {
             if let Some(StageKind::ShuffleMap { outputs, .. }) =
                 self.stages.get_mut(&map_stage).map(|s| &mut s.kind)
@@ -553,25 +579,12 @@ impl DagScheduler {
             }
             self.shuffle.remove_map_output(shuffle, map);
         }
-        let Some(stage) = self.stages.get_mut(&stage_id) else {
-            return;
-        };
-        stage
-            .span
-            .in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
-        if stage.state != StageState::Running {
-            return; // already resubmitted by an earlier fetch failure of this attempt
-        }
-        stage.fetch_failures += 1;
-        let failures = stage.fetch_failures;
         if failures > MAX_STAGE_ATTEMPTS {
             let msg = format!("fetch failed {failures} times in a row; last: {message}");
-            self.abort_stage(stage_id, map, failures, msg);
+            self.abort_stage(rt.stage, rt.unit, failures, msg);
             return;
         }
-        stage.state = StageState::Idle;
-        stage.pending.clear();
-        self.submit_stage(stage_id);
+        self.submit_stage(rt.stage);
     }
 
     fn executor_lost(&mut self, executor: &str, reason: &str) {
@@ -605,9 +618,11 @@ impl DagScheduler {
             return;
         };
         let partition = match &stage.kind {
-            StageKind::Result { job, .. } => {
-                self.jobs.get(job).map_or(unit, |j| j.partitions[unit])
-            }
+            StageKind::Result { job, .. } => self
+                .jobs
+                .get(job)
+                .and_then(|j| j.partitions.get(unit).copied())
+                .unwrap_or(unit),
             StageKind::ShuffleMap { .. } => unit,
         };
         let rdd = stage.rdd.meta().to_string();
