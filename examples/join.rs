@@ -9,6 +9,8 @@
 //! joined row. With no files, a generated `users` (id,name) × `orders` (order,user,amount)
 //! pair of inputs is joined on the user id and the total amount per user is printed.
 
+mod common;
+
 use anyhow::{Context as _, bail};
 use spate::prelude::*;
 
@@ -18,12 +20,7 @@ fn column(line: &str, sep: char, n: usize) -> Option<String> {
 
 fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    common::init_logging();
     let mut files = Vec::new();
     let (mut left_key, mut right_key, mut sep) = (0usize, 0usize, ',');
     let mut args = std::env::args().skip(1);

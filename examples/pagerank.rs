@@ -8,17 +8,14 @@
 //! file, a deterministic generated graph of 10,000 pages is used. Prints the 10 pages with
 //! the highest rank.
 
+mod common;
+
 use anyhow::{Context as _, bail};
 use spate::prelude::*;
 
 fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    common::init_logging();
     let mut file = None;
     let mut iterations = 10usize;
     let mut partitions = ctx.default_parallelism();

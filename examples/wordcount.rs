@@ -9,6 +9,8 @@
 //! the K most frequent words (count descending, then word ascending) on stdout; logs go to
 //! stderr (`RUST_LOG=info` for more).
 
+mod common;
+
 use anyhow::{Context as _, bail};
 use spate::prelude::*;
 use std::cmp::Reverse;
@@ -86,12 +88,7 @@ fn generated_corpus(ctx: &Context, lines: i64, partitions: usize) -> Rdd<String>
 
 fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    common::init_logging();
     let args = parse_args()?;
     let partitions = args.partitions.unwrap_or(ctx.default_parallelism());
 
