@@ -28,8 +28,9 @@ pub mod context;
 
 pub use context::{Context, ContextBuilder};
 pub use spate_core::rdd::TextFileOptions;
+pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
-pub use spate_core::{config, partitioner, plan, text};
+pub use spate_core::{config, func, partitioner, plan, rdd, ship, task, text};
 
 /// Everything a job usually needs: `use spate::prelude::*;`.
 pub mod prelude {

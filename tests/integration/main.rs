@@ -5,4 +5,5 @@ mod fixtures;
 mod plan;
 mod props;
 mod scheduler;
+mod shipping;
 mod wordcount;

@@ -4,12 +4,16 @@
 use crate::func::{Func, Func2};
 use hashbrown::hash_map::{Entry, HashMap, OccupiedEntry};
 use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-/// Three functions that fold values `V` into combiners `C`.
-pub trait Aggregator<K, V, C>: Send + Sync + 'static {
+/// Three functions that fold values `V` into combiners `C`. Aggregators ship with map and
+/// reduce tasks, so they are serde types.
+pub trait Aggregator<K, V, C>:
+    Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
     /// False only for the identity "aggregator" of plain repartitioning: records then
     /// pass through the shuffle untouched.
     const COMBINES: bool = true;
@@ -107,8 +111,11 @@ impl<K: Hash + Eq, C> CombineMap<K, C> {
 }
 
 /// `reduce_by_key`: the combiner is a value, merged with one function.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ReduceAgg<F>(pub F);
-impl<K, V, F: Func2<V, V, V>> Aggregator<K, V, V> for ReduceAgg<F> {
+impl<K, V, F: Func2<V, V, V> + Clone + Serialize + serde::de::DeserializeOwned> Aggregator<K, V, V>
+    for ReduceAgg<F>
+{
     #[inline(always)]
     fn create_combiner(&self, v: V) -> V {
         v
@@ -124,13 +131,18 @@ impl<K, V, F: Func2<V, V, V>> Aggregator<K, V, V> for ReduceAgg<F> {
 }
 
 /// `fold_by_key`: like reduce, but every key starts from a zero value.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct FoldAgg<V, F> {
     /// The neutral start value.
     pub zero: V,
     /// The fold function.
     pub f: F,
 }
-impl<K, V: Clone + Send + Sync + 'static, F: Func2<V, V, V>> Aggregator<K, V, V> for FoldAgg<V, F> {
+impl<K, V, F> Aggregator<K, V, V> for FoldAgg<V, F>
+where
+    V: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    F: Func2<V, V, V> + Clone + Serialize + serde::de::DeserializeOwned,
+{
     fn create_combiner(&self, v: V) -> V {
         self.f.call(self.zero.clone(), v)
     }
@@ -143,6 +155,7 @@ impl<K, V: Clone + Send + Sync + 'static, F: Func2<V, V, V>> Aggregator<K, V, V>
 }
 
 /// `aggregate_by_key`: a zero of another type, a sequence op and a combine op.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AggregateAgg<U, S, C> {
     /// Start value for each key.
     pub zero: U,
@@ -153,9 +166,9 @@ pub struct AggregateAgg<U, S, C> {
 }
 impl<K, V, U, S, C> Aggregator<K, V, U> for AggregateAgg<U, S, C>
 where
-    U: Clone + Send + Sync + 'static,
-    S: Func2<U, V, U>,
-    C: Func2<U, U, U>,
+    U: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    S: Func2<U, V, U> + Clone + Serialize + serde::de::DeserializeOwned,
+    C: Func2<U, U, U> + Clone + Serialize + serde::de::DeserializeOwned,
 {
     fn create_combiner(&self, v: V) -> U {
         self.seq.call(self.zero.clone(), v)
@@ -169,6 +182,7 @@ where
 }
 
 /// `combine_by_key` with three user functions.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CombineAgg<Cr, Mv, Mc> {
     /// First value → combiner.
     pub create: Cr,
@@ -179,9 +193,9 @@ pub struct CombineAgg<Cr, Mv, Mc> {
 }
 impl<K, V, C, Cr, Mv, Mc> Aggregator<K, V, C> for CombineAgg<Cr, Mv, Mc>
 where
-    Cr: Func<V, C>,
-    Mv: Func2<C, V, C>,
-    Mc: Func2<C, C, C>,
+    Cr: Func<V, C> + Clone + Serialize + serde::de::DeserializeOwned,
+    Mv: Func2<C, V, C> + Clone + Serialize + serde::de::DeserializeOwned,
+    Mc: Func2<C, C, C> + Clone + Serialize + serde::de::DeserializeOwned,
 {
     fn create_combiner(&self, v: V) -> C {
         self.create.call(v)
@@ -195,6 +209,7 @@ where
 }
 
 /// `group_by_key`: collect all values of a key.
+#[derive(Clone, Copy, Serialize, Deserialize)]
 pub struct GroupAgg;
 impl<K, V: Send + 'static> Aggregator<K, V, Vec<V>> for GroupAgg {
     fn create_combiner(&self, v: V) -> Vec<V> {
@@ -214,9 +229,15 @@ impl<K, V: Send + 'static> Aggregator<K, V, Vec<V>> for GroupAgg {
 }
 
 /// No aggregation: repartitioning and sorting move records unchanged.
-pub struct NoAgg<V>(PhantomData<fn() -> V>);
+#[derive(Serialize, Deserialize)]
+pub struct NoAgg<V>(#[serde(skip)] PhantomData<fn() -> V>);
 impl<V> Default for NoAgg<V> {
     fn default() -> Self {
+        NoAgg(PhantomData)
+    }
+}
+impl<V> Clone for NoAgg<V> {
+    fn clone(&self) -> Self {
         NoAgg(PhantomData)
     }
 }

@@ -44,6 +44,8 @@ impl<F> Serialize for Zst<F> {
 impl<'de, F: Copy + 'static> Deserialize<'de> for Zst<F> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         <()>::deserialize(d)?;
+        // Materializing a closure value is only meaningful in the binary that made it.
+        crate::ship::check_trusted().map_err(serde::de::Error::custom)?;
         const { assert!(std::mem::size_of::<F>() == 0) };
         // SAFETY: F is a zero-sized Copy type and a value of it existed in the (identical)
         // binary that encoded this unit; reading a ZST from an aligned dangling pointer
@@ -75,14 +77,14 @@ impl<S, F: Copy + 'static> With<S, F> {
     }
 }
 
-/// A shippable one-argument function.
-pub trait Func<A, R>: Send + Sync + 'static {
+/// A shippable one-argument function: a serde value (its state) whose type is its code.
+pub trait Func<A, R>: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// Call it.
     fn call(&self, a: A) -> R;
 }
 
 /// A shippable two-argument function.
-pub trait Func2<A, B, R>: Send + Sync + 'static {
+pub trait Func2<A, B, R>: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// Call it.
     fn call(&self, a: A, b: B) -> R;
 }
@@ -109,7 +111,7 @@ where
 
 impl<A, R, S, F> Func<A, R> for With<S, F>
 where
-    S: Send + Sync + 'static,
+    S: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
 {
     #[inline(always)]
@@ -120,7 +122,7 @@ where
 
 impl<A, B, R, S, F> Func2<A, B, R> for With<S, F>
 where
-    S: Send + Sync + 'static,
+    S: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     F: Fn(&S, A, B) -> R + Copy + Send + Sync + 'static,
 {
     #[inline(always)]
@@ -144,15 +146,21 @@ mod tests {
     }
 
     #[test]
-    fn zst_round_trips_as_unit() {
-        use serde::de::IntoDeserializer;
-        fn round_trip<F: Copy + 'static>(_: &Zst<F>) -> Zst<F> {
-            let d: serde::de::value::UnitDeserializer<serde::de::value::Error> =
-                ().into_deserializer();
-            Zst::deserialize(d).expect("a unit decodes into the closure")
+    fn closures_and_state_ship_inside_envelopes_only() {
+        use crate::ship::{Secret, codec, open, seal};
+        fn round_trip<F: Copy + Send + Sync + 'static>(f: &With<u64, F>) -> With<u64, F> {
+            let secret = Secret::generate().expect("random");
+            let bytes = seal(f, &secret).expect("seal");
+            open(&bytes, &secret).expect("open")
         }
-        let f = Zst::new(|x: u64| x * 3);
+        let f = With::new(3u64, |k: &u64, x: u64| x * k);
         let back = round_trip(&f);
         assert_eq!(Func::call(&back, 2u64), 6);
+        // outside a verified envelope a closure value is never materialized
+        fn decode_bare<F: Copy + 'static>(_: &Zst<F>, bytes: &[u8]) -> bool {
+            codec::from_slice::<Zst<F>>(bytes).is_err()
+        }
+        let z = Zst::new(|x: u64| x + 1);
+        assert!(decode_bare(&z, &codec::to_vec(&z).expect("encode")));
     }
 }

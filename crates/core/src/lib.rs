@@ -8,6 +8,7 @@
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
+//! - [`ship`]: encoding tasks for executors (code offsets, binary identity, HMAC).
 //! - [`config`]: master URLs and settings.
 //! - [`text`]: word splitting without an allocation per word.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
@@ -20,6 +21,7 @@ pub mod func;
 pub mod partitioner;
 pub mod plan;
 pub mod rdd;
+pub mod ship;
 pub mod shuffle;
 pub mod task;
 pub mod text;

@@ -24,8 +24,8 @@ fn fmix64(mut h: u64) -> u64 {
     h
 }
 
-/// Maps keys to reduce partitions.
-pub trait Partitioner<K>: Send + Sync + 'static {
+/// Maps keys to reduce partitions. Partitioners ship with map tasks.
+pub trait Partitioner<K>: crate::ship::EncodeSelf + Send + Sync + 'static {
     /// How many reduce partitions there are.
     fn num_partitions(&self) -> usize;
     /// The partition of `key`, in `0..num_partitions()`.
@@ -33,6 +33,12 @@ pub trait Partitioner<K>: Send + Sync + 'static {
     /// Equal partitioners place equal keys in equal partitions; used to avoid re-shuffling
     /// data that is already partitioned the same way.
     fn same_as(&self, other: &dyn std::any::Any) -> bool;
+}
+
+impl<K: 'static, C: Partitioner<K>> crate::ship::Upcast<dyn Partitioner<K>> for C {
+    fn upcast(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn Partitioner<K>> {
+        self
+    }
 }
 
 /// Hash partitioning: `hash(key) mod n` over a well-mixed hash.
@@ -90,7 +96,7 @@ impl<K: Ord + Clone> RangePartitioner<K> {
     }
 }
 
-impl<K: Ord + Send + Sync + 'static> Partitioner<K> for RangePartitioner<K> {
+impl<K: Ord + serde::Serialize + Send + Sync + 'static> Partitioner<K> for RangePartitioner<K> {
     fn num_partitions(&self) -> usize {
         self.bounds.len() + 1
     }

@@ -6,6 +6,7 @@
 //! A shuffle reached twice (e.g. a diamond) is one stage.
 
 use crate::rdd::{Dependency, RddBase, RddId, ShuffleId};
+use crate::ship::SerArc;
 use crate::shuffle::ShuffleDependency;
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -17,7 +18,7 @@ pub struct PlannedStage {
     /// The last RDD of the pipeline.
     pub rdd: Arc<dyn RddBase>,
     /// `Some` for a shuffle-map stage: the dependency whose map side this stage computes.
-    pub shuffle: Option<Arc<dyn ShuffleDependency>>,
+    pub shuffle: Option<SerArc<dyn ShuffleDependency>>,
     /// Shuffles this stage reads (each the output of a parent stage).
     pub parents: Vec<ShuffleId>,
 }
@@ -31,7 +32,7 @@ pub struct StagePlan {
 }
 
 /// The shuffle dependencies reachable from `rdd` through narrow dependencies only.
-pub fn shuffle_parents(rdd: &Arc<dyn RddBase>) -> Vec<Arc<dyn ShuffleDependency>> {
+pub fn shuffle_parents(rdd: &Arc<dyn RddBase>) -> Vec<SerArc<dyn ShuffleDependency>> {
     let mut seen: HashSet<RddId> = HashSet::new();
     let mut found = Vec::new();
     let mut found_ids = HashSet::new();
@@ -58,7 +59,7 @@ pub fn shuffle_parents(rdd: &Arc<dyn RddBase>) -> Vec<Arc<dyn ShuffleDependency>
 /// Plan the stages of a job whose final RDD is `rdd`.
 pub fn plan_stages(rdd: &Arc<dyn RddBase>) -> StagePlan {
     fn visit(
-        shuffle: &Arc<dyn ShuffleDependency>,
+        shuffle: &SerArc<dyn ShuffleDependency>,
         done: &mut HashSet<ShuffleId>,
         stages: &mut Vec<PlannedStage>,
     ) {

@@ -63,8 +63,9 @@ pub trait ShuffleService: Send + Sync + 'static {
     fn has_map_output(&self, shuffle: ShuffleId, map: usize) -> bool;
 }
 
-/// A shuffle dependency, type-erased: the scheduler runs its map tasks through this.
-pub trait ShuffleDependency: Send + Sync + 'static {
+/// A shuffle dependency, type-erased: the scheduler runs its map tasks through this, and
+/// it ships with them.
+pub trait ShuffleDependency: crate::ship::EncodeSelf + Send + Sync + 'static {
     /// The shuffle id.
     fn shuffle_id(&self) -> ShuffleId;
     /// The map-side RDD.

@@ -9,8 +9,11 @@
 use crate::data::Data;
 use crate::error::Error;
 use crate::func::Func;
-use crate::rdd::{PartIter, RddBase, RddNode};
+use crate::rdd::{NodeRef, PartIter, RddBase, base_of, compute};
+use crate::ship::{EncodeSelf, SerArc, Upcast, codec};
 use crate::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -32,24 +35,38 @@ pub struct TaskContext {
     pub shuffle: Arc<dyn ShuffleService>,
 }
 
-/// A job's per-partition function over its final RDD, type-erased.
-pub trait ResultJob: Send + Sync + 'static {
+/// A job's per-partition function over its final RDD, type-erased. Ships with result
+/// tasks; its results come back as objects (local) or bytes (executors).
+pub trait ResultJob: EncodeSelf + Send + Sync + 'static {
     /// The final RDD of the job.
     fn rdd(&self) -> Arc<dyn RddBase>;
     /// Compute `partition` and apply the job's function to it.
     fn run(&self, partition: usize, tc: &TaskContext) -> Box<dyn Any + Send>;
+    /// [`ResultJob::run`], with the result encoded for the trip back to the driver.
+    fn run_encoded(&self, partition: usize, tc: &TaskContext) -> crate::Result<Vec<u8>>;
+    /// Decode a result made by [`ResultJob::run_encoded`] (on the driver).
+    fn decode_result(&self, bytes: &[u8]) -> crate::Result<Box<dyn Any + Send>>;
+}
+
+impl<C: ResultJob> Upcast<dyn ResultJob> for C {
+    fn upcast(self: Arc<Self>) -> Arc<dyn ResultJob> {
+        self
+    }
 }
 
 /// The usual result job: compute a partition, give its iterator to `G`.
-pub struct PartitionJob<T, U, G> {
-    node: Arc<dyn RddNode<T>>,
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "G: Serialize", deserialize = "G: DeserializeOwned"))]
+pub struct PartitionJob<T: 'static, U, G> {
+    node: NodeRef<T>,
     func: G,
+    #[serde(skip)]
     _out: PhantomData<fn() -> U>,
 }
 
 impl<T: Data, U: Data, G: Func<PartIter<T>, U>> PartitionJob<T, U, G> {
     /// A job applying `func` to partitions of `node`.
-    pub fn new(node: Arc<dyn RddNode<T>>, func: G) -> Self {
+    pub fn new(node: NodeRef<T>, func: G) -> Self {
         PartitionJob {
             node,
             func,
@@ -58,23 +75,34 @@ impl<T: Data, U: Data, G: Func<PartIter<T>, U>> PartitionJob<T, U, G> {
     }
 }
 
-impl<T: Data, U: Data, G: Func<PartIter<T>, U>> ResultJob for PartitionJob<T, U, G> {
+impl<T: Data, U: Data, G: Func<PartIter<T>, U> + Serialize + DeserializeOwned> ResultJob
+    for PartitionJob<T, U, G>
+{
     fn rdd(&self) -> Arc<dyn RddBase> {
-        self.node.clone()
+        base_of(&self.node)
     }
     fn run(&self, partition: usize, tc: &TaskContext) -> Box<dyn Any + Send> {
-        let it = self.node.clone().compute(partition, tc);
-        Box::new(self.func.call(it))
+        Box::new(self.func.call(compute(&self.node, partition, tc)))
+    }
+    fn run_encoded(&self, partition: usize, tc: &TaskContext) -> crate::Result<Vec<u8>> {
+        let out: U = self.func.call(compute(&self.node, partition, tc));
+        codec::to_vec(&out)
+            .map_err(|e| Error::Other(format!("encoding the result of partition {partition}: {e}")))
+    }
+    fn decode_result(&self, bytes: &[u8]) -> crate::Result<Box<dyn Any + Send>> {
+        let out: U = codec::from_slice(bytes)
+            .map_err(|e| Error::Other(format!("decoding a task result: {e}")))?;
+        Ok(Box::new(out))
     }
 }
 
-/// What a task does.
-#[derive(Clone)]
+/// What a task does. Encodable: this is what executors receive.
+#[derive(Clone, Serialize, Deserialize)]
 pub enum TaskKind {
     /// Write map output for a shuffle.
-    ShuffleMap(Arc<dyn ShuffleDependency>),
+    ShuffleMap(SerArc<dyn ShuffleDependency>),
     /// Produce a result for a job.
-    Result(Arc<dyn ResultJob>),
+    Result(SerArc<dyn ResultJob>),
 }
 
 /// What a successful task returns.
@@ -212,8 +240,16 @@ fn classify(e: Error) -> TaskFailure {
 mod tests {
     use super::*;
 
+    #[derive(Serialize, Deserialize)]
     struct Boom;
     impl ResultJob for Boom {
+        fn run_encoded(&self, partition: usize, tc: &TaskContext) -> crate::Result<Vec<u8>> {
+            self.run(partition, tc);
+            Ok(Vec::new())
+        }
+        fn decode_result(&self, _bytes: &[u8]) -> crate::Result<Box<dyn Any + Send>> {
+            Ok(Box::new(()))
+        }
         fn rdd(&self) -> Arc<dyn RddBase> {
             unreachable!("not planned in this test")
         }
@@ -265,7 +301,7 @@ mod tests {
 
     #[test]
     fn panics_and_engine_errors_are_classified() {
-        let kind = TaskKind::Result(Arc::new(Boom));
+        let kind = TaskKind::Result(SerArc::new(Boom));
         match run_task(&kind, &tc(0)) {
             Err(TaskFailure::Panicked { message }) => {
                 assert!(message.contains("user code failed on 0"), "{message}");

@@ -29,6 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use spate_core::error::Error;
 use spate_core::plan::plan_stages;
 use spate_core::rdd::{RddBase, ShuffleId};
+use spate_core::ship::SerArc;
 use spate_core::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
 use spate_core::task::{ResultJob, TaskFailure, TaskKind, TaskOutput};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -53,12 +54,12 @@ enum StageState {
 
 enum StageKind {
     ShuffleMap {
-        dep: Arc<dyn ShuffleDependency>,
+        dep: SerArc<dyn ShuffleDependency>,
         outputs: Vec<Option<MapStatus>>,
     },
     Result {
         job: JobId,
-        func: Arc<dyn ResultJob>,
+        func: SerArc<dyn ResultJob>,
     },
 }
 
@@ -188,7 +189,7 @@ impl DagScheduler {
 
     fn job_submitted(
         &mut self,
-        func: Arc<dyn ResultJob>,
+        func: SerArc<dyn ResultJob>,
         partitions: Vec<usize>,
         reply: Sender<JobMessage>,
     ) {

@@ -2,9 +2,9 @@
 
 use crossbeam_channel::Sender;
 use spate_core::error::Error;
+use spate_core::ship::SerArc;
 use spate_core::task::{ResultJob, TaskFailure, TaskOutput};
 use std::any::Any;
-use std::sync::Arc;
 
 /// Task ids are unique within a scheduler.
 pub type TaskId = u64;
@@ -13,7 +13,7 @@ pub type TaskId = u64;
 pub(crate) enum Event {
     /// A job from an action.
     JobSubmitted {
-        job: Arc<dyn ResultJob>,
+        job: SerArc<dyn ResultJob>,
         partitions: Vec<usize>,
         reply: Sender<JobMessage>,
     },

@@ -6,6 +6,7 @@ use crate::event::{Event, EventSink, JobMessage};
 use crossbeam_channel::{Sender, unbounded};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{JobRunner, RddId, ShuffleId};
+use spate_core::ship::SerArc;
 use spate_core::shuffle::ShuffleService;
 use spate_core::task::ResultJob;
 use std::any::Any;
@@ -66,7 +67,7 @@ impl Drop for Scheduler {
 impl JobRunner for Scheduler {
     fn run_job(
         &self,
-        job: Arc<dyn ResultJob>,
+        job: SerArc<dyn ResultJob>,
         partitions: Vec<usize>,
     ) -> Result<Vec<Box<dyn Any + Send>>> {
         let n = partitions.len();

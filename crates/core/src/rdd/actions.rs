@@ -5,22 +5,25 @@ use crate::data::{Data, Key};
 use crate::error::{Error, Result};
 use crate::func::{Func, With, Zst};
 use crate::partitioner::{HashPartitioner, Partitioner};
-use crate::task::{PartitionJob, raise};
+use crate::ship::SerArc;
+use crate::task::{PartitionJob, ResultJob, raise};
 use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 impl<T: Data> Rdd<T> {
     /// Run `func` over the given partitions; results in the order of `partitions`.
-    pub(crate) fn run_job<U: Data, G: Func<PartIter<T>, U>>(
+    pub(crate) fn run_job<
+        U: Data,
+        G: Func<PartIter<T>, U> + serde::Serialize + serde::de::DeserializeOwned,
+    >(
         &self,
         func: G,
         partitions: Vec<usize>,
     ) -> Result<Vec<U>> {
-        let job = Arc::new(PartitionJob::new(self.node.clone(), func));
+        let job = SerArc::<dyn ResultJob>::new(PartitionJob::new(self.node.clone(), func));
         let results = self.sc.run_job(job, partitions)?;
         results
             .into_iter()

@@ -1,15 +1,18 @@
 //! `cartesian`: every pair of elements; partition (i, j) pairs left partition i with right
 //! partition j.
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::task::TaskContext;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub(crate) struct CartesianNode<T, U> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct CartesianNode<T: 'static, U: 'static> {
     pub meta: NodeMeta,
-    pub left: Arc<dyn RddNode<T>>,
-    pub right: Arc<dyn RddNode<U>>,
+    pub left: NodeRef<T>,
+    pub right: NodeRef<U>,
 }
 
 impl<T: Data, U: Data> RddBase for CartesianNode<T, U> {
@@ -21,8 +24,8 @@ impl<T: Data, U: Data> RddBase for CartesianNode<T, U> {
     }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![
-            Dependency::Narrow(self.left.clone()),
-            Dependency::Narrow(self.right.clone()),
+            Dependency::Narrow(base_of(&self.left)),
+            Dependency::Narrow(base_of(&self.right)),
         ]
     }
 }
@@ -30,8 +33,8 @@ impl<T: Data, U: Data> RddBase for CartesianNode<T, U> {
 impl<T: Data, U: Data> RddNode<(T, U)> for CartesianNode<T, U> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(T, U)> {
         let n = self.right.num_partitions();
-        let right: Arc<Vec<U>> = Arc::new(self.right.clone().compute(split % n, tc).collect());
-        let left = self.left.clone().compute(split / n, tc);
+        let right: Arc<Vec<U>> = Arc::new(compute(&self.right, split % n, tc).collect());
+        let left = compute(&self.left, split / n, tc);
         PartIter::new(left.flat_map(move |x| {
             let right = right.clone();
             (0..right.len()).map(move |j| (x.clone(), right[j].clone()))

@@ -1,14 +1,17 @@
 //! `coalesce` without a shuffle: each new partition concatenates a contiguous run of
 //! parent partitions.
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::task::TaskContext;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub(crate) struct CoalescedNode<T> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct CoalescedNode<T: 'static> {
     pub meta: NodeMeta,
-    pub parent: Arc<dyn RddNode<T>>,
+    pub parent: NodeRef<T>,
     pub partitions: usize,
 }
 
@@ -27,7 +30,7 @@ impl<T: Data> RddBase for CoalescedNode<T> {
         self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![Dependency::Narrow(self.parent.clone())]
+        vec![Dependency::Narrow(base_of(&self.parent))]
     }
 }
 
@@ -37,7 +40,7 @@ impl<T: Data> RddNode<T> for CoalescedNode<T> {
         let tc = tc.clone();
         PartIter::new(
             self.parents_of(split)
-                .flat_map(move |p| parent.clone().compute(p, &tc)),
+                .flat_map(move |p| compute(&parent, p, &tc)),
         )
     }
 }

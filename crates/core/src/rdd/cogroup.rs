@@ -4,28 +4,41 @@
 //! stage, as in Spark.
 
 use super::shuffled::{ShuffleDep, read_shuffle};
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode, ShuffleId};
+use super::{
+    Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of, compute,
+};
 use crate::aggregator::NoAgg;
 use crate::data::{Data, Key};
 use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::ship::SerArc;
+use crate::shuffle::ShuffleDependency;
 use crate::task::TaskContext;
 use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// How one side of a cogroup is read.
-pub(crate) enum Side<K, V> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) enum Side<K: 'static, V: 'static> {
     /// Already partitioned by the target partitioner: read partition `p` directly.
-    Narrow(Arc<dyn RddNode<(K, V)>>),
+    Narrow(NodeRef<(K, V)>),
     /// Shuffled into the target partitioning.
-    Shuffle(Arc<ShuffleDep<K, V, V, NoAgg<V>>>),
+    Shuffle {
+        shuffle_id: ShuffleId,
+        maps: usize,
+        /// The map side, for planning on the driver (not shipped).
+        #[serde(skip)]
+        dep: Option<SerArc<dyn ShuffleDependency>>,
+    },
 }
 
 impl<K: Key, V: Data> Side<K, V> {
     pub fn new(
-        parent: Arc<dyn RddNode<(K, V)>>,
+        parent: NodeRef<(K, V)>,
         target: HashPartitioner,
         shuffle_id: impl FnOnce() -> ShuffleId,
     ) -> Self {
@@ -35,37 +48,43 @@ impl<K: Key, V: Data> Side<K, V> {
         if co_partitioned {
             Side::Narrow(parent)
         } else {
-            Side::Shuffle(Arc::new(ShuffleDep {
-                shuffle_id: shuffle_id(),
+            let shuffle_id = shuffle_id();
+            let maps = parent.num_partitions();
+            let dep = ShuffleDep::<K, V, V, NoAgg<V>> {
+                shuffle_id,
                 parent,
-                partitioner: Arc::new(target) as Arc<dyn Partitioner<K>>,
-                aggregator: Arc::new(NoAgg::default()),
+                partitioner: SerArc::<dyn Partitioner<K>>::new(target),
+                aggregator: NoAgg::default(),
                 _types: PhantomData,
-            }))
+            };
+            Side::Shuffle {
+                shuffle_id,
+                maps,
+                dep: Some(SerArc::new(dep)),
+            }
         }
     }
 
-    fn dependency(&self) -> Dependency {
+    fn dependency(&self) -> Option<Dependency> {
         match self {
-            Side::Narrow(p) => Dependency::Narrow(p.clone()),
-            Side::Shuffle(d) => Dependency::Shuffle(d.clone()),
+            Side::Narrow(p) => Some(Dependency::Narrow(base_of(p))),
+            Side::Shuffle { dep, .. } => dep.clone().map(Dependency::Shuffle),
         }
     }
 
     fn read(&self, split: usize, tc: &TaskContext) -> PartIter<(K, V)> {
         match self {
-            Side::Narrow(p) => p.clone().compute(split, tc),
-            Side::Shuffle(d) => PartIter::new(read_shuffle::<(K, V)>(
-                tc,
-                d.shuffle_id,
-                split,
-                d.parent.num_partitions(),
-            )),
+            Side::Narrow(p) => compute(p, split, tc),
+            Side::Shuffle {
+                shuffle_id, maps, ..
+            } => PartIter::new(read_shuffle::<(K, V)>(tc, *shuffle_id, split, *maps)),
         }
     }
 }
 
-pub(crate) struct CoGroupedNode<K, V, W> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct CoGroupedNode<K: 'static, V: 'static, W: 'static> {
     pub meta: NodeMeta,
     pub left: Side<K, V>,
     pub right: Side<K, W>,
@@ -80,19 +99,23 @@ impl<K: Key, V: Data, W: Data> RddBase for CoGroupedNode<K, V, W> {
         Partitioner::<K>::num_partitions(&self.partitioner)
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![self.left.dependency(), self.right.dependency()]
+        self.left
+            .dependency()
+            .into_iter()
+            .chain(self.right.dependency())
+            .collect()
     }
 }
 
 impl<K: Key, V: Data, W: Data> RddNode<(K, (Vec<V>, Vec<W>))> for CoGroupedNode<K, V, W> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(K, (Vec<V>, Vec<W>))> {
         let mut groups: HashMap<K, (Vec<V>, Vec<W>), FxBuildHasher> = HashMap::default();
-        for (k, v) in self.left.read(split, tc) {
-            groups.entry(k).or_default().0.push(v);
-        }
-        for (k, w) in self.right.read(split, tc) {
-            groups.entry(k).or_default().1.push(w);
-        }
+        self.left
+            .read(split, tc)
+            .for_each(|(k, v)| groups.entry(k).or_default().0.push(v));
+        self.right
+            .read(split, tc)
+            .for_each(|(k, w)| groups.entry(k).or_default().1.push(w));
         PartIter::new(groups.into_iter())
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {

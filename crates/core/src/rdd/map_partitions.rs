@@ -2,26 +2,31 @@
 //! partition of the parent. map, filter, flat_map, map_partitions, glom, sample,
 //! map_values, key_by … are all this node with a different [`PartitionFn`].
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::func::{Func, Func2};
 use crate::task::TaskContext;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A function from one partition's iterator to another.
-pub trait PartitionFn<T, U>: Send + Sync + Sized + 'static {
+pub trait PartitionFn<T, U>: Serialize + DeserializeOwned + Send + Sync + Sized + 'static {
     /// Transform partition `index`.
     fn apply(this: Arc<Self>, index: usize, input: PartIter<T>) -> PartIter<U>;
 }
 
-pub(crate) struct MapPartitionsNode<T, U, F> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "F: Serialize", deserialize = "F: DeserializeOwned"))]
+pub(crate) struct MapPartitionsNode<T: 'static, U, F> {
     pub meta: NodeMeta,
-    pub parent: Arc<dyn RddNode<T>>,
+    pub parent: NodeRef<T>,
     pub f: Arc<F>,
     /// Keys are unchanged (map_values, filter …), so the parent's partitioner still holds.
     pub preserves_partitioning: bool,
+    #[serde(skip)]
     pub _out: PhantomData<fn() -> U>,
 }
 
@@ -33,7 +38,7 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddBase for MapPartitionsNode<T, U,
         self.parent.num_partitions()
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![Dependency::Narrow(self.parent.clone())]
+        vec![Dependency::Narrow(base_of(&self.parent))]
     }
     fn preferred_locations(&self, p: usize) -> Vec<String> {
         self.parent.preferred_locations(p)
@@ -42,7 +47,7 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddBase for MapPartitionsNode<T, U,
 
 impl<T: Data, U: Data, F: PartitionFn<T, U>> RddNode<U> for MapPartitionsNode<T, U, F> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<U> {
-        let input = self.parent.clone().compute(split, tc);
+        let input = compute(&self.parent, split, tc);
         F::apply(self.f.clone(), split, input)
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -54,6 +59,7 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddNode<U> for MapPartitionsNode<T,
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct MapFn<G>(pub G);
 impl<T: 'static, U: 'static, G: Func<T, U>> PartitionFn<T, U> for MapFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
@@ -61,6 +67,7 @@ impl<T: 'static, U: 'static, G: Func<T, U>> PartitionFn<T, U> for MapFn<G> {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct FilterFn<G>(pub G);
 impl<T: 'static, G: for<'a> Func<&'a T, bool>> PartitionFn<T, T> for FilterFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<T> {
@@ -68,7 +75,9 @@ impl<T: 'static, G: for<'a> Func<&'a T, bool>> PartitionFn<T, T> for FilterFn<G>
     }
 }
 
-pub(crate) struct FlatMapFn<G, I>(pub G, pub PhantomData<fn() -> I>);
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "G: Serialize", deserialize = "G: DeserializeOwned"))]
+pub(crate) struct FlatMapFn<G, I>(pub G, #[serde(skip)] pub PhantomData<fn() -> I>);
 impl<T: 'static, U: 'static, I, G> PartitionFn<T, U> for FlatMapFn<G, I>
 where
     G: Func<T, I>,
@@ -80,7 +89,9 @@ where
     }
 }
 
-pub(crate) struct PartsFn<G, I>(pub G, pub PhantomData<fn() -> I>);
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "G: Serialize", deserialize = "G: DeserializeOwned"))]
+pub(crate) struct PartsFn<G, I>(pub G, #[serde(skip)] pub PhantomData<fn() -> I>);
 impl<T: 'static, U: 'static, I, G> PartitionFn<T, U> for PartsFn<G, I>
 where
     G: Func<PartIter<T>, I>,
@@ -92,7 +103,9 @@ where
     }
 }
 
-pub(crate) struct IndexedPartsFn<G, I>(pub G, pub PhantomData<fn() -> I>);
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "G: Serialize", deserialize = "G: DeserializeOwned"))]
+pub(crate) struct IndexedPartsFn<G, I>(pub G, #[serde(skip)] pub PhantomData<fn() -> I>);
 impl<T: 'static, U: 'static, I, G> PartitionFn<T, U> for IndexedPartsFn<G, I>
 where
     G: Func2<usize, PartIter<T>, I>,
@@ -104,6 +117,7 @@ where
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct GlomFn;
 impl<T: 'static> PartitionFn<T, Vec<T>> for GlomFn {
     fn apply(_: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<Vec<T>> {
@@ -111,6 +125,7 @@ impl<T: 'static> PartitionFn<T, Vec<T>> for GlomFn {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct MapValuesFn<G>(pub G);
 impl<K: 'static, V: 'static, W: 'static, G: Func<V, W>> PartitionFn<(K, V), (K, W)>
     for MapValuesFn<G>
@@ -120,7 +135,9 @@ impl<K: 'static, V: 'static, W: 'static, G: Func<V, W>> PartitionFn<(K, V), (K, 
     }
 }
 
-pub(crate) struct FlatMapValuesFn<G, I>(pub G, pub PhantomData<fn() -> I>);
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "G: Serialize", deserialize = "G: DeserializeOwned"))]
+pub(crate) struct FlatMapValuesFn<G, I>(pub G, #[serde(skip)] pub PhantomData<fn() -> I>);
 impl<K, V, W, I, G> PartitionFn<(K, V), (K, W)> for FlatMapValuesFn<G, I>
 where
     K: Clone + 'static,
@@ -137,6 +154,7 @@ where
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct KeyByFn<G>(pub G);
 impl<T: 'static, K: 'static, G: for<'a> Func<&'a T, K>> PartitionFn<T, (K, T)> for KeyByFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<(K, T)> {
@@ -146,6 +164,7 @@ impl<T: 'static, K: 'static, G: for<'a> Func<&'a T, K>> PartitionFn<T, (K, T)> f
 
 /// Bernoulli (without replacement) or Poisson (with replacement) sampling, seeded per
 /// partition so that re-computing a partition yields the same sample.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct SampleFn {
     pub with_replacement: bool,
     pub fraction: f64,

@@ -29,9 +29,12 @@ pub use text_file::{TextFileOptions, text_file};
 
 use crate::data::Data;
 use crate::error::Result;
+use crate::ship::{EncodeSelf, SerArc, Upcast};
 use crate::shuffle::ShuffleDependency;
 use crate::task::{ResultJob, TaskContext};
+use serde::{Deserialize, Serialize};
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
@@ -136,7 +139,7 @@ pub trait JobRunner: Send + Sync + 'static {
     /// Run `job` on `partitions` of its RDD; results come back in the order asked for.
     fn run_job(
         &self,
-        job: Arc<dyn ResultJob>,
+        job: SerArc<dyn ResultJob>,
         partitions: Vec<usize>,
     ) -> Result<Vec<Box<dyn Any + Send>>>;
     /// A fresh RDD id.
@@ -148,40 +151,39 @@ pub trait JobRunner: Send + Sync + 'static {
 }
 
 /// Name, id and the user's call site of a node, for plans, logs and error messages.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeMeta {
     /// The RDD id.
     pub id: RddId,
     /// The operation that made it ("map", "text_file", …).
-    pub op: &'static str,
-    /// Where in the user's program it was made.
-    pub callsite: &'static Location<'static>,
+    pub op: Cow<'static, str>,
+    /// Source file of the user's call.
+    pub file: Cow<'static, str>,
+    /// Line of the user's call.
+    pub line: u32,
 }
 
 impl NodeMeta {
     /// Metadata for a node made by `op`, attributed to the caller's source location.
     #[track_caller]
     pub fn new(sc: &dyn JobRunner, op: &'static str) -> Self {
+        let at = Location::caller();
         NodeMeta {
             id: sc.new_rdd_id(),
-            op,
-            callsite: Location::caller(),
+            op: Cow::Borrowed(op),
+            file: Cow::Borrowed(at.file()),
+            line: at.line(),
         }
     }
 }
 
 impl fmt::Display for NodeMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.callsite.file();
-        let file = file.rsplit_once("/src/").map_or(file, |(_, rest)| rest);
-        write!(
-            f,
-            "{}[{}] at {}:{}",
-            self.op,
-            self.id,
-            file,
-            self.callsite.line()
-        )
+        let file = self
+            .file
+            .rsplit_once("/src/")
+            .map_or(&*self.file, |(_, rest)| rest);
+        write!(f, "{}[{}] at {}:{}", self.op, self.id, file, self.line)
     }
 }
 
@@ -191,7 +193,7 @@ pub enum Dependency {
     /// Each partition needs a bounded set of parent partitions: computed in the same task.
     Narrow(Arc<dyn RddBase>),
     /// Every partition may need every parent partition: a stage boundary.
-    Shuffle(Arc<dyn ShuffleDependency>),
+    Shuffle(SerArc<dyn ShuffleDependency>),
 }
 
 /// The type-erased view of a node: what stage planning and the scheduler need.
@@ -212,8 +214,12 @@ pub trait RddBase: Send + Sync + 'static {
     }
 }
 
-/// A node that computes elements of type `T`.
-pub trait RddNode<T>: RddBase {
+/// A shippable reference to a lineage node producing `T`.
+pub type NodeRef<T> = SerArc<dyn RddNode<T>>;
+
+/// A node that computes elements of type `T`. Nodes are serde types: they ship to
+/// executors inside tasks (see [`crate::ship`]).
+pub trait RddNode<T>: RddBase + EncodeSelf {
     /// Compute partition `split` lazily. Engine errors met while iterating (I/O, bad
     /// UTF-8, lost shuffle blocks) unwind with [`crate::task::raise`] and are turned into
     /// a typed task failure at the task boundary.
@@ -225,10 +231,30 @@ pub trait RddNode<T>: RddBase {
     }
 }
 
+impl<T: 'static, C: RddNode<T>> Upcast<dyn RddNode<T>> for C {
+    fn upcast(self: Arc<Self>) -> Arc<dyn RddNode<T>> {
+        self
+    }
+}
+
+/// Compute partition `split` of a node reference.
+pub(crate) fn compute<T: 'static>(
+    node: &NodeRef<T>,
+    split: usize,
+    tc: &TaskContext,
+) -> PartIter<T> {
+    node.arc().clone().compute(split, tc)
+}
+
+/// The type-erased view of a node reference, for dependencies.
+pub(crate) fn base_of<T: 'static>(node: &NodeRef<T>) -> Arc<dyn RddBase> {
+    node.arc().clone()
+}
+
 /// A typed, immutable, partitioned collection. Cheap to clone (it is a handle to a lineage
 /// node). Transformations are lazy; actions run a job on the context that made it.
 pub struct Rdd<T: Data> {
-    pub(crate) node: Arc<dyn RddNode<T>>,
+    pub(crate) node: NodeRef<T>,
     pub(crate) sc: Arc<dyn JobRunner>,
 }
 
@@ -253,20 +279,23 @@ impl<T: Data> fmt::Debug for Rdd<T> {
 }
 
 impl<T: Data> Rdd<T> {
-    pub(crate) fn from_node<N: RddNode<T>>(sc: Arc<dyn JobRunner>, node: N) -> Self {
+    pub(crate) fn from_node<N>(sc: Arc<dyn JobRunner>, node: N) -> Self
+    where
+        N: RddNode<T> + Serialize + serde::de::DeserializeOwned,
+    {
         Rdd {
-            node: Arc::new(node),
+            node: SerArc::new(node),
             sc,
         }
     }
 
     /// The lineage node, type-erased for the scheduler (stage planning, tests).
     pub fn base(&self) -> Arc<dyn RddBase> {
-        self.node.clone()
+        base_of(&self.node)
     }
 
     /// The typed lineage node.
-    pub fn node(&self) -> Arc<dyn RddNode<T>> {
+    pub fn node(&self) -> NodeRef<T> {
         self.node.clone()
     }
 

@@ -2,7 +2,7 @@
 
 use super::cogroup::{CoGroupedNode, Side};
 use super::map_partitions::{FlatMapValuesFn, MapValuesFn};
-use super::shuffled::{ShuffleDep, ShuffledNode, SortFn};
+use super::shuffled::{KeySort, NoSort, ShuffleDep, ShuffledNode, SortByKey};
 use super::{NodeMeta, Rdd};
 use crate::aggregator::{
     AggregateAgg, Aggregator, CombineAgg, FoldAgg, GroupAgg, NoAgg, ReduceAgg,
@@ -11,6 +11,7 @@ use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::func::{With, Zst};
 use crate::partitioner::{HashPartitioner, Partitioner, RangePartitioner};
+use crate::ship::SerArc;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -21,29 +22,36 @@ pub type FullOuter<K, V, W> = (K, (Option<V>, Option<W>));
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
-    pub(crate) fn shuffle_into<C: Data, A: Aggregator<K, V, C>>(
+    pub(crate) fn shuffle_into<C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>>(
         &self,
         op: &'static str,
         aggregator: A,
-        partitioner: Arc<dyn Partitioner<K>>,
+        partitioner: SerArc<dyn Partitioner<K>>,
         hash_partitioner: Option<HashPartitioner>,
-        sort: Option<SortFn<K, C>>,
+        sort: S,
     ) -> Rdd<(K, C)> {
-        let dep = Arc::new(ShuffleDep {
-            shuffle_id: self.sc.new_shuffle_id(),
+        let shuffle_id = self.sc.new_shuffle_id();
+        let partitions = partitioner.num_partitions();
+        let dep = ShuffleDep {
+            shuffle_id,
             parent: self.node.clone(),
             partitioner,
-            aggregator: Arc::new(aggregator),
+            aggregator: aggregator.clone(),
             _types: PhantomData,
-        });
+        };
         let meta = NodeMeta::new(&*self.sc, op);
         Rdd::from_node(
             self.sc.clone(),
             ShuffledNode {
                 meta,
-                dep,
+                shuffle_id,
+                maps: self.num_partitions(),
+                partitions,
+                aggregator,
                 hash_partitioner,
                 sort,
+                dep: Some(SerArc::new(dep)),
+                _types: PhantomData,
             },
         )
     }
@@ -56,7 +64,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         partitions: usize,
     ) -> Rdd<(K, C)> {
         let p = HashPartitioner::new(partitions);
-        self.shuffle_into(op, aggregator, Arc::new(p), Some(p), None)
+        self.shuffle_into(
+            op,
+            aggregator,
+            SerArc::<dyn Partitioner<K>>::new(p),
+            Some(p),
+            NoSort,
+        )
     }
 
     /// The general aggregation by key: `create` turns a key's first value into a combiner,
@@ -488,17 +502,12 @@ impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
         )?;
         let sample: Vec<K> = samples.into_iter().flatten().collect();
         let partitioner = RangePartitioner::from_sample(sample, partitions, ascending);
-        let sort: SortFn<K, V> = if ascending {
-            |v| v.sort_by(|a, b| a.0.cmp(&b.0))
-        } else {
-            |v| v.sort_by(|a, b| b.0.cmp(&a.0))
-        };
         Ok(self.shuffle_into(
             "sort_by_key",
             NoAgg::default(),
-            Arc::new(partitioner),
+            SerArc::<dyn Partitioner<K>>::new(partitioner),
             None,
-            Some(sort),
+            SortByKey { ascending },
         ))
     }
 }

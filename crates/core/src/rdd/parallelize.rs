@@ -3,8 +3,14 @@
 use super::{Dependency, JobRunner, NodeMeta, PartIter, Rdd, RddBase, RddNode};
 use crate::data::Data;
 use crate::task::TaskContext;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "T: Serialize",
+    deserialize = "T: serde::de::DeserializeOwned"
+))]
 struct ParallelCollection<T> {
     meta: NodeMeta,
     slices: Arc<Vec<Vec<T>>>,

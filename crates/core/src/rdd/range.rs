@@ -2,8 +2,10 @@
 
 use super::{Dependency, JobRunner, NodeMeta, PartIter, Rdd, RddBase, RddNode};
 use crate::task::TaskContext;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+#[derive(Serialize, Deserialize)]
 struct RangeNode {
     meta: NodeMeta,
     start: i64,

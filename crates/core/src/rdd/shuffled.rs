@@ -2,24 +2,38 @@
 //! service), [`ShuffledNode`] the reduce side (read blocks from every map output, merge,
 //! optionally sort).
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode, ShuffleId};
+use super::{
+    Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of, compute,
+};
 use crate::aggregator::{Aggregator, CombineMap};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
 use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::ship::{SerArc, Upcast};
 use crate::shuffle::{BlockData, MapStatus, ShuffleDependency};
 use crate::task::{TaskContext, raise};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Map side of a shuffle of `(K, V)` records into `(K, C)` blocks.
-pub struct ShuffleDep<K, V, C, A> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
+pub struct ShuffleDep<K: 'static, V: 'static, C, A> {
     pub(crate) shuffle_id: ShuffleId,
-    pub(crate) parent: Arc<dyn RddNode<(K, V)>>,
-    pub(crate) partitioner: Arc<dyn Partitioner<K>>,
-    pub(crate) aggregator: Arc<A>,
-    pub(crate) _types: PhantomData<fn() -> (V, C)>,
+    pub(crate) parent: NodeRef<(K, V)>,
+    pub(crate) partitioner: SerArc<dyn Partitioner<K>>,
+    pub(crate) aggregator: A,
+    #[serde(skip)]
+    pub(crate) _types: PhantomData<fn() -> C>,
+}
+
+impl<C: ShuffleDependency> Upcast<dyn ShuffleDependency> for C {
+    fn upcast(self: Arc<Self>) -> Arc<dyn ShuffleDependency> {
+        self
+    }
 }
 
 impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
@@ -29,16 +43,16 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         self.shuffle_id
     }
     fn rdd(&self) -> Arc<dyn RddBase> {
-        self.parent.clone()
+        base_of(&self.parent)
     }
     fn num_reduce_partitions(&self) -> usize {
         self.partitioner.num_partitions()
     }
     fn run_map_task(&self, map: usize, tc: &TaskContext) -> Result<MapStatus> {
         let n = self.partitioner.num_partitions();
-        let records = self.parent.clone().compute(map, tc);
+        let records = compute(&self.parent, map, tc);
         let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
-        let agg = &*self.aggregator;
+        let agg = &self.aggregator;
         if A::COMBINES {
             // Map-side combine into one table, then distribute: one hash probe per record
             // and a cache-friendly table regardless of the reduce partition count.
@@ -113,57 +127,103 @@ pub(crate) fn read_shuffle<R: Data>(
     }
 }
 
-/// Sorts a reduce partition by key; a plain fn so it needs no `Ord` bound on the node.
-pub(crate) type SortFn<K, C> = fn(&mut Vec<(K, C)>);
-
-/// Reduce side of a shuffle.
-pub(crate) struct ShuffledNode<K, V, C, A> {
-    pub meta: NodeMeta,
-    pub dep: Arc<ShuffleDep<K, V, C, A>>,
-    pub hash_partitioner: Option<HashPartitioner>,
-    pub sort: Option<SortFn<K, C>>,
+/// Orders a reduce partition by key, or leaves it alone. A type, not a function pointer,
+/// so it ships with the task and needs no `Ord` bound on the node.
+pub trait KeySort<K, C>: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Whether this sorts at all.
+    const SORTS: bool;
+    /// Sort in place.
+    fn sort(&self, v: &mut Vec<(K, C)>);
 }
 
-impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> RddBase for ShuffledNode<K, V, C, A> {
+/// No ordering.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct NoSort;
+impl<K, C> KeySort<K, C> for NoSort {
+    const SORTS: bool = false;
+    fn sort(&self, _v: &mut Vec<(K, C)>) {}
+}
+
+/// Order by key, ascending or descending.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct SortByKey {
+    /// Ascending if true.
+    pub ascending: bool,
+}
+impl<K: Ord, C> KeySort<K, C> for SortByKey {
+    const SORTS: bool = true;
+    fn sort(&self, v: &mut Vec<(K, C)>) {
+        if self.ascending {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            v.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+    }
+}
+
+/// Marker for a node's record types.
+type Types<K, V, C> = fn() -> (K, V, C);
+
+/// Reduce side of a shuffle.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "A: Serialize, S: Serialize",
+    deserialize = "A: DeserializeOwned, S: DeserializeOwned"
+))]
+pub(crate) struct ShuffledNode<K, V, C, A, S> {
+    pub meta: NodeMeta,
+    pub shuffle_id: ShuffleId,
+    pub maps: usize,
+    pub partitions: usize,
+    pub aggregator: A,
+    pub hash_partitioner: Option<HashPartitioner>,
+    pub sort: S,
+    /// The map side, for stage planning on the driver (not shipped: executors only read).
+    #[serde(skip)]
+    pub dep: Option<SerArc<dyn ShuffleDependency>>,
+    #[serde(skip)]
+    pub _types: PhantomData<Types<K, V, C>>,
+}
+
+impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddBase
+    for ShuffledNode<K, V, C, A, S>
+{
     fn meta(&self) -> &NodeMeta {
         &self.meta
     }
     fn num_partitions(&self) -> usize {
-        self.dep.partitioner.num_partitions()
+        self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![Dependency::Shuffle(self.dep.clone())]
+        self.dep
+            .iter()
+            .map(|d| Dependency::Shuffle(d.clone()))
+            .collect()
     }
 }
 
-impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> RddNode<(K, C)>
-    for ShuffledNode<K, V, C, A>
+impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode<(K, C)>
+    for ShuffledNode<K, V, C, A, S>
 {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(K, C)> {
-        let maps = self.dep.parent.num_partitions();
-        let records = read_shuffle::<(K, C)>(tc, self.dep.shuffle_id, split, maps);
+        let records = read_shuffle::<(K, C)>(tc, self.shuffle_id, split, self.maps);
         if A::COMBINES {
-            let agg = &*self.dep.aggregator;
             let mut merged = CombineMap::default();
-            records.for_each(|(k, c)| merged.insert_combiner(agg, k, c));
-            match self.sort {
-                Some(sort) => {
-                    let mut v: Vec<(K, C)> = merged.into_pairs().collect();
-                    sort(&mut v);
-                    PartIter::new(v.into_iter())
-                }
-                None => PartIter::new(merged.into_pairs()),
+            records.for_each(|(k, c)| merged.insert_combiner(&self.aggregator, k, c));
+            if S::SORTS {
+                let mut v: Vec<(K, C)> = merged.into_pairs().collect();
+                self.sort.sort(&mut v);
+                PartIter::new(v.into_iter())
+            } else {
+                PartIter::new(merged.into_pairs())
             }
+        } else if S::SORTS {
+            let mut v: Vec<(K, C)> = Vec::new();
+            records.for_each(|r| v.push(r));
+            self.sort.sort(&mut v);
+            PartIter::new(v.into_iter())
         } else {
-            match self.sort {
-                Some(sort) => {
-                    let mut v: Vec<(K, C)> = Vec::new();
-                    records.for_each(|r| v.push(r));
-                    sort(&mut v);
-                    PartIter::new(v.into_iter())
-                }
-                None => PartIter::new(records),
-            }
+            PartIter::new(records)
         }
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {

@@ -10,6 +10,7 @@
 use super::{Dependency, JobRunner, NodeMeta, PartIter, Rdd, RddBase, RddNode};
 use crate::error::{Error, Result};
 use crate::task::{TaskContext, raise};
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ impl Default for TextFileOptions {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct FileSplit {
     path: PathBuf,
     start: u64,
@@ -46,6 +47,7 @@ struct FileSplit {
     gzip: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct TextFileNode {
     meta: NodeMeta,
     splits: Vec<FileSplit>,

@@ -1,17 +1,20 @@
 //! `union`: the partitions of several RDDs side by side (no shuffle, no dedup).
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::task::TaskContext;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub(crate) struct UnionNode<T> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct UnionNode<T: 'static> {
     pub meta: NodeMeta,
-    pub parents: Vec<Arc<dyn RddNode<T>>>,
+    pub parents: Vec<NodeRef<T>>,
 }
 
 impl<T: Data> UnionNode<T> {
-    fn locate(&self, mut split: usize) -> (&Arc<dyn RddNode<T>>, usize) {
+    fn locate(&self, mut split: usize) -> (&NodeRef<T>, usize) {
         for p in &self.parents {
             let n = p.num_partitions();
             if split < n {
@@ -33,7 +36,7 @@ impl<T: Data> RddBase for UnionNode<T> {
     fn dependencies(&self) -> Vec<Dependency> {
         self.parents
             .iter()
-            .map(|p| Dependency::Narrow(p.clone()))
+            .map(|p| Dependency::Narrow(base_of(p)))
             .collect()
     }
     fn preferred_locations(&self, split: usize) -> Vec<String> {
@@ -45,6 +48,6 @@ impl<T: Data> RddBase for UnionNode<T> {
 impl<T: Data> RddNode<T> for UnionNode<T> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<T> {
         let (p, s) = self.locate(split);
-        p.clone().compute(s, tc)
+        compute(p, s, tc)
     }
 }

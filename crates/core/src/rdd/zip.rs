@@ -1,15 +1,18 @@
 //! `zip`: pair up the i-th elements of two RDDs with the same partitioning.
 
-use super::{Dependency, NodeMeta, PartIter, RddBase, RddNode};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::error::Error;
 use crate::task::{TaskContext, raise};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub(crate) struct ZipNode<T, U> {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct ZipNode<T: 'static, U: 'static> {
     pub meta: NodeMeta,
-    pub left: Arc<dyn RddNode<T>>,
-    pub right: Arc<dyn RddNode<U>>,
+    pub left: NodeRef<T>,
+    pub right: NodeRef<U>,
 }
 
 impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
@@ -21,16 +24,16 @@ impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
     }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![
-            Dependency::Narrow(self.left.clone()),
-            Dependency::Narrow(self.right.clone()),
+            Dependency::Narrow(base_of(&self.left)),
+            Dependency::Narrow(base_of(&self.right)),
         ]
     }
 }
 
 impl<T: Data, U: Data> RddNode<(T, U)> for ZipNode<T, U> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(T, U)> {
-        let mut a = self.left.clone().compute(split, tc);
-        let mut b = self.right.clone().compute(split, tc);
+        let mut a = compute(&self.left, split, tc);
+        let mut b = compute(&self.right, split, tc);
         PartIter::new(std::iter::from_fn(move || match (a.next(), b.next()) {
             (Some(x), Some(y)) => Some((x, y)),
             (None, None) => None,
