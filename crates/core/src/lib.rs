@@ -8,6 +8,7 @@
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
+//! - [`protocol`]: driver ↔ executor messages and their framing.
 //! - [`ship`]: encoding tasks for executors (code offsets, binary identity, HMAC).
 //! - [`config`]: master URLs and settings.
 //! - [`text`]: word splitting without an allocation per word.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod func;
 pub mod partitioner;
 pub mod plan;
+pub mod protocol;
 pub mod rdd;
 pub mod ship;
 pub mod shuffle;

@@ -21,12 +21,14 @@ pub struct MapStatus {
     pub records: Vec<u64>,
 }
 
-/// One block of shuffle data, kept as a typed object.
+/// One block of shuffle data as the map task made it: a typed vector of records.
 pub trait BlockData: Send + Sync + 'static {
     /// For the typed reader to downcast.
     fn as_any(&self) -> &dyn Any;
     /// Number of records.
     fn records(&self) -> usize;
+    /// The records encoded (for stores that keep bytes: files, the network).
+    fn encode(&self) -> Result<Vec<u8>>;
 }
 
 impl<T: Data> BlockData for Vec<T> {
@@ -36,6 +38,17 @@ impl<T: Data> BlockData for Vec<T> {
     fn records(&self) -> usize {
         self.len()
     }
+    fn encode(&self) -> Result<Vec<u8>> {
+        crate::ship::codec::to_vec(self).map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))
+    }
+}
+
+/// A block as a reduce task receives it.
+pub enum Block {
+    /// The map task's own object (local mode).
+    Object(Arc<dyn BlockData>),
+    /// Encoded records (`Vec<R>` in the shipping codec), read from disk or the network.
+    Encoded(Vec<u8>),
 }
 
 /// Stores and serves map outputs.
@@ -56,7 +69,7 @@ pub trait ShuffleService: Send + Sync + 'static {
         shuffle: ShuffleId,
         reduce: usize,
         maps: usize,
-    ) -> Result<Vec<Arc<dyn BlockData>>>;
+    ) -> Result<Vec<Block>>;
     /// Forget one map output (its executor was lost or it failed a fetch).
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize);
     /// Whether a map output is stored.

@@ -193,12 +193,33 @@ fn install_panic_hook() {
 
 /// Run a task, catching every failure and classifying it.
 pub fn run_task(kind: &TaskKind, tc: &TaskContext) -> Result<TaskOutput, TaskFailure> {
-    install_panic_hook();
-    let was = IN_TASK.with(|t| t.replace(true));
-    let outcome = catch_unwind(AssertUnwindSafe(|| match kind {
+    guarded(|| match kind {
         TaskKind::ShuffleMap(dep) => dep.run_map_task(tc.partition, tc).map(TaskOutput::Map),
         TaskKind::Result(job) => Ok(TaskOutput::Result(job.run(tc.partition, tc))),
-    }));
+    })
+}
+
+/// What a task produces in an executor process: results are bytes for the trip back.
+pub enum EncodedOutput {
+    /// A map output was stored.
+    Map(MapStatus),
+    /// An encoded job result.
+    Result(Vec<u8>),
+}
+
+/// [`run_task`] for executors: the result of a result task comes back encoded.
+pub fn run_task_encoded(kind: &TaskKind, tc: &TaskContext) -> Result<EncodedOutput, TaskFailure> {
+    guarded(|| match kind {
+        TaskKind::ShuffleMap(dep) => dep.run_map_task(tc.partition, tc).map(EncodedOutput::Map),
+        TaskKind::Result(job) => job.run_encoded(tc.partition, tc).map(EncodedOutput::Result),
+    })
+}
+
+/// The task boundary: run `f`, turning panics and engine errors into [`TaskFailure`]s.
+fn guarded<O>(f: impl FnOnce() -> Result<O, Error>) -> Result<O, TaskFailure> {
+    install_panic_hook();
+    let was = IN_TASK.with(|t| t.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
     IN_TASK.with(|t| t.set(was));
     match outcome {
         Ok(Ok(out)) => Ok(out),
@@ -280,7 +301,7 @@ mod tests {
             _: usize,
             _: usize,
             _: usize,
-        ) -> crate::Result<Vec<Arc<dyn crate::shuffle::BlockData>>> {
+        ) -> crate::Result<Vec<crate::shuffle::Block>> {
             Ok(Vec::new())
         }
         fn remove_map_output(&self, _: usize, _: usize) {}

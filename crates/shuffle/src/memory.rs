@@ -2,7 +2,7 @@
 
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
-use spate_core::shuffle::{BlockData, MapStatus, ShuffleService};
+use spate_core::shuffle::{Block, BlockData, MapStatus, ShuffleService};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -66,7 +66,7 @@ impl ShuffleService for MemoryShuffleStore {
         shuffle: ShuffleId,
         reduce: usize,
         maps: usize,
-    ) -> Result<Vec<Arc<dyn BlockData>>> {
+    ) -> Result<Vec<Block>> {
         let m = self.outputs.read().map_err(|_| Self::poisoned())?;
         (0..maps)
             .map(|map| {
@@ -83,6 +83,7 @@ impl ShuffleService for MemoryShuffleStore {
                 out.blocks
                     .get(reduce)
                     .cloned()
+                    .map(Block::Object)
                     .ok_or_else(|| missing(&out.executor, "no block for this reduce partition"))
             })
             .collect()
@@ -128,11 +129,9 @@ mod tests {
         let blocks = store.read_blocks(3, 0, 2).expect("read");
         let got: Vec<u32> = blocks
             .iter()
-            .flat_map(|b| {
-                b.as_any()
-                    .downcast_ref::<Vec<u32>>()
-                    .cloned()
-                    .unwrap_or_default()
+            .flat_map(|b| match b {
+                Block::Object(b) => b.as_any().downcast_ref::<Vec<u32>>().cloned().unwrap_or_default(),
+                Block::Encoded(_) => Vec::new(),
             })
             .collect();
         assert_eq!(got, vec![1, 2, 7]);

@@ -10,7 +10,7 @@ use crate::data::{Data, Key};
 use crate::error::{Error, Result};
 use crate::partitioner::{HashPartitioner, Partitioner};
 use crate::ship::{SerArc, Upcast};
-use crate::shuffle::{BlockData, MapStatus, ShuffleDependency};
+use crate::shuffle::{Block, BlockData, MapStatus, ShuffleDependency};
 use crate::task::{TaskContext, raise};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -77,53 +77,70 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
     }
 }
 
-/// Iterates the records of shuffle blocks (cloning: map outputs are kept for later jobs
-/// and for retries).
+/// Iterates the records of shuffle blocks: objects are cloned (map outputs are kept for
+/// later jobs and retries), encoded blocks are decoded and moved out.
 pub(crate) struct BlockIter<R> {
-    blocks: std::vec::IntoIter<Arc<dyn BlockData>>,
-    current: Option<Arc<dyn BlockData>>,
-    index: usize,
-    _r: PhantomData<fn() -> R>,
+    blocks: std::vec::IntoIter<Block>,
+    current: Current<R>,
+    shuffle: ShuffleId,
+    reduce: usize,
+}
+
+enum Current<R> {
+    None,
+    Object(Arc<dyn BlockData>, usize),
+    Owned(std::vec::IntoIter<R>),
 }
 
 impl<R: Data> Iterator for BlockIter<R> {
     type Item = R;
     fn next(&mut self) -> Option<R> {
         loop {
-            if let Some(block) = &self.current {
-                let Some(records) = block.as_any().downcast_ref::<Vec<R>>() else {
-                    raise(Error::Other(format!(
-                        "shuffle block holds another type than {}",
-                        std::any::type_name::<R>()
-                    )))
-                };
-                if let Some(r) = records.get(self.index) {
-                    self.index += 1;
-                    return Some(r.clone());
+            match &mut self.current {
+                Current::Object(block, index) => {
+                    let Some(records) = block.as_any().downcast_ref::<Vec<R>>() else {
+                        raise(Error::Other(format!(
+                            "shuffle block holds another type than {}",
+                            std::any::type_name::<R>()
+                        )))
+                    };
+                    if let Some(r) = records.get(*index) {
+                        *index += 1;
+                        return Some(r.clone());
+                    }
                 }
+                Current::Owned(it) => {
+                    if let Some(r) = it.next() {
+                        return Some(r);
+                    }
+                }
+                Current::None => {}
             }
-            self.current = Some(self.blocks.next()?);
-            self.index = 0;
+            self.current = match self.blocks.next()? {
+                Block::Object(b) => Current::Object(b, 0),
+                Block::Encoded(bytes) => match crate::ship::codec::from_slice::<Vec<R>>(&bytes) {
+                    Ok(v) => Current::Owned(v.into_iter()),
+                    Err(e) => raise(Error::Other(format!(
+                        "decoding shuffle {} block for reduce partition {}: {e}",
+                        self.shuffle, self.reduce
+                    ))),
+                },
+            };
         }
     }
 }
 
 /// Read reduce partition `reduce` of `shuffle` from `maps` map outputs.
-pub(crate) fn read_shuffle<R: Data>(
-    tc: &TaskContext,
-    shuffle: ShuffleId,
-    reduce: usize,
-    maps: usize,
-) -> BlockIter<R> {
+pub(crate) fn read_shuffle<R: Data>(tc: &TaskContext, shuffle: ShuffleId, reduce: usize, maps: usize) -> BlockIter<R> {
     let blocks = tc
         .shuffle
         .read_blocks(shuffle, reduce, maps)
         .unwrap_or_else(|e| raise(e));
     BlockIter {
         blocks: blocks.into_iter(),
-        current: None,
-        index: 0,
-        _r: PhantomData,
+        current: Current::None,
+        shuffle,
+        reduce,
     }
 }
 
