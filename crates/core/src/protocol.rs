@@ -158,12 +158,15 @@ impl FrameDecoder {
         }
         let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
         if len > MAX_FRAME {
-            return Err(ShipError::Malformed(format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit")));
+            return Err(ShipError::Malformed(format!(
+                "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+            )));
         }
         if self.buf.len() < 4 + len {
             return Ok(None);
         }
-        let msg = bincode::deserialize(&self.buf[4..4 + len]).map_err(|e| ShipError::Malformed(e.to_string()));
+        let msg = bincode::deserialize(&self.buf[4..4 + len])
+            .map_err(|e| ShipError::Malformed(e.to_string()));
         self.buf.drain(..4 + len);
         msg.map(Some)
     }
@@ -195,7 +198,11 @@ mod tests {
                     got.push(m);
                 }
             }
-            assert_eq!(got, (0..20).map(status).collect::<Vec<_>>(), "chunk {chunk}");
+            assert_eq!(
+                got,
+                (0..20).map(status).collect::<Vec<_>>(),
+                "chunk {chunk}"
+            );
         }
     }
 
@@ -210,6 +217,9 @@ mod tests {
         assert!(d.next::<ToDriver>().is_err());
         let mut d = FrameDecoder::default();
         d.push(&0u32.to_le_bytes()[..2]);
-        assert!(matches!(d.next::<ToDriver>(), Ok(None)), "incomplete is not an error");
+        assert!(
+            matches!(d.next::<ToDriver>(), Ok(None)),
+            "incomplete is not an error"
+        );
     }
 }

@@ -39,7 +39,8 @@ impl<T: Data> BlockData for Vec<T> {
         self.len()
     }
     fn encode(&self) -> Result<Vec<u8>> {
-        crate::ship::codec::to_vec(self).map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))
+        crate::ship::codec::to_vec(self)
+            .map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))
     }
 }
 
@@ -64,12 +65,7 @@ pub trait ShuffleService: Send + Sync + 'static {
     ) -> Result<MapStatus>;
     /// The blocks for reduce partition `reduce` from map tasks `0..maps`, in map order.
     /// A missing output is [`crate::Error::FetchFailed`] naming the map partition.
-    fn read_blocks(
-        &self,
-        shuffle: ShuffleId,
-        reduce: usize,
-        maps: usize,
-    ) -> Result<Vec<Block>>;
+    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>>;
     /// Forget one map output (its executor was lost or it failed a fetch).
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize);
     /// Whether a map output is stored.

@@ -61,12 +61,7 @@ impl ShuffleService for MemoryShuffleStore {
         })
     }
 
-    fn read_blocks(
-        &self,
-        shuffle: ShuffleId,
-        reduce: usize,
-        maps: usize,
-    ) -> Result<Vec<Block>> {
+    fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>> {
         let m = self.outputs.read().map_err(|_| Self::poisoned())?;
         (0..maps)
             .map(|map| {
@@ -130,7 +125,11 @@ mod tests {
         let got: Vec<u32> = blocks
             .iter()
             .flat_map(|b| match b {
-                Block::Object(b) => b.as_any().downcast_ref::<Vec<u32>>().cloned().unwrap_or_default(),
+                Block::Object(b) => b
+                    .as_any()
+                    .downcast_ref::<Vec<u32>>()
+                    .cloned()
+                    .unwrap_or_default(),
                 Block::Encoded(_) => Vec::new(),
             })
             .collect();

@@ -131,7 +131,12 @@ impl<R: Data> Iterator for BlockIter<R> {
 }
 
 /// Read reduce partition `reduce` of `shuffle` from `maps` map outputs.
-pub(crate) fn read_shuffle<R: Data>(tc: &TaskContext, shuffle: ShuffleId, reduce: usize, maps: usize) -> BlockIter<R> {
+pub(crate) fn read_shuffle<R: Data>(
+    tc: &TaskContext,
+    shuffle: ShuffleId,
+    reduce: usize,
+    maps: usize,
+) -> BlockIter<R> {
     let blocks = tc
         .shuffle
         .read_blocks(shuffle, reduce, maps)

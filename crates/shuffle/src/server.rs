@@ -1,0 +1,134 @@
+//! The block server: shuffle segments and large task results over HTTP.
+//!
+//! Only two shapes of path exist, `/shuffle/{shuffle}/{map}/{reduce}` and
+//! `/result/{task}`, with decimal numbers; they are mapped to files of this executor's own
+//! directories by construction, so no request can name another file. Anything else is 404.
+
+use crate::disk::DiskStore;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// What the server serves.
+pub struct Served {
+    /// Shuffle output of this executor.
+    pub store: Arc<DiskStore>,
+    /// Directory of large results (`{task}.result`).
+    pub results: PathBuf,
+}
+
+/// Path of a large result file for `task`.
+pub fn result_path(results: &std::path::Path, task: u64) -> PathBuf {
+    results.join(format!("{task}.result"))
+}
+
+enum Route {
+    Shuffle(usize, usize, usize),
+    Result(u64),
+}
+
+fn route(path: &str) -> Option<Route> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match parts.as_slice() {
+        ["shuffle", s, m, r] => Some(Route::Shuffle(
+            num(s)? as usize,
+            num(m)? as usize,
+            num(r)? as usize,
+        )),
+        ["result", t] => Some(Route::Result(num(t)?)),
+        _ => None,
+    }
+}
+
+fn respond(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle(
+    served: Arc<Served>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET {
+        return Ok(respond(StatusCode::NOT_FOUND, Vec::new()));
+    }
+    let found = match route(req.uri().path()) {
+        Some(Route::Shuffle(s, m, r)) => {
+            let store = served.store.clone();
+            tokio::task::spawn_blocking(move || store.read_segment(s, m, r))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+        }
+        Some(Route::Result(t)) => tokio::fs::read(result_path(&served.results, t)).await.ok(),
+        None => None,
+    };
+    Ok(match found {
+        Some(body) => respond(StatusCode::OK, body),
+        None => respond(StatusCode::NOT_FOUND, Vec::new()),
+    })
+}
+
+/// Serve on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, served: Served, shutdown: impl Future<Output = ()>) {
+    let served = Arc::new(served);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(served.clone(), req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                        tracing::debug!("block server connection: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_two_numeric_routes_exist() {
+        assert!(matches!(
+            route("/shuffle/1/2/3"),
+            Some(Route::Shuffle(1, 2, 3))
+        ));
+        assert!(matches!(route("/result/77"), Some(Route::Result(77))));
+        for bad in [
+            "/shuffle/1/2",
+            "/shuffle/1/2/3/4",
+            "/shuffle/../2/3",
+            "/shuffle/-1/2/3",
+            "/result/../../etc/passwd",
+            "/",
+            "/result/",
+            "/shuffle/1/2/3%2f",
+        ] {
+            assert!(route(bad).is_none(), "{bad}");
+        }
+    }
+}
