@@ -152,7 +152,7 @@ impl FrameDecoder {
 
     /// The next complete message, if any. A length over [`MAX_FRAME`] or a body that does
     /// not decode is an error (the connection should be dropped).
-    pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, ShipError> {
+    pub fn next_frame<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, ShipError> {
         if self.buf.len() < 4 {
             return Ok(None);
         }
@@ -194,7 +194,7 @@ mod tests {
             let mut got = Vec::new();
             for c in stream.chunks(chunk) {
                 d.push(c);
-                while let Some(m) = d.next::<ToDriver>().expect("decodes") {
+                while let Some(m) = d.next_frame::<ToDriver>().expect("decodes") {
                     got.push(m);
                 }
             }
@@ -210,15 +210,15 @@ mod tests {
     fn garbage_lengths_and_bodies_are_errors() {
         let mut d = FrameDecoder::default();
         d.push(&u32::MAX.to_le_bytes());
-        assert!(d.next::<ToDriver>().is_err());
+        assert!(d.next_frame::<ToDriver>().is_err());
         let mut d = FrameDecoder::default();
         d.push(&3u32.to_le_bytes());
         d.push(&[0xff, 0xff, 0xff]);
-        assert!(d.next::<ToDriver>().is_err());
+        assert!(d.next_frame::<ToDriver>().is_err());
         let mut d = FrameDecoder::default();
         d.push(&0u32.to_le_bytes()[..2]);
         assert!(
-            matches!(d.next::<ToDriver>(), Ok(None)),
+            matches!(d.next_frame::<ToDriver>(), Ok(None)),
             "incomplete is not an error"
         );
     }
