@@ -4,7 +4,9 @@ use spate_core::Data;
 use spate_core::config::{Config, Master};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{self, JobRunner, Rdd, TextFileOptions};
-use spate_executor::role::{EXECUTOR_ENV, Role, current_role};
+use spate_core::ship::Secret;
+use spate_executor::role::{Role, current_role};
+use spate_scheduler::backend::local_cluster::{LocalClusterBackend, LocalClusterConfig};
 use spate_scheduler::{LocalBackend, Scheduler};
 use spate_shuffle::MemoryShuffleStore;
 use std::sync::Arc;
@@ -58,8 +60,10 @@ impl ContextBuilder {
         self
     }
 
-    /// Start the context.
+    /// Start the context. In a process started as an executor this never returns: the
+    /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
+        Context::enter_executor_if_asked();
         let master: Master = match &self.master {
             Some(m) => m.parse()?,
             None => Master::default(),
@@ -77,6 +81,12 @@ impl ContextBuilder {
         };
         Context::start(config)
     }
+}
+
+/// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
+/// copy); by default executors run this process's own image.
+fn self_executor_override() -> Option<std::path::PathBuf> {
+    std::env::var_os("SPATE_EXECUTOR_EXE").map(Into::into)
 }
 
 /// `--master M` or `--master=M` among program arguments.
@@ -104,14 +114,22 @@ impl Context {
     /// }
     /// ```
     pub fn new() -> Result<Context> {
-        if let Role::Executor(_) = current_role() {
-            eprintln!(
-                "spate: this process was started as an executor ({EXECUTOR_ENV} is set), but this \
-                 version of spate runs tasks only in local mode; unset {EXECUTOR_ENV}"
-            );
-            std::process::exit(2);
-        }
         Self::builder().master_from_env().build()
+    }
+
+    /// In a process started as an executor, run the executor and exit: user code after
+    /// the context's creation never runs there.
+    fn enter_executor_if_asked() {
+        if let Role::Executor(_) = current_role() {
+            let code = match spate_executor::ExecutorConfig::from_env() {
+                Ok(config) => spate_executor::run(config),
+                Err(e) => {
+                    eprintln!("spate executor: {e}");
+                    2
+                }
+            };
+            std::process::exit(code);
+        }
     }
 
     /// Configure a context programmatically.
@@ -136,9 +154,31 @@ impl Context {
                 let backend = LocalBackend::new(*threads, shuffle.clone());
                 Scheduler::start(Box::new(backend), shuffle, config.task_max_failures())?
             }
+            Master::LocalCluster {
+                executors,
+                cores,
+                memory_mb,
+            } => {
+                let secret = Secret::generate().map_err(|e| Error::Config(e.to_string()))?;
+                let backend = LocalClusterBackend::new(
+                    LocalClusterConfig {
+                        executors: *executors,
+                        cores: *cores,
+                        memory_mb: *memory_mb,
+                        exe: self_executor_override(),
+                    },
+                    secret,
+                );
+                // Map outputs live on the executors; the driver keeps none.
+                Scheduler::start(
+                    Box::new(backend),
+                    Arc::new(MemoryShuffleStore::new()),
+                    config.task_max_failures(),
+                )?
+            }
             other => {
                 return Err(Error::Config(format!(
-                    "master {other} is not supported by this version of spate yet; use local[N]"
+                    "master {other} is not supported by this version of spate yet; use local[N] or local-cluster[N]"
                 )));
             }
         };

@@ -2,8 +2,11 @@
 //!
 //! - [`role`]: how a process learns that it is an executor (its environment), so that
 //!   `Context::new()` can hand over control before any user code runs.
-//!
-//! Executor processes (local-cluster and Mesos modes) are built on this seam; in local
-//! mode the driver runs tasks itself and this crate only answers "not an executor".
+//! - [`runtime`]: the executor itself: registers with the driver, hosts the block server,
+//!   runs tasks on a pool sized to its cores and reports their status; exits when the
+//!   driver goes away.
 
 pub mod role;
+pub mod runtime;
+
+pub use runtime::{ExecutorConfig, run};

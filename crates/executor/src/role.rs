@@ -1,14 +1,16 @@
 //! Executor role detection.
 
+use spate_core::protocol::env;
+
 /// Set by a driver in the environment of the executor processes it starts.
-pub const EXECUTOR_ENV: &str = "SPATE_EXECUTOR";
+pub const EXECUTOR_ENV: &str = env::DRIVER;
 
 /// What this process was started as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// A user program: the driver.
     Driver,
-    /// An executor started by a driver; the value describes how to reach it.
+    /// An executor started by a driver; the value is the driver's control address.
     Executor(String),
 }
 

@@ -408,6 +408,7 @@ impl DagScheduler {
                     None => continue,
                 },
             };
+            let shuffle_locations = self.parent_locations(stage_id);
             let id = self.next_task;
             self.next_task += 1;
             let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count);
@@ -438,9 +439,31 @@ impl DagScheduler {
                     partition,
                     attempt: task_attempt,
                     kind,
+                    shuffle_locations,
                 },
             );
         }
+    }
+
+    /// Where the map outputs a stage reads are: per parent shuffle, the executor of each
+    /// map partition.
+    fn parent_locations(&self, stage: StageId) -> Vec<(ShuffleId, Vec<String>)> {
+        let Some(s) = self.stages.get(&stage) else {
+            return Vec::new();
+        };
+        s.parents
+            .iter()
+            .filter_map(|p| match self.stages.get(p).map(|p| &p.kind) {
+                Some(StageKind::ShuffleMap { dep, outputs }) => Some((
+                    dep.shuffle_id(),
+                    outputs
+                        .iter()
+                        .map(|o| o.as_ref().map_or_else(String::new, |o| o.executor.clone()))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     fn task_ended(&mut self, task: TaskId, result: Result<TaskOutput, TaskFailure>) {

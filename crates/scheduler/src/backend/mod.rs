@@ -3,6 +3,7 @@
 //! back through an [`EventSink`]; every decision stays in the DAG scheduler.
 
 pub mod local;
+pub mod local_cluster;
 
 use crate::event::{EventSink, TaskId};
 use spate_core::error::Result;
@@ -20,6 +21,8 @@ pub struct TaskLaunch {
     pub attempt: u32,
     /// What to run.
     pub kind: TaskKind,
+    /// For each shuffle the task reads: the executor holding each map output.
+    pub shuffle_locations: Vec<(usize, Vec<String>)>,
 }
 
 /// Runs tasks somewhere.

@@ -1,0 +1,273 @@
+//! The executor runtime.
+//!
+//! Threads: a small tokio runtime for the control connection, the block server and
+//! shuffle fetches (network only), and `cores` task threads for CPU work. Tasks arrive as
+//! sealed envelopes, are verified (binary identity, MAC) and run at the task boundary that
+//! catches panics; statuses go back on the control connection.
+
+use crossbeam_channel::{Receiver, unbounded};
+use spate_core::protocol::{
+    FrameDecoder, LaunchTask, RemoteFailure, TaskResult, TaskState, TaskStatus, ToDriver,
+    ToExecutor, env, frame,
+};
+use spate_core::ship::{Secret, exe_id, open};
+use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
+use spate_shuffle::server::{Served, result_path, serve};
+use spate_shuffle::{DiskStore, RemoteShuffle};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Results larger than this are written to the work dir and fetched by the driver.
+pub const MAX_INLINE_RESULT: usize = 256 << 10;
+
+/// Why an executor could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// A required environment variable is missing or invalid.
+    #[error("executor environment: {0}")]
+    Env(String),
+    /// I/O with the driver or the local disk failed.
+    #[error("executor I/O: {0}")]
+    Io(String),
+    /// The driver refused this executor.
+    #[error("the driver refused this executor: {0}")]
+    Refused(String),
+}
+
+/// How an executor was asked to run.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// Driver control address.
+    pub driver: String,
+    /// This executor's id.
+    pub executor: String,
+    /// Application secret.
+    pub secret: Secret,
+    /// Work directory.
+    pub work_dir: PathBuf,
+    /// Task slots.
+    pub cores: usize,
+}
+
+impl ExecutorConfig {
+    /// Read the configuration a driver put in the environment.
+    pub fn from_env() -> Result<Self, ExecutorError> {
+        let var =
+            |k: &str| std::env::var(k).map_err(|_| ExecutorError::Env(format!("{k} is not set")));
+        Ok(ExecutorConfig {
+            driver: var(env::DRIVER)?,
+            executor: var(env::EXECUTOR_ID)?,
+            secret: Secret::from_hex(&var(env::SECRET)?)
+                .map_err(|e| ExecutorError::Env(format!("{}: {e}", env::SECRET)))?,
+            work_dir: PathBuf::from(var(env::WORK_DIR)?),
+            cores: var(env::CORES)?
+                .parse()
+                .map_err(|_| ExecutorError::Env(format!("{} is not a number", env::CORES)))?,
+        })
+    }
+}
+
+struct Shared {
+    config: ExecutorConfig,
+    store: Arc<DiskStore>,
+    results: PathBuf,
+    block_addr: String,
+    statuses: mpsc::UnboundedSender<ToDriver>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Run the executor until the driver says stop or goes away. Returns the process exit
+/// code; the caller exits with it.
+pub fn run(config: ExecutorConfig) -> i32 {
+    match run_inner(config) {
+        Ok(()) => 0,
+        Err(ExecutorError::Refused(msg)) => {
+            eprintln!("spate executor: {msg}");
+            3
+        }
+        Err(e) => {
+            eprintln!("spate executor: {e}");
+            2
+        }
+    }
+}
+
+fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
+    let io = |e: std::io::Error| ExecutorError::Io(e.to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("spate-executor-io")
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    let store = Arc::new(
+        DiskStore::new(config.work_dir.join("shuffle"))
+            .map_err(|e| ExecutorError::Io(e.to_string()))?,
+    );
+    let results = config.work_dir.join("results");
+    std::fs::create_dir_all(&results).map_err(io)?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(io)?;
+    let block_addr = listener.local_addr().map_err(io)?.to_string();
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(serve(
+        listener,
+        Served {
+            store: store.clone(),
+            results: results.clone(),
+        },
+        async {
+            let _ = server_stopped.await;
+        },
+    ));
+
+    let stream = rt
+        .block_on(TcpStream::connect(&config.driver))
+        .map_err(io)?;
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (statuses, mut outbox) = mpsc::unbounded_channel::<ToDriver>();
+    rt.spawn(async move {
+        while let Some(msg) = outbox.recv().await {
+            let Ok(bytes) = frame(&msg) else { continue };
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let _ = statuses.send(ToDriver::Register {
+        executor: config.executor.clone(),
+        exe_id: exe_id(),
+        cores: config.cores,
+        block_server: block_addr.clone(),
+        pid: std::process::id(),
+    });
+
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        store,
+        results,
+        block_addr,
+        statuses,
+        runtime: rt.handle().clone(),
+    });
+    let (tasks, queue) = unbounded::<LaunchTask>();
+    for i in 0..config.cores.max(1) {
+        let queue = queue.clone();
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("spate-executor-task-{i}"))
+            .spawn(move || task_loop(queue, shared))
+            .map_err(io)?;
+    }
+
+    // Control loop: until Shutdown, a refusal, or the driver disappearing (EOF).
+    let outcome = rt.block_on(async move {
+        let mut decoder = FrameDecoder::default();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ok(()), // the driver went away
+                Ok(n) => n,
+            };
+            decoder.push(&buf[..n]);
+            loop {
+                match decoder.next_frame::<ToExecutor>() {
+                    Ok(Some(ToExecutor::Registered)) => {}
+                    Ok(Some(ToExecutor::Refused(msg))) => return Err(ExecutorError::Refused(msg)),
+                    Ok(Some(ToExecutor::Launch(t))) => {
+                        let _ = tasks.send(t);
+                    }
+                    Ok(Some(ToExecutor::Shutdown)) => return Ok(()),
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(ExecutorError::Io(format!("bad frame from the driver: {e}")));
+                    }
+                }
+            }
+        }
+    });
+    let _ = stop_server.send(());
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    outcome
+}
+
+fn task_loop(queue: Receiver<LaunchTask>, shared: Arc<Shared>) {
+    for launch in queue {
+        let task = launch.task;
+        let send = |state: TaskState| {
+            let _ = shared
+                .statuses
+                .send(ToDriver::Status(TaskStatus { task, state }));
+        };
+        send(TaskState::Running);
+        send(run_one(&shared, launch));
+    }
+}
+
+fn run_one(shared: &Shared, launch: LaunchTask) -> TaskState {
+    let kind: TaskKind = match open(&launch.envelope, &shared.config.secret) {
+        Ok(k) => k,
+        Err(e) => {
+            return TaskState::Failed(RemoteFailure::Error(format!(
+                "executor {} refused task {}: {e}",
+                shared.config.executor, launch.task
+            )));
+        }
+    };
+    let locations: HashMap<usize, Vec<String>> = launch.shuffle_locations.into_iter().collect();
+    let tc = TaskContext {
+        stage: launch.stage,
+        partition: launch.partition,
+        attempt: launch.attempt,
+        executor: Arc::from(shared.config.executor.as_str()),
+        shuffle: Arc::new(RemoteShuffle::new(
+            shared.store.clone(),
+            shared.block_addr.clone(),
+            shared.config.executor.clone(),
+            locations,
+            shared.runtime.clone(),
+        )),
+    };
+    match run_task_encoded(&kind, &tc) {
+        Ok(EncodedOutput::Map(status)) => TaskState::Finished(TaskResult::Map {
+            records: status.records,
+        }),
+        Ok(EncodedOutput::Result(bytes)) if bytes.len() <= MAX_INLINE_RESULT => {
+            TaskState::Finished(TaskResult::Inline(bytes))
+        }
+        Ok(EncodedOutput::Result(bytes)) => {
+            let path = result_path(&shared.results, launch.task);
+            match std::fs::write(&path, &bytes) {
+                Ok(()) => TaskState::Finished(TaskResult::Url(format!(
+                    "http://{}/result/{}",
+                    shared.block_addr, launch.task
+                ))),
+                Err(e) => TaskState::Failed(RemoteFailure::Error(format!(
+                    "writing result {}: {e}",
+                    path.display()
+                ))),
+            }
+        }
+        Err(TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        }) => TaskState::Failed(RemoteFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        }),
+        Err(TaskFailure::Panicked { message }) => {
+            TaskState::Failed(RemoteFailure::Panicked(message))
+        }
+        Err(TaskFailure::Error { message }) => TaskState::Failed(RemoteFailure::Error(message)),
+    }
+}

@@ -1,0 +1,490 @@
+//! `local-cluster[N,CORES,MEM]`: N executor processes of this very binary on this machine.
+//!
+//! The driver listens on a loopback port and starts each executor with the environment
+//! that makes `Context::new()` enter executor mode. Executors connect back, register with
+//! their binary identity (a different build is refused, with a message saying what to
+//! redeploy), and then receive sealed task envelopes and send status updates, the same
+//! payloads Mesos carries in `TaskInfo.data` / `TaskStatus.data`. An executor is lost when
+//! its process exits or its connection drops; both are reported at once.
+
+use super::{SchedulerBackend, TaskLaunch};
+use crate::event::EventSink;
+use spate_core::error::{Error, Result};
+use spate_core::protocol::{
+    FrameDecoder, LaunchTask, RemoteFailure, TaskResult, TaskState, ToDriver, ToExecutor, env,
+    frame,
+};
+use spate_core::ship::{Secret, exe_id, seal};
+use spate_core::shuffle::MapStatus;
+use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// How long executors get to register at start.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings of a local cluster.
+#[derive(Clone, Debug)]
+pub struct LocalClusterConfig {
+    /// Number of executor processes.
+    pub executors: usize,
+    /// Task slots per executor.
+    pub cores: usize,
+    /// Memory per executor, MiB (informational for now).
+    pub memory_mb: usize,
+    /// The executable to start (default: this process's own image).
+    pub exe: Option<PathBuf>,
+}
+
+struct Conn {
+    outbox: mpsc::UnboundedSender<ToExecutor>,
+    block_server: String,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<String, Conn>,
+    /// Tasks sent and not yet ended: what they run (to decode results) and where.
+    inflight: HashMap<u64, (TaskKind, String)>,
+    refused: Vec<String>,
+    registered: usize,
+}
+
+/// Backend of executor processes on this machine.
+pub struct LocalClusterBackend {
+    config: LocalClusterConfig,
+    secret: Secret,
+    work_root: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+    state: Arc<Mutex<State>>,
+    children: Vec<(String, Arc<Mutex<Child>>)>,
+    stopping: Arc<AtomicBool>,
+    events: Option<EventSink>,
+}
+
+impl LocalClusterBackend {
+    /// A backend that will start `config.executors` processes when started.
+    pub fn new(config: LocalClusterConfig, secret: Secret) -> Self {
+        let work_root = std::env::temp_dir().join(format!(
+            "spate-{}-{}",
+            std::process::id(),
+            exe_id() & 0xffff
+        ));
+        LocalClusterBackend {
+            config,
+            secret,
+            work_root,
+            runtime: None,
+            state: Arc::new(Mutex::new(State::default())),
+            children: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            events: None,
+        }
+    }
+
+    fn spawn_executors(&mut self, driver_addr: &str, events: &EventSink) -> Result<()> {
+        // /proc/self/exe is the image this process runs, even if the file was rebuilt since.
+        let exe = self
+            .config
+            .exe
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        for i in 0..self.config.executors {
+            let id = format!("exec-{i}");
+            let dir = self.work_root.join(&id);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io("creating executor work dir", dir.clone(), e))?;
+            let stdout = std::fs::File::create(dir.join("stdout"))
+                .map_err(|e| Error::io("creating", dir.join("stdout"), e))?;
+            let child = Command::new(&exe)
+                .args(&args)
+                .env(env::DRIVER, driver_addr)
+                .env(env::EXECUTOR_ID, &id)
+                .env(env::SECRET, self.secret.to_hex())
+                .env(env::WORK_DIR, &dir)
+                .env(env::CORES, self.config.cores.to_string())
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| Error::io("starting executor", exe.clone(), e))?;
+            let child = Arc::new(Mutex::new(child));
+            self.children.push((id.clone(), child.clone()));
+            // Process exit is the fastest sign of a lost executor.
+            let events = events.clone();
+            let stopping = self.stopping.clone();
+            let state = self.state.clone();
+            std::thread::Builder::new()
+                .name(format!("spate-watch-{id}"))
+                .spawn(move || {
+                    loop {
+                        let status = child
+                            .lock()
+                            .ok()
+                            .and_then(|mut c| c.try_wait().ok().flatten());
+                        if let Some(status) = status {
+                            if !stopping.load(Ordering::SeqCst) {
+                                if let Ok(mut st) = state.lock() {
+                                    st.conns.remove(&id);
+                                }
+                                events.executor_lost(
+                                    &id,
+                                    &format!("executor process exited ({status})"),
+                                );
+                            }
+                            return;
+                        }
+                        if stopping.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                })
+                .map_err(|e| Error::Other(format!("starting executor watcher: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn failure(f: RemoteFailure) -> TaskFailure {
+    match f {
+        RemoteFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        } => TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        },
+        RemoteFailure::Panicked(message) => TaskFailure::Panicked { message },
+        RemoteFailure::Error(message) => TaskFailure::Error { message },
+    }
+}
+
+fn decode(kind: &TaskKind, bytes: &[u8]) -> std::result::Result<TaskOutput, TaskFailure> {
+    match kind {
+        TaskKind::Result(job) => job
+            .decode_result(bytes)
+            .map(TaskOutput::Result)
+            .map_err(|e| TaskFailure::Error {
+                message: e.to_string(),
+            }),
+        TaskKind::ShuffleMap(_) => Err(TaskFailure::Error {
+            message: "a map task returned a job result".into(),
+        }),
+    }
+}
+
+/// Handle one executor connection: registration, then status updates until it closes.
+async fn serve_executor(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    events: EventSink,
+    stopping: Arc<AtomicBool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (outbox, mut rx) = mpsc::unbounded_channel::<ToExecutor>();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let Ok(bytes) = frame(&msg) else { continue };
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut decoder = FrameDecoder::default();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut me: Option<String> = None;
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            let msg = match decoder.next_frame::<ToDriver>() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("dropping executor connection: {e}");
+                    return lost(
+                        &state,
+                        &events,
+                        &stopping,
+                        me.as_deref(),
+                        "sent a malformed frame",
+                    );
+                }
+            };
+            match msg {
+                ToDriver::Register {
+                    executor,
+                    exe_id: theirs,
+                    cores,
+                    block_server,
+                    pid,
+                } => {
+                    if theirs != exe_id() {
+                        let msg = format!(
+                            "executor {executor} (pid {pid}) runs a different build of the program \
+                             (binary {theirs:016x}, driver {:016x}); redeploy the executor with the driver's exact binary",
+                            exe_id()
+                        );
+                        let _ = outbox.send(ToExecutor::Refused(msg.clone()));
+                        if let Ok(mut st) = state.lock() {
+                            st.refused.push(msg);
+                        }
+                        return;
+                    }
+                    tracing::info!(executor, pid, block_server, "executor registered");
+                    if let Ok(mut st) = state.lock() {
+                        st.conns.insert(
+                            executor.clone(),
+                            Conn {
+                                outbox: outbox.clone(),
+                                block_server,
+                            },
+                        );
+                        st.registered += 1;
+                    }
+                    let _ = outbox.send(ToExecutor::Registered);
+                    events.executor_added(&executor, cores);
+                    me = Some(executor);
+                }
+                ToDriver::Status(status) => {
+                    let Some(executor) = me.clone() else { continue };
+                    let ended = match status.state {
+                        TaskState::Running => continue,
+                        TaskState::Finished(r) => Some(r).map(Ok),
+                        TaskState::Failed(f) => Some(Err(f)),
+                    };
+                    let Some(ended) = ended else { continue };
+                    let kind = state
+                        .lock()
+                        .ok()
+                        .and_then(|mut st| st.inflight.remove(&status.task));
+                    let Some((kind, _)) = kind else { continue };
+                    match ended {
+                        Ok(TaskResult::Map { records }) => {
+                            events.task_ended(
+                                status.task,
+                                Ok(TaskOutput::Map(MapStatus { executor, records })),
+                            );
+                        }
+                        Ok(TaskResult::Inline(bytes)) => {
+                            events.task_ended(status.task, decode(&kind, &bytes))
+                        }
+                        Ok(TaskResult::Url(url)) => {
+                            let events = events.clone();
+                            tokio::spawn(async move {
+                                let rest = url.strip_prefix("http://").unwrap_or(&url);
+                                let (addr, path) =
+                                    rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                                let result = match spate_shuffle::client::get(addr, path, 3).await {
+                                    Ok(bytes) => decode(&kind, &bytes),
+                                    Err(e) => Err(TaskFailure::Error {
+                                        message: format!("fetching a large result from {url}: {e}"),
+                                    }),
+                                };
+                                events.task_ended(status.task, result);
+                            });
+                        }
+                        Err(f) => events.task_ended(status.task, Err(failure(f))),
+                    }
+                }
+            }
+        }
+    }
+    lost(
+        &state,
+        &events,
+        &stopping,
+        me.as_deref(),
+        "control connection closed",
+    );
+}
+
+fn lost(
+    state: &Mutex<State>,
+    events: &EventSink,
+    stopping: &AtomicBool,
+    executor: Option<&str>,
+    why: &str,
+) {
+    let Some(executor) = executor else { return };
+    let known = state
+        .lock()
+        .ok()
+        .is_some_and(|mut st| st.conns.remove(executor).is_some());
+    if known && !stopping.load(Ordering::SeqCst) {
+        events.executor_lost(executor, why);
+    }
+}
+
+impl SchedulerBackend for LocalClusterBackend {
+    fn start(&mut self, events: EventSink) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("spate-driver-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("starting the driver's network runtime: {e}")))?;
+        let listener = rt
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| Error::Other(format!("binding the driver's control port: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Other(format!("driver control port: {e}")))?
+            .to_string();
+        let (state, ev, stopping) = (self.state.clone(), events.clone(), self.stopping.clone());
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_executor(
+                    stream,
+                    state.clone(),
+                    ev.clone(),
+                    stopping.clone(),
+                ));
+            }
+        });
+        self.runtime = Some(rt);
+        self.events = Some(events.clone());
+        self.spawn_executors(&addr, &events)?;
+        // Wait until every executor registered (or one was refused, or died).
+        let deadline = Instant::now() + REGISTER_TIMEOUT;
+        loop {
+            let (registered, refused) = match self.state.lock() {
+                Ok(st) => (st.registered, st.refused.first().cloned()),
+                Err(_) => return Err(Error::Other("backend state poisoned".into())),
+            };
+            if let Some(msg) = refused {
+                self.stop();
+                return Err(Error::Config(msg));
+            }
+            if registered == self.config.executors {
+                return Ok(());
+            }
+            let exited = self.children.iter().find(|(_, c)| {
+                c.lock()
+                    .ok()
+                    .and_then(|mut c| c.try_wait().ok().flatten())
+                    .is_some()
+            });
+            if let Some((id, _)) = exited {
+                let id = id.clone();
+                self.stop();
+                return Err(Error::Other(format!(
+                    "executor {id} exited before registering (see its stderr above)"
+                )));
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(Error::Other(format!(
+                    "only {registered} of {} executors registered within {REGISTER_TIMEOUT:?}",
+                    self.config.executors
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn launch(&mut self, executor: &str, task: TaskLaunch) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let fail = |message: String| Err(TaskFailure::Error { message });
+        let envelope = match seal(&task.kind, &self.secret) {
+            Ok(e) => e,
+            Err(e) => {
+                drop(st);
+                return self.events_for_failure(task.id, fail(format!("encoding the task: {e}")));
+            }
+        };
+        let shuffle_locations = task
+            .shuffle_locations
+            .iter()
+            .map(|(s, execs)| {
+                let addrs = execs
+                    .iter()
+                    .map(|e| {
+                        st.conns
+                            .get(e)
+                            .map_or_else(String::new, |c| c.block_server.clone())
+                    })
+                    .collect();
+                (*s, addrs)
+            })
+            .collect();
+        let msg = ToExecutor::Launch(LaunchTask {
+            task: task.id,
+            stage: task.stage,
+            partition: task.partition,
+            attempt: task.attempt,
+            envelope,
+            shuffle_locations,
+        });
+        let sent = st
+            .conns
+            .get(executor)
+            .is_some_and(|c| c.outbox.send(msg).is_ok());
+        if sent {
+            st.inflight
+                .insert(task.id, (task.kind, executor.to_string()));
+        } else {
+            drop(st);
+            self.events_for_failure(task.id, fail(format!("executor {executor} is gone")));
+        }
+    }
+
+    fn default_parallelism(&self) -> usize {
+        (self.config.executors * self.config.cores).max(1)
+    }
+
+    fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Ok(st) = self.state.lock() {
+            for c in st.conns.values() {
+                let _ = c.outbox.send(ToExecutor::Shutdown);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for (_, child) in &self.children {
+            if let Ok(mut c) = child.lock() {
+                while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if c.try_wait().ok().flatten().is_none() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        self.children.clear();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        let _ = std::fs::remove_dir_all(&self.work_root);
+    }
+}
+
+impl LocalClusterBackend {
+    /// A task that could not be handed to its executor ends at once, as a failure, so the
+    /// scheduler retries it instead of waiting forever.
+    fn events_for_failure(&self, task: u64, result: std::result::Result<TaskOutput, TaskFailure>) {
+        if let Some(events) = &self.events {
+            events.task_ended(task, result);
+        }
+    }
+}
