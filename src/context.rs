@@ -29,6 +29,7 @@ pub struct ContextBuilder {
     master: Option<String>,
     app_name: Option<String>,
     max_failures: Option<u32>,
+    executor_exe: Option<std::path::PathBuf>,
 }
 
 impl ContextBuilder {
@@ -60,6 +61,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Start executors from this executable instead of this process's own image (e.g. a
+    /// pre-deployed copy). It must be the byte-identical binary, or executors are refused.
+    pub fn executor_exe(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.executor_exe = Some(path.into());
+        self
+    }
+
     /// Start the context. In a process started as an executor this never returns: the
     /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
@@ -79,7 +87,7 @@ impl ContextBuilder {
             app_name,
             max_failures: self.max_failures,
         };
-        Context::start(config)
+        Context::start(config, self.executor_exe.or_else(self_executor_override))
     }
 }
 
@@ -144,10 +152,11 @@ impl Context {
             master: None,
             app_name: None,
             max_failures: None,
+            executor_exe: None,
         }
     }
 
-    fn start(config: Config) -> Result<Context> {
+    fn start(config: Config, executor_exe: Option<std::path::PathBuf>) -> Result<Context> {
         let scheduler = match &config.master {
             Master::Local { threads, .. } => {
                 let shuffle = Arc::new(MemoryShuffleStore::new());
@@ -165,7 +174,7 @@ impl Context {
                         executors: *executors,
                         cores: *cores,
                         memory_mb: *memory_mb,
-                        exe: self_executor_override(),
+                        exe: executor_exe,
                     },
                     secret,
                 );

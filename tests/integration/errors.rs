@@ -236,7 +236,7 @@ fn bad_master_urls_are_config_errors() {
         assert!(e.to_string().contains("invalid master URL"), "{e}");
     }
     let e = spate::Context::builder()
-        .master("local-cluster[2]")
+        .master("mesos://127.0.0.1:5050")
         .build()
         .err()
         .expect("not yet");

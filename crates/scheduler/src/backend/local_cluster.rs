@@ -267,10 +267,9 @@ async fn serve_executor(
                     let Some(executor) = me.clone() else { continue };
                     let ended = match status.state {
                         TaskState::Running => continue,
-                        TaskState::Finished(r) => Some(r).map(Ok),
-                        TaskState::Failed(f) => Some(Err(f)),
+                        TaskState::Finished(r) => Ok(r),
+                        TaskState::Failed(f) => Err(f),
                     };
-                    let Some(ended) = ended else { continue };
                     let kind = state
                         .lock()
                         .ok()

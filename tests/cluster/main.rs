@@ -1,0 +1,362 @@
+//! Multi-process tests: jobs in `local-cluster[2]` (executor processes of this very test
+//! binary, on loopback) must give exactly the results of local mode, also when an
+//! executor dies mid-job or a shuffle block is corrupted on disk.
+//!
+//! A `harness = false` test: executors re-run this binary's `main`, whose first statement
+//! creates the context and so turns them into executors before any test code runs.
+
+use spate::prelude::*;
+use std::path::{Path, PathBuf};
+
+type Case = (&'static str, fn(&Context, &Context) -> Result<(), String>);
+
+fn main() {
+    let cluster = Context::builder()
+        .master("local-cluster[2,2,512]")
+        .build()
+        .unwrap_or_else(|e| panic!("local cluster starts: {e}"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .init();
+    let local = Context::builder()
+        .master("local[2]")
+        .build()
+        .unwrap_or_else(|e| panic!("local: {e}"));
+    let cases: Vec<Case> = vec![
+        ("word_count_equals_local", word_count_equals_local),
+        ("join_equals_local", join_equals_local),
+        ("sort_by_key_equals_local", sort_by_key_equals_local),
+        ("pagerank_equals_local", pagerank_equals_local),
+        ("large_results_travel_by_url", large_results_travel_by_url),
+        (
+            "killed_executor_mid_shuffle_gives_exact_result",
+            killed_executor_mid_shuffle,
+        ),
+        ("corrupt_shuffle_block_is_recomputed", corrupt_shuffle_block),
+        (
+            "always_panicking_closure_fails_after_max_failures",
+            always_panicking,
+        ),
+        ("mismatched_binary_is_refused", mismatched_binary),
+    ];
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&cluster, &local))) {
+            Ok(Ok(())) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1}s)", start.elapsed().as_secs_f64());
+            }
+            Ok(Err(msg)) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {msg}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED (panicked)");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    drop(cluster);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, want {want:?}"))
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("spate-cluster-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn corpus_file(lines: usize) -> PathBuf {
+    let dir = temp_dir("corpus");
+    let mut text = String::new();
+    let mut x = 12345u64;
+    for _ in 0..lines {
+        for j in 0..10 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if j > 0 {
+                text.push(' ');
+            }
+            text.push_str(&format!("w{}", (x % 3000).min(x % 97 * 40)));
+        }
+        text.push('\n');
+    }
+    let p = dir.join("corpus.txt");
+    std::fs::write(&p, text).expect("write corpus");
+    p
+}
+
+fn word_counts(ctx: &Context, path: &Path) -> spate::Result<Vec<(Word, u64)>> {
+    let opts = spate::TextFileOptions {
+        min_partitions: Some(6),
+        min_split_bytes: 1,
+        ..Default::default()
+    };
+    let mut v = ctx
+        .text_file_with(&path.to_string_lossy(), &opts)?
+        .flat_map(words)
+        .map(|w| (w, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 4)
+        .collect()?;
+    v.sort();
+    Ok(v)
+}
+
+fn word_count_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let path = corpus_file(20_000);
+    let got = word_counts(cluster, &path).map_err(|e| e.to_string())?;
+    let want = word_counts(local, &path).map_err(|e| e.to_string())?;
+    check("distinct words", got.len(), want.len())?;
+    check("counts", got, want)
+}
+
+fn join_pairs(ctx: &Context) -> spate::Result<Vec<(i64, (String, i64))>> {
+    let users = ctx.range(0, 500, 3).map(|i| (i, format!("user{i}")));
+    let orders = ctx.range(0, 20_000, 5).map(|o| ((o * 7919) % 600, o));
+    let mut v = users.join(&orders).collect()?;
+    v.sort();
+    Ok(v)
+}
+
+fn join_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let got = join_pairs(cluster).map_err(|e| e.to_string())?;
+    if got.is_empty() {
+        return Err("empty join".into());
+    }
+    check("join", got, join_pairs(local).map_err(|e| e.to_string())?)
+}
+
+fn sorted_pairs(ctx: &Context) -> spate::Result<Vec<(i64, i64)>> {
+    ctx.range(0, 50_000, 6)
+        .map(|x| ((x * 2_654_435_761) % 100_003, x))
+        .sort_by_key_n(true, 5)?
+        .collect()
+}
+
+fn sort_by_key_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let got = sorted_pairs(cluster).map_err(|e| e.to_string())?;
+    if !got.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return Err("not sorted".into());
+    }
+    check(
+        "sort_by_key",
+        got,
+        sorted_pairs(local).map_err(|e| e.to_string())?,
+    )
+}
+
+fn pagerank(ctx: &Context) -> spate::Result<Vec<(i64, u64)>> {
+    let links = ctx
+        .range(0, 2000, 4)
+        .flat_map(|i| {
+            (1..=3)
+                .map(move |k| (i, (i * 31 + k * 17) % 2000))
+                .collect::<Vec<_>>()
+        })
+        .group_by_key_n(4);
+    let mut ranks = links.map_values(|_| 1.0f64);
+    for _ in 0..5 {
+        ranks = links
+            .join(&ranks)
+            .flat_map(|(_, (targets, rank))| {
+                let share = rank / targets.len() as f64;
+                targets
+                    .into_iter()
+                    .map(move |t| (t, share))
+                    .collect::<Vec<_>>()
+            })
+            .reduce_by_key_n(|a, b| a + b, 4)
+            .map_values(|s| 0.15 + 0.85 * s);
+    }
+    // compare the exact bits of every rank
+    let mut v = ranks.map_values(f64::to_bits).collect()?;
+    v.sort();
+    Ok(v)
+}
+
+fn pagerank_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    check(
+        "pagerank",
+        pagerank(cluster).map_err(|e| e.to_string())?,
+        pagerank(local).map_err(|e| e.to_string())?,
+    )
+}
+
+fn large_results_travel_by_url(cluster: &Context, local: &Context) -> Result<(), String> {
+    // one partition's result is ~1 MB, well over the 256 KiB inline limit
+    let big = |ctx: &Context| {
+        ctx.range(0, 200_000, 2)
+            .map(|x| format!("{x:08}"))
+            .collect()
+    };
+    let got = big(cluster).map_err(|e| e.to_string())?;
+    check("large collect", got, big(local).map_err(|e| e.to_string())?)
+}
+
+fn crash_once_counts(ctx: &Context, marker: Option<String>) -> spate::Result<Vec<(i64, u64)>> {
+    let counts = ctx
+        .range(0, 100_000, 8)
+        .map(|x| ((x * 7) % 1000, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 4);
+    let checked = match marker {
+        // In the reduce stage, after map outputs exist on both executors: the first task
+        // to get here kills its executor process (and loses its map outputs).
+        Some(m) => counts.map_with(m, |m, kv| {
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(m)
+                .is_ok()
+            {
+                std::process::exit(9);
+            }
+            kv
+        }),
+        None => counts,
+    };
+    let mut v = checked.collect()?;
+    v.sort();
+    Ok(v)
+}
+
+fn killed_executor_mid_shuffle(cluster: &Context, local: &Context) -> Result<(), String> {
+    let marker = temp_dir("kill").join("killed");
+    let got = crash_once_counts(cluster, Some(marker.to_string_lossy().into_owned()))
+        .map_err(|e| e.to_string())?;
+    if !marker.exists() {
+        return Err("no executor was killed".into());
+    }
+    check(
+        "result after executor loss",
+        got,
+        crash_once_counts(local, None).map_err(|e| e.to_string())?,
+    )
+}
+
+fn corrupt_shuffle_block(cluster: &Context, local: &Context) -> Result<(), String> {
+    let build = |ctx: &Context| {
+        ctx.range(0, 30_000, 4)
+            .map(|x| (x % 313, x))
+            .reduce_by_key_n(|a, b| a + b, 3)
+    };
+    let counts = build(cluster);
+    counts.count().map_err(|e| e.to_string())?; // map outputs now on the executors' disks
+    let root = std::env::temp_dir();
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&root)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&format!("spate-{}-", std::process::id())) {
+            continue;
+        }
+        for exec in std::fs::read_dir(entry.path())
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let Ok(files) = std::fs::read_dir(exec.path().join("shuffle")) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
+                if p.extension().is_some_and(|e| e == "data")
+                    && std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) > 16
+                {
+                    let mut bytes = std::fs::read(&p).map_err(|e| e.to_string())?;
+                    let n = bytes.len();
+                    bytes[n / 2] ^= 0xff;
+                    std::fs::write(&p, bytes).map_err(|e| e.to_string())?;
+                    corrupted += 1;
+                }
+            }
+        }
+    }
+    if corrupted == 0 {
+        return Err("found no shuffle files to corrupt".into());
+    }
+    let mut got = counts.collect().map_err(|e| e.to_string())?;
+    got.sort();
+    let mut want = build(local).collect().map_err(|e| e.to_string())?;
+    want.sort();
+    check("result after corruption", got, want)
+}
+
+fn always_panicking(cluster: &Context, _local: &Context) -> Result<(), String> {
+    let r = cluster
+        .range(0, 100, 4)
+        .map(|x| -> i64 {
+            if x == 42 {
+                panic!("cannot handle {x}");
+            }
+            x
+        })
+        .count();
+    match r {
+        Err(spate::Error::JobFailed {
+            attempts,
+            message,
+            partition,
+            ..
+        }) => {
+            check("attempts", attempts, 4)?;
+            check("partition", partition, 1)?;
+            if !message.contains("cannot handle 42") {
+                return Err(format!("message lost: {message}"));
+            }
+            // still usable
+            check(
+                "next job",
+                cluster.range(0, 10, 2).count().map_err(|e| e.to_string())?,
+                10,
+            )
+        }
+        other => Err(format!("expected JobFailed, got {other:?}")),
+    }
+}
+
+fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String> {
+    let me = std::fs::read("/proc/self/exe").map_err(|e| e.to_string())?;
+    let other = temp_dir("other-build").join("other-build");
+    let mut bytes = me;
+    bytes.extend_from_slice(b"a different build");
+    std::fs::write(&other, bytes).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let r = Context::builder()
+        .master("local-cluster[1]")
+        .executor_exe(&other)
+        .build();
+    match r {
+        Err(e) => {
+            let msg = e.to_string();
+            if msg.contains("different build") && msg.contains("redeploy") {
+                Ok(())
+            } else {
+                Err(format!("unclear refusal: {msg}"))
+            }
+        }
+        Ok(_) => Err("a different build was accepted".into()),
+    }
+}
