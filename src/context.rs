@@ -6,7 +6,9 @@ use spate_core::error::{Error, Result};
 use spate_core::rdd::{self, JobRunner, Rdd, TextFileOptions};
 use spate_core::ship::Secret;
 use spate_executor::role::{Role, current_role};
-use spate_scheduler::backend::local_cluster::{LocalClusterBackend, LocalClusterConfig};
+use spate_scheduler::backend::local_cluster::{
+    DEFAULT_HEARTBEAT_TIMEOUT, LocalClusterBackend, LocalClusterConfig,
+};
 use spate_scheduler::{LocalBackend, Scheduler};
 use spate_shuffle::MemoryShuffleStore;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub struct ContextBuilder {
     app_name: Option<String>,
     max_failures: Option<u32>,
     executor_exe: Option<std::path::PathBuf>,
+    heartbeat_timeout: Option<std::time::Duration>,
 }
 
 impl ContextBuilder {
@@ -68,6 +71,13 @@ impl ContextBuilder {
         self
     }
 
+    /// How long an executor may stay silent (no heartbeat) before it is declared lost and
+    /// its tasks re-run elsewhere (default 10 s).
+    pub fn heartbeat_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.heartbeat_timeout = Some(timeout);
+        self
+    }
+
     /// Start the context. In a process started as an executor this never returns: the
     /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
@@ -87,8 +97,18 @@ impl ContextBuilder {
             app_name,
             max_failures: self.max_failures,
         };
-        Context::start(config, self.executor_exe.or_else(self_executor_override))
+        let cluster = ClusterSettings {
+            executor_exe: self.executor_exe.or_else(self_executor_override),
+            heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
+        };
+        Context::start(config, cluster)
     }
+}
+
+/// Settings that only matter for executor processes.
+struct ClusterSettings {
+    executor_exe: Option<std::path::PathBuf>,
+    heartbeat_timeout: std::time::Duration,
 }
 
 /// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
@@ -153,10 +173,11 @@ impl Context {
             app_name: None,
             max_failures: None,
             executor_exe: None,
+            heartbeat_timeout: None,
         }
     }
 
-    fn start(config: Config, executor_exe: Option<std::path::PathBuf>) -> Result<Context> {
+    fn start(config: Config, cluster: ClusterSettings) -> Result<Context> {
         let scheduler = match &config.master {
             Master::Local { threads, .. } => {
                 let shuffle = Arc::new(MemoryShuffleStore::new());
@@ -174,7 +195,8 @@ impl Context {
                         executors: *executors,
                         cores: *cores,
                         memory_mb: *memory_mb,
-                        exe: executor_exe,
+                        exe: cluster.executor_exe,
+                        heartbeat_timeout: cluster.heartbeat_timeout,
                     },
                     secret,
                 );

@@ -13,6 +13,7 @@ type Case = (&'static str, fn(&Context, &Context) -> Result<(), String>);
 fn main() {
     let cluster = Context::builder()
         .master("local-cluster[2,2,512]")
+        .heartbeat_timeout(std::time::Duration::from_secs(3))
         .build()
         .unwrap_or_else(|e| panic!("local cluster starts: {e}"));
     tracing_subscriber::fmt()
@@ -36,6 +37,7 @@ fn main() {
             killed_executor_mid_shuffle,
         ),
         ("corrupt_shuffle_block_is_recomputed", corrupt_shuffle_block),
+        ("hung_executor_is_detected_by_heartbeat", hung_executor),
         (
             "always_panicking_closure_fails_after_max_failures",
             always_panicking,
@@ -251,6 +253,54 @@ fn killed_executor_mid_shuffle(cluster: &Context, local: &Context) -> Result<(),
         "result after executor loss",
         got,
         crash_once_counts(local, None).map_err(|e| e.to_string())?,
+    )
+}
+
+fn hung_executor(cluster: &Context, local: &Context) -> Result<(), String> {
+    let marker = temp_dir("hang").join("stopped");
+    let build = |ctx: &Context, marker: Option<String>| -> spate::Result<Vec<(i64, i64)>> {
+        let pairs = ctx
+            .range(0, 20_000, 4)
+            .map(|x| (x % 101, x))
+            .reduce_by_key_n(|a, b| a + b, 4);
+        let pairs = match marker {
+            // The first task here freezes its whole executor (SIGSTOP): it neither exits
+            // nor closes its connection; only the missing heartbeats tell.
+            Some(m) => pairs.map_with(m, |m, kv| {
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(m)
+                    .is_ok()
+                {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-STOP", &std::process::id().to_string()])
+                        .status();
+                }
+                kv
+            }),
+            None => pairs,
+        };
+        let mut v = pairs.collect()?;
+        v.sort();
+        Ok(v)
+    };
+    let started = std::time::Instant::now();
+    let got =
+        build(cluster, Some(marker.to_string_lossy().into_owned())).map_err(|e| e.to_string())?;
+    if !marker.exists() {
+        return Err("no executor was stopped".into());
+    }
+    if started.elapsed() > std::time::Duration::from_secs(30) {
+        return Err(format!(
+            "took {:?}: loss not detected by heartbeat",
+            started.elapsed()
+        ));
+    }
+    check(
+        "result after a hung executor",
+        got,
+        build(local, None).map_err(|e| e.to_string())?,
     )
 }
 

@@ -43,7 +43,12 @@ pub enum ToDriver {
     },
     /// A task changed state.
     Status(TaskStatus),
+    /// Still alive (sent every [`HEARTBEAT_INTERVAL`]).
+    Heartbeat,
 }
+
+/// How often executors send [`ToDriver::Heartbeat`].
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Driver → executor.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

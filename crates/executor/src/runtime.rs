@@ -148,6 +148,18 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
         pid: std::process::id(),
     });
 
+    // Heartbeats come from the I/O runtime, so a task thread stuck in user code does not
+    // stop them; a hung or stopped process does.
+    let beats = statuses.clone();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(spate_core::protocol::HEARTBEAT_INTERVAL);
+        loop {
+            tick.tick().await;
+            if beats.send(ToDriver::Heartbeat).is_err() {
+                break;
+            }
+        }
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         store,

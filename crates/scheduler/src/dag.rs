@@ -175,6 +175,18 @@ impl DagScheduler {
                         .insert(executor, ExecutorSlots { free: cores });
                 }
                 Event::ExecutorLost { executor, reason } => self.executor_lost(&executor, &reason),
+                Event::BackendFailed { reason } => {
+                    warn!("backend failed: {reason}");
+                    let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
+                    for job in jobs {
+                        self.end_job(
+                            job,
+                            Some(Error::Other(format!(
+                                "no executors can run job {job}: {reason}"
+                            ))),
+                        );
+                    }
+                }
                 Event::Stop => break,
             }
             self.make_offers();

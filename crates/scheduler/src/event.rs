@@ -26,6 +26,9 @@ pub(crate) enum Event {
     ExecutorAdded { executor: String, cores: usize },
     /// A backend lost an executor: its tasks and map outputs are gone.
     ExecutorLost { executor: String, reason: String },
+    /// A backend can run nothing any more (e.g. every executor is gone and none can be
+    /// started): fail every job with this cause instead of waiting.
+    BackendFailed { reason: String },
     /// Shut down the loop.
     Stop,
 }
@@ -61,6 +64,13 @@ impl EventSink {
         let _ = self.tx.send(Event::ExecutorAdded {
             executor: executor.to_string(),
             cores,
+        });
+    }
+
+    /// The backend can run nothing any more.
+    pub fn backend_failed(&self, reason: &str) {
+        let _ = self.tx.send(Event::BackendFailed {
+            reason: reason.to_string(),
         });
     }
 

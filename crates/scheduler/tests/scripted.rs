@@ -22,6 +22,8 @@ enum Verdict {
     Fail(&'static str),
     /// Run the task, then report its executor lost.
     RunThenLose,
+    /// Never answer; the backend reports that it can run nothing any more.
+    BackendDies,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -260,4 +262,17 @@ fn retries_prefer_another_executor_and_fail_with_the_first_cause() {
     );
     // the scheduler is still usable after a failed job
     assert_eq!(rdd::range(sched, 0, 10, 2).count().expect("next job"), 10);
+}
+
+#[test]
+fn a_backend_that_can_run_nothing_fails_jobs_instead_of_hanging() {
+    let (sched, _log) = scheduler(vec![("e1", 2)], 4, Box::new(|_, _| Verdict::BackendDies));
+    let e = rdd::range(sched, 0, 10, 2)
+        .count()
+        .expect_err("no executors");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no executors can run job") && msg.contains("none could be replaced"),
+        "{msg}"
+    );
 }

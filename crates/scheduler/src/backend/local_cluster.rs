@@ -41,7 +41,12 @@ pub struct LocalClusterConfig {
     pub memory_mb: usize,
     /// The executable to start (default: this process's own image).
     pub exe: Option<PathBuf>,
+    /// An executor silent for this long (no heartbeat, no status) is lost and killed.
+    pub heartbeat_timeout: Duration,
 }
+
+/// Default for [`LocalClusterConfig::heartbeat_timeout`].
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Conn {
     outbox: mpsc::UnboundedSender<ToExecutor>,
@@ -55,6 +60,8 @@ struct State {
     inflight: HashMap<u64, (TaskKind, String)>,
     refused: Vec<String>,
     registered: usize,
+    /// Executors declared lost while their process still runs: the watcher kills them.
+    to_kill: Vec<String>,
 }
 
 /// Backend of executor processes on this machine.
@@ -64,8 +71,10 @@ pub struct LocalClusterBackend {
     work_root: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
     state: Arc<Mutex<State>>,
-    children: Vec<(String, Arc<Mutex<Child>>)>,
+    children: Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>,
     stopping: Arc<AtomicBool>,
+    /// Set once every executor registered.
+    running: Arc<AtomicBool>,
     events: Option<EventSink>,
 }
 
@@ -83,8 +92,9 @@ impl LocalClusterBackend {
             work_root,
             runtime: None,
             state: Arc::new(Mutex::new(State::default())),
-            children: Vec::new(),
+            children: Arc::new(Mutex::new(Vec::new())),
             stopping: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicBool::new(false)),
             events: None,
         }
     }
@@ -96,61 +106,147 @@ impl LocalClusterBackend {
             .exe
             .clone()
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        for i in 0..self.config.executors {
-            let id = format!("exec-{i}");
-            let dir = self.work_root.join(&id);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io("creating executor work dir", dir.clone(), e))?;
-            let stdout = std::fs::File::create(dir.join("stdout"))
-                .map_err(|e| Error::io("creating", dir.join("stdout"), e))?;
-            let child = Command::new(&exe)
-                .args(&args)
-                .env(env::DRIVER, driver_addr)
-                .env(env::EXECUTOR_ID, &id)
-                .env(env::SECRET, self.secret.to_hex())
-                .env(env::WORK_DIR, &dir)
-                .env(env::CORES, self.config.cores.to_string())
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| Error::io("starting executor", exe.clone(), e))?;
-            let child = Arc::new(Mutex::new(child));
-            self.children.push((id.clone(), child.clone()));
-            // Process exit is the fastest sign of a lost executor.
-            let events = events.clone();
-            let stopping = self.stopping.clone();
-            let state = self.state.clone();
-            std::thread::Builder::new()
-                .name(format!("spate-watch-{id}"))
-                .spawn(move || {
-                    loop {
-                        let status = child
-                            .lock()
-                            .ok()
-                            .and_then(|mut c| c.try_wait().ok().flatten());
-                        if let Some(status) = status {
-                            if !stopping.load(Ordering::SeqCst) {
-                                if let Ok(mut st) = state.lock() {
-                                    st.conns.remove(&id);
-                                }
-                                events.executor_lost(
-                                    &id,
-                                    &format!("executor process exited ({status})"),
-                                );
-                            }
-                            return;
-                        }
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                })
-                .map_err(|e| Error::Other(format!("starting executor watcher: {e}")))?;
+        let spawner = Arc::new(Spawner {
+            exe,
+            args: std::env::args_os().skip(1).collect(),
+            driver_addr: driver_addr.to_string(),
+            secret: self.secret.clone(),
+            cores: self.config.cores,
+            work_root: self.work_root.clone(),
+            state: self.state.clone(),
+            events: events.clone(),
+            stopping: self.stopping.clone(),
+            running: self.running.clone(),
+            children: self.children.clone(),
+            next_id: Mutex::new(0),
+            // A dead executor is replaced, like a standalone cluster manager would, up to
+            // this many times in all.
+            replacements_left: Mutex::new(4 * self.config.executors),
+        });
+        for _ in 0..self.config.executors {
+            spawner.spawn()?;
         }
         Ok(())
+    }
+}
+
+/// Starts executor processes and watches them; shared with the watcher threads so a lost
+/// executor can be replaced.
+struct Spawner {
+    exe: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    driver_addr: String,
+    secret: Secret,
+    cores: usize,
+    work_root: PathBuf,
+    state: Arc<Mutex<State>>,
+    events: EventSink,
+    stopping: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+    children: Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>,
+    next_id: Mutex<usize>,
+    replacements_left: Mutex<usize>,
+}
+
+impl Spawner {
+    fn spawn(self: &Arc<Self>) -> Result<()> {
+        let id = match self.next_id.lock() {
+            Ok(mut n) => {
+                *n += 1;
+                format!("exec-{}", *n - 1)
+            }
+            Err(_) => return Err(Error::Other("spawner state poisoned".into())),
+        };
+        let dir = self.work_root.join(&id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("creating executor work dir", dir.clone(), e))?;
+        let stdout = std::fs::File::create(dir.join("stdout"))
+            .map_err(|e| Error::io("creating", dir.join("stdout"), e))?;
+        let child = Command::new(&self.exe)
+            .args(&self.args)
+            .env(env::DRIVER, &self.driver_addr)
+            .env(env::EXECUTOR_ID, &id)
+            .env(env::SECRET, self.secret.to_hex())
+            .env(env::WORK_DIR, &dir)
+            .env(env::CORES, self.cores.to_string())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::io("starting executor", self.exe.clone(), e))?;
+        let child = Arc::new(Mutex::new(child));
+        if let Ok(mut children) = self.children.lock() {
+            children.push((id.clone(), child.clone()));
+        }
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("spate-watch-{id}"))
+            .spawn(move || me.watch(&id, &child))
+            .map_err(|e| Error::Other(format!("starting executor watcher: {e}")))?;
+        Ok(())
+    }
+
+    /// Process exit is the fastest sign of a lost executor; a lost one is replaced.
+    fn watch(self: &Arc<Self>, id: &str, child: &Mutex<Child>) {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let status = child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.try_wait().ok().flatten());
+            if let Some(status) = status {
+                // Report once: whoever removes the connection (this watcher or the
+                // connection reader) reports the loss.
+                let known = self
+                    .state
+                    .lock()
+                    .ok()
+                    .is_some_and(|mut st| st.conns.remove(id).is_some());
+                if known {
+                    self.events
+                        .executor_lost(id, &format!("executor process exited ({status})"));
+                }
+                let _ = std::fs::remove_dir_all(self.work_root.join(id));
+                self.replace(id);
+                return;
+            }
+            let doomed = self
+                .state
+                .lock()
+                .ok()
+                .is_some_and(|st| st.to_kill.iter().any(|k| k == id));
+            if doomed && let Ok(mut c) = child.lock() {
+                let _ = c.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn replace(self: &Arc<Self>, lost: &str) {
+        if self.stopping.load(Ordering::SeqCst) || !self.running.load(Ordering::SeqCst) {
+            return;
+        }
+        let allowed = self.replacements_left.lock().is_ok_and(|mut n| {
+            let ok = *n > 0;
+            *n = n.saturating_sub(1);
+            ok
+        });
+        let outcome = if allowed {
+            self.spawn()
+        } else {
+            Err(Error::Other("too many executors lost".into()))
+        };
+        if let Err(e) = outcome {
+            let live = self.state.lock().map_or(0, |st| st.conns.len());
+            tracing::warn!(executor = lost, "not replacing a lost executor: {e}");
+            if live == 0 {
+                self.events.backend_failed(&format!(
+                    "every executor was lost and none could be replaced ({e})"
+                ));
+            }
+        }
     }
 }
 
@@ -192,6 +288,7 @@ async fn serve_executor(
     state: Arc<Mutex<State>>,
     events: EventSink,
     stopping: Arc<AtomicBool>,
+    heartbeat_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -208,9 +305,16 @@ async fn serve_executor(
     let mut buf = vec![0u8; 64 << 10];
     let mut me: Option<String> = None;
     loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match tokio::time::timeout(heartbeat_timeout, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let why = format!("no heartbeat for {heartbeat_timeout:?}");
+                if let (Some(id), Ok(mut st)) = (me.as_ref(), state.lock()) {
+                    st.to_kill.push(id.clone());
+                }
+                return lost(&state, &events, &stopping, me.as_deref(), &why);
+            }
         };
         decoder.push(&buf[..n]);
         loop {
@@ -263,6 +367,7 @@ async fn serve_executor(
                     events.executor_added(&executor, cores);
                     me = Some(executor);
                 }
+                ToDriver::Heartbeat => {}
                 ToDriver::Status(status) => {
                     let Some(executor) = me.clone() else { continue };
                     let ended = match status.state {
@@ -348,6 +453,7 @@ impl SchedulerBackend for LocalClusterBackend {
             .map_err(|e| Error::Other(format!("driver control port: {e}")))?
             .to_string();
         let (state, ev, stopping) = (self.state.clone(), events.clone(), self.stopping.clone());
+        let timeout = self.config.heartbeat_timeout;
         rt.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve_executor(
@@ -355,6 +461,7 @@ impl SchedulerBackend for LocalClusterBackend {
                     state.clone(),
                     ev.clone(),
                     stopping.clone(),
+                    timeout,
                 ));
             }
         });
@@ -373,16 +480,22 @@ impl SchedulerBackend for LocalClusterBackend {
                 return Err(Error::Config(msg));
             }
             if registered == self.config.executors {
+                // From now on a lost executor is replaced (not during start-up, where a
+                // death means something is wrong with the binary or the machine).
+                self.running.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-            let exited = self.children.iter().find(|(_, c)| {
-                c.lock()
-                    .ok()
-                    .and_then(|mut c| c.try_wait().ok().flatten())
-                    .is_some()
+            let exited = self.children.lock().ok().and_then(|cs| {
+                cs.iter()
+                    .find(|(_, c)| {
+                        c.lock()
+                            .ok()
+                            .and_then(|mut c| c.try_wait().ok().flatten())
+                            .is_some()
+                    })
+                    .map(|(id, _)| id.clone())
             });
-            if let Some((id, _)) = exited {
-                let id = id.clone();
+            if let Some(id) = exited {
                 self.stop();
                 return Err(Error::Other(format!(
                     "executor {id} exited before registering (see its stderr above)"
@@ -459,7 +572,12 @@ impl SchedulerBackend for LocalClusterBackend {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(3);
-        for (_, child) in &self.children {
+        let children: Vec<_> = self
+            .children
+            .lock()
+            .map(|mut c| c.drain(..).collect())
+            .unwrap_or_default();
+        for (_, child) in &children {
             if let Ok(mut c) = child.lock() {
                 while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
                     std::thread::sleep(Duration::from_millis(10));
@@ -470,7 +588,6 @@ impl SchedulerBackend for LocalClusterBackend {
                 }
             }
         }
-        self.children.clear();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
