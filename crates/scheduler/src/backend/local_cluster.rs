@@ -48,6 +48,9 @@ pub struct LocalClusterConfig {
 /// Default for [`LocalClusterConfig::heartbeat_timeout`].
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Executor processes by id, shared with their watchers.
+type Children = Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>;
+
 struct Conn {
     outbox: mpsc::UnboundedSender<ToExecutor>,
     block_server: String,
@@ -71,7 +74,7 @@ pub struct LocalClusterBackend {
     work_root: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
     state: Arc<Mutex<State>>,
-    children: Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>,
+    children: Children,
     stopping: Arc<AtomicBool>,
     /// Set once every executor registered.
     running: Arc<AtomicBool>,
@@ -143,7 +146,7 @@ struct Spawner {
     events: EventSink,
     stopping: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
-    children: Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>,
+    children: Children,
     next_id: Mutex<usize>,
     replacements_left: Mutex<usize>,
 }
