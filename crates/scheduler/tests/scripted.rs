@@ -99,6 +99,9 @@ impl SchedulerBackend for ScriptedBackend {
                     message: msg.into(),
                 }),
             ),
+            Verdict::BackendDies => {
+                sink.backend_failed("every executor was lost and none could be replaced")
+            }
         }
     }
 
