@@ -24,16 +24,25 @@ fn main() -> anyhow::Result<()> {
                 args.next();
             }
             "--pairs" => pairs = args.next().context("--pairs needs a value")?.parse()?,
-            "--value-bytes" => value_bytes = args.next().context("--value-bytes needs a value")?.parse()?,
-            "--partitions" => partitions = args.next().context("--partitions needs a value")?.parse()?,
+            "--value-bytes" => {
+                value_bytes = args
+                    .next()
+                    .context("--value-bytes needs a value")?
+                    .parse()?
+            }
+            "--partitions" => {
+                partitions = args.next().context("--partitions needs a value")?.parse()?
+            }
             s if s.starts_with("--master=") => {}
             s => bail!("unknown argument {s}"),
         }
     }
-    let data = ctx.range(0, pairs, partitions).map_with(value_bytes, |n, i| {
-        let key = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1;
-        (key, "v".repeat(*n))
-    });
+    let data = ctx
+        .range(0, pairs, partitions)
+        .map_with(value_bytes, |n, i| {
+            let key = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1;
+            (key, "v".repeat(*n))
+        });
     let payload_mb = pairs as f64 * (8 + value_bytes) as f64 / 1e6;
     let t = Instant::now();
     let sorted = data.sort_by_key_n(true, partitions)?;

@@ -33,6 +33,7 @@ pub struct ContextBuilder {
     max_failures: Option<u32>,
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: Option<std::time::Duration>,
+    spill_bytes: Option<usize>,
 }
 
 impl ContextBuilder {
@@ -78,6 +79,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Memory a map task on an executor may buffer before spilling its shuffle output to
+    /// disk (default 128 MiB). Local mode keeps shuffles in memory and ignores it.
+    pub fn shuffle_spill_bytes(mut self, bytes: usize) -> Self {
+        self.spill_bytes = Some(bytes);
+        self
+    }
+
     /// Start the context. In a process started as an executor this never returns: the
     /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
@@ -100,6 +108,7 @@ impl ContextBuilder {
         let cluster = ClusterSettings {
             executor_exe: self.executor_exe.or_else(self_executor_override),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
+            spill_bytes: self.spill_bytes,
         };
         Context::start(config, cluster)
     }
@@ -109,6 +118,7 @@ impl ContextBuilder {
 struct ClusterSettings {
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: std::time::Duration,
+    spill_bytes: Option<usize>,
 }
 
 /// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
@@ -174,6 +184,7 @@ impl Context {
             max_failures: None,
             executor_exe: None,
             heartbeat_timeout: None,
+            spill_bytes: None,
         }
     }
 
@@ -197,6 +208,7 @@ impl Context {
                         memory_mb: *memory_mb,
                         exe: cluster.executor_exe,
                         heartbeat_timeout: cluster.heartbeat_timeout,
+                        spill_bytes: cluster.spill_bytes,
                     },
                     secret,
                 );

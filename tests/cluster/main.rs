@@ -38,6 +38,7 @@ fn main() {
         ),
         ("corrupt_shuffle_block_is_recomputed", corrupt_shuffle_block),
         ("hung_executor_is_detected_by_heartbeat", hung_executor),
+        ("map_outputs_spill_under_a_small_budget", spilling),
         (
             "always_panicking_closure_fails_after_max_failures",
             always_panicking,
@@ -254,6 +255,43 @@ fn killed_executor_mid_shuffle(cluster: &Context, local: &Context) -> Result<(),
         got,
         crash_once_counts(local, None).map_err(|e| e.to_string())?,
     )
+}
+
+/// Sums, group sizes and sorted pairs of the spilling job.
+type SpillResults = (Vec<(i64, i64)>, Vec<(i64, usize)>, Vec<(i64, i64)>);
+
+fn spilling(_cluster: &Context, local: &Context) -> Result<(), String> {
+    // A 64 KiB budget: every map task spills many times, in both the combining and the
+    // plain path; results must not change.
+    let small = Context::builder()
+        .master("local-cluster[2]")
+        .shuffle_spill_bytes(64 << 10)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let jobs = |ctx: &Context| -> spate::Result<SpillResults> {
+        let data = ctx.range(0, 200_000, 4).map(|x| ((x * 7919) % 5003, x));
+        let mut sums = data.reduce_by_key_n(|a, b| a + b, 3).collect()?;
+        sums.sort();
+        let mut groups: Vec<(i64, usize)> =
+            data.group_by_key_n(3).map_values(|v| v.len()).collect()?;
+        groups.sort();
+        let sorted = data.sort_by_key_n(true, 3)?.collect()?;
+        Ok((sums, groups, sorted))
+    };
+    let got = jobs(&small).map_err(|e| e.to_string())?;
+    let want = jobs(local).map_err(|e| e.to_string())?;
+    check("sums", &got.0, &want.0)?;
+    check("groups", &got.1, &want.1)?;
+    check(
+        "sorted keys",
+        got.2.iter().map(|p| p.0).collect::<Vec<_>>(),
+        want.2.iter().map(|p| p.0).collect::<Vec<_>>(),
+    )?;
+    let mut a = got.2.clone();
+    let mut b = want.2.clone();
+    a.sort();
+    b.sort();
+    check("sorted pairs", a, b)
 }
 
 fn hung_executor(cluster: &Context, local: &Context) -> Result<(), String> {

@@ -16,6 +16,7 @@ fn tc(partition: usize, store: &Arc<MemoryShuffleStore>) -> TaskContext {
         attempt: 0,
         executor: Arc::from("exec-test"),
         shuffle: store.clone(),
+        spill_bytes: None,
     }
 }
 

@@ -17,6 +17,10 @@ pub trait Aggregator<K, V, C>:
     /// False only for the identity "aggregator" of plain repartitioning: records then
     /// pass through the shuffle untouched.
     const COMBINES: bool = true;
+    /// Whether a combiner keeps growing with the values merged into it (collecting them,
+    /// as `group_by_key` does) rather than staying about one value's size (a sum). Used to
+    /// estimate map-side memory; unknown user combiners are assumed to grow.
+    const GROWS: bool = false;
     /// First value of a key.
     fn create_combiner(&self, v: V) -> C;
     /// Another value of a key.
@@ -197,6 +201,7 @@ where
     Mv: Func2<C, V, C> + Clone + Serialize + serde::de::DeserializeOwned,
     Mc: Func2<C, C, C> + Clone + Serialize + serde::de::DeserializeOwned,
 {
+    const GROWS: bool = true;
     fn create_combiner(&self, v: V) -> C {
         self.create.call(v)
     }
@@ -212,6 +217,7 @@ where
 #[derive(Clone, Copy, Serialize, Deserialize)]
 pub struct GroupAgg;
 impl<K, V: Send + 'static> Aggregator<K, V, Vec<V>> for GroupAgg {
+    const GROWS: bool = true;
     fn create_combiner(&self, v: V) -> Vec<V> {
         vec![v]
     }

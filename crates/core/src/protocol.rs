@@ -23,6 +23,8 @@ pub mod env {
     pub const WORK_DIR: &str = "SPATE_WORK_DIR";
     /// Task slots.
     pub const CORES: &str = "SPATE_EXECUTOR_CORES";
+    /// Map-side memory budget per task, bytes.
+    pub const SPILL_BYTES: &str = "SPATE_SPILL_BYTES";
 }
 
 /// Executor → driver.

@@ -52,18 +52,42 @@ pub enum Block {
     Encoded(Vec<u8>),
 }
 
+/// Receives one map task's output in chunks: each chunk holds one block per reduce
+/// partition. A map task over its memory budget hands over ("spills") what it has buffered
+/// and goes on; [`MapWriter::commit`] makes the whole output visible at once.
+pub trait MapWriter {
+    /// Take a chunk: `buckets[r]` is for reduce partition `r`.
+    fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()>;
+    /// Publish the output (replacing an earlier output of the same map task).
+    fn commit(self: Box<Self>) -> Result<MapStatus>;
+}
+
 /// Stores and serves map outputs.
 pub trait ShuffleService: Send + Sync + 'static {
-    /// Store the output of map task `map` of `shuffle`: `buckets[r]` is for reduce
-    /// partition `r`. Replaces an earlier output of the same map task.
+    /// Start writing the output of map task `map` of `shuffle`, with `reduces` reduce
+    /// partitions, on `executor`.
+    fn map_writer(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        reduces: usize,
+        executor: &str,
+    ) -> Result<Box<dyn MapWriter + '_>>;
+
+    /// Store a whole map output at once.
     fn write_map_output(
         &self,
         shuffle: ShuffleId,
         map: usize,
         buckets: Vec<Box<dyn BlockData>>,
         executor: &str,
-    ) -> Result<MapStatus>;
-    /// The blocks for reduce partition `reduce` from map tasks `0..maps`, in map order.
+    ) -> Result<MapStatus> {
+        let mut w = self.map_writer(shuffle, map, buckets.len(), executor)?;
+        w.spill(buckets)?;
+        w.commit()
+    }
+    /// The blocks for reduce partition `reduce` from map tasks `0..maps`, in map order (a
+    /// map output that was spilled may contribute several blocks).
     /// A missing output is [`crate::Error::FetchFailed`] naming the map partition.
     fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>>;
     /// Forget one map output (its executor was lost or it failed a fetch).

@@ -33,6 +33,10 @@ pub struct TaskContext {
     pub executor: Arc<str>,
     /// Where shuffle blocks are written and read.
     pub shuffle: Arc<dyn ShuffleService>,
+    /// Map-side memory budget in bytes: a map task spills its buffered output to the
+    /// shuffle service whenever this much has accumulated. `None`: no limit (local mode,
+    /// whose shuffle lives in memory anyway).
+    pub spill_bytes: Option<usize>,
 }
 
 /// A job's per-partition function over its final RDD, type-erased. Ships with result
@@ -287,13 +291,13 @@ mod tests {
 
     struct NoShuffle;
     impl ShuffleService for NoShuffle {
-        fn write_map_output(
+        fn map_writer(
             &self,
             _: usize,
             _: usize,
-            _: Vec<Box<dyn crate::shuffle::BlockData>>,
+            _: usize,
             _: &str,
-        ) -> crate::Result<MapStatus> {
+        ) -> crate::Result<Box<dyn crate::shuffle::MapWriter + '_>> {
             Err(Error::Other("none".into()))
         }
         fn read_blocks(
@@ -317,6 +321,7 @@ mod tests {
             attempt: 0,
             executor: "driver".into(),
             shuffle: Arc::new(NoShuffle),
+            spill_bytes: None,
         }
     }
 

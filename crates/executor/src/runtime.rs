@@ -51,7 +51,12 @@ pub struct ExecutorConfig {
     pub work_dir: PathBuf,
     /// Task slots.
     pub cores: usize,
+    /// Map-side memory budget per task, bytes.
+    pub spill_bytes: usize,
 }
+
+/// Default map-side memory budget per task.
+pub const DEFAULT_SPILL_BYTES: usize = 128 << 20;
 
 impl ExecutorConfig {
     /// Read the configuration a driver put in the environment.
@@ -67,6 +72,12 @@ impl ExecutorConfig {
             cores: var(env::CORES)?
                 .parse()
                 .map_err(|_| ExecutorError::Env(format!("{} is not a number", env::CORES)))?,
+            spill_bytes: match std::env::var(env::SPILL_BYTES) {
+                Ok(v) => v.parse().map_err(|_| {
+                    ExecutorError::Env(format!("{} is not a number", env::SPILL_BYTES))
+                })?,
+                Err(_) => DEFAULT_SPILL_BYTES,
+            },
         })
     }
 }
@@ -83,6 +94,16 @@ struct Shared {
 /// Run the executor until the driver says stop or goes away. Returns the process exit
 /// code; the caller exits with it.
 pub fn run(config: ExecutorConfig) -> i32 {
+    // An executor process never reaches user code that could install a subscriber, so it
+    // logs to stderr itself when asked to with RUST_LOG.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+    let span = tracing::info_span!("executor", id = %config.executor);
+    let _entered = span.enter();
     match run_inner(config) {
         Ok(()) => 0,
         Err(ExecutorError::Refused(msg)) => {
@@ -245,6 +266,7 @@ fn run_one(shared: &Shared, launch: LaunchTask) -> TaskState {
             locations,
             shared.runtime.clone(),
         )),
+        spill_bytes: Some(shared.config.spill_bytes),
     };
     match run_task_encoded(&kind, &tc) {
         Ok(EncodedOutput::Map(status)) => TaskState::Finished(TaskResult::Map {

@@ -74,6 +74,7 @@ impl SchedulerBackend for ScriptedBackend {
             attempt: task.attempt,
             executor: Arc::from(executor),
             shuffle: self.store.clone(),
+            spill_bytes: None,
         };
         match verdict {
             Verdict::Run => sink.task_ended(task.id, run_task(&task.kind, &tc)),

@@ -1,7 +1,8 @@
-//! Map outputs on disk: `shuffle_S_M.data` holds one segment per reduce partition, each
-//! `[crc32 of the compressed bytes][lz4 block]`; `shuffle_S_M.index` holds the segments'
-//! `(offset, length)`. Both are written under temp names and renamed, data first, so an
-//! index only ever points into a complete data file.
+//! Map outputs on disk: `shuffle_S_M.data` holds one segment per reduce partition;
+//! `shuffle_S_M.index` holds the segments' `(offset, length)`. A segment is a sequence of
+//! frames `[u32 length][u32 crc32 of the lz4 bytes][lz4 block]`, one per chunk the map
+//! task spilled, so merging spills is a byte copy. Both files are written under temp names
+//! and renamed, data first, so an index only ever points into a complete data file.
 
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
@@ -51,50 +52,30 @@ impl DiskStore {
         self.dir.join(format!(".tmp-{}-{n}", std::process::id()))
     }
 
-    /// Write one map task's buckets; returns records per reduce partition.
+    /// Write one map task's buckets in one go; returns records per reduce partition.
     pub fn write(
         &self,
         shuffle: ShuffleId,
         map: usize,
         buckets: &[Box<dyn BlockData>],
     ) -> Result<Vec<u64>> {
-        let data_tmp = self.tmp_path();
-        let index_tmp = self.tmp_path();
-        let mut data = std::io::BufWriter::new(
-            File::create(&data_tmp).map_err(|e| Error::io("creating", data_tmp.clone(), e))?,
-        );
-        let mut index = Vec::with_capacity(buckets.len() * 16 + 4);
-        index.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
-        let mut offset = 0u64;
-        let mut records = Vec::with_capacity(buckets.len());
-        for b in buckets {
-            let encoded = b.encode()?;
-            let compressed = lz4_flex::compress_prepend_size(&encoded);
-            let crc = crc32fast::hash(&compressed);
-            data.write_all(&crc.to_le_bytes())
-                .and_then(|_| data.write_all(&compressed))
-                .map_err(|e| Error::io("writing", data_tmp.clone(), e))?;
-            let len = 4 + compressed.len() as u64;
-            index.extend_from_slice(&offset.to_le_bytes());
-            index.extend_from_slice(&len.to_le_bytes());
-            offset += len;
-            records.push(b.records() as u64);
-        }
-        data.into_inner()
-            .map_err(|e| Error::io("writing", data_tmp.clone(), e.into_error()))?
-            .sync_all()
-            .map_err(|e| Error::io("syncing", data_tmp.clone(), e))?;
-        std::fs::write(&index_tmp, &index)
-            .map_err(|e| Error::io("writing", index_tmp.clone(), e))?;
-        let (data_path, index_path) = (self.data_path(shuffle, map), self.index_path(shuffle, map));
-        std::fs::rename(&data_tmp, &data_path)
-            .map_err(|e| Error::io("renaming to", data_path, e))?;
-        std::fs::rename(&index_tmp, &index_path)
-            .map_err(|e| Error::io("renaming to", index_path, e))?;
-        Ok(records)
+        let mut w = self.writer(shuffle, map, buckets.len());
+        w.spill(buckets)?;
+        w.commit()
     }
 
-    /// The raw segment (checksum + compressed block) of one reduce partition, or `None`
+    /// Start writing a map output that may arrive in several spilled chunks.
+    pub fn writer(&self, shuffle: ShuffleId, map: usize, reduces: usize) -> DiskWriter<'_> {
+        DiskWriter {
+            store: self,
+            shuffle,
+            map,
+            spills: Vec::new(),
+            records: vec![0; reduces],
+        }
+    }
+
+    /// The raw segment (its frames) of one reduce partition, or `None`
     /// when this store does not have that map output.
     pub fn read_segment(
         &self,
@@ -132,24 +113,152 @@ impl DiskStore {
     }
 }
 
-/// Verify a segment's checksum and decompress it into the encoded block.
-pub fn decode_segment(seg: &[u8]) -> std::result::Result<Vec<u8>, Corrupt> {
-    if seg.len() < 4 {
-        return Err(Corrupt(format!(
-            "segment of {} bytes is too short",
-            seg.len()
-        )));
+/// One spill file: per reduce partition, where its frame is (absent if empty).
+struct Spill {
+    path: PathBuf,
+    frames: Vec<Option<(u64, u64)>>,
+}
+
+/// Writes one map output, spill by spill; nothing is visible until [`DiskWriter::commit`].
+pub struct DiskWriter<'a> {
+    store: &'a DiskStore,
+    shuffle: ShuffleId,
+    map: usize,
+    spills: Vec<Spill>,
+    records: Vec<u64>,
+}
+
+fn frame_block(b: &dyn BlockData) -> Result<Vec<u8>> {
+    let encoded = b.encode()?;
+    let compressed = lz4_flex::compress_prepend_size(&encoded);
+    let mut out = Vec::with_capacity(compressed.len() + 8);
+    out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+    out.extend_from_slice(&compressed);
+    Ok(out)
+}
+
+impl DiskWriter<'_> {
+    /// Write a chunk (`buckets[r]` for reduce partition `r`) to a spill file.
+    pub fn spill(&mut self, buckets: &[Box<dyn BlockData>]) -> Result<()> {
+        let path = self.store.tmp_path();
+        let mut out = std::io::BufWriter::new(
+            File::create(&path).map_err(|e| Error::io("creating", path.clone(), e))?,
+        );
+        let mut frames = Vec::with_capacity(buckets.len());
+        let mut offset = 0u64;
+        for (r, b) in buckets.iter().enumerate() {
+            if r >= self.records.len() {
+                return Err(Error::Other(format!(
+                    "map output chunk has more than {} buckets",
+                    self.records.len()
+                )));
+            }
+            self.records[r] += b.records() as u64;
+            if b.records() == 0 {
+                frames.push(None);
+                continue;
+            }
+            let f = frame_block(&**b)?;
+            out.write_all(&f)
+                .map_err(|e| Error::io("writing", path.clone(), e))?;
+            frames.push(Some((offset, f.len() as u64)));
+            offset += f.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| Error::io("writing", path.clone(), e))?;
+        self.spills.push(Spill { path, frames });
+        Ok(())
     }
-    let (crc, body) = seg.split_at(4);
-    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    let got = crc32fast::hash(body);
-    if want != got {
-        return Err(Corrupt(format!(
-            "checksum mismatch (stored {want:08x}, computed {got:08x})"
-        )));
+
+    /// Merge the spills into the data file and index, and publish them; returns records
+    /// per reduce partition.
+    pub fn commit(mut self) -> Result<Vec<u64>> {
+        let reduces = self.records.len();
+        let data_tmp = self.store.tmp_path();
+        let index_tmp = self.store.tmp_path();
+        let mut data = std::io::BufWriter::new(
+            File::create(&data_tmp).map_err(|e| Error::io("creating", data_tmp.clone(), e))?,
+        );
+        let mut sources = Vec::with_capacity(self.spills.len());
+        for sp in &self.spills {
+            sources
+                .push(File::open(&sp.path).map_err(|e| Error::io("opening", sp.path.clone(), e))?);
+        }
+        let mut index = Vec::with_capacity(reduces * 16 + 4);
+        index.extend_from_slice(&(reduces as u32).to_le_bytes());
+        let mut offset = 0u64;
+        for r in 0..reduces {
+            let start = offset;
+            for (sp, src) in self.spills.iter().zip(sources.iter_mut()) {
+                if let Some(Some((off, len))) = sp.frames.get(r) {
+                    src.seek(SeekFrom::Start(*off))
+                        .map_err(|e| Error::io("seeking in", sp.path.clone(), e))?;
+                    let copied = std::io::copy(&mut Read::by_ref(src).take(*len), &mut data)
+                        .map_err(|e| Error::io("copying", sp.path.clone(), e))?;
+                    offset += copied;
+                }
+            }
+            index.extend_from_slice(&start.to_le_bytes());
+            index.extend_from_slice(&(offset - start).to_le_bytes());
+        }
+        data.into_inner()
+            .map_err(|e| Error::io("writing", data_tmp.clone(), e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io("syncing", data_tmp.clone(), e))?;
+        std::fs::write(&index_tmp, &index)
+            .map_err(|e| Error::io("writing", index_tmp.clone(), e))?;
+        let (data_path, index_path) = (
+            self.store.data_path(self.shuffle, self.map),
+            self.store.index_path(self.shuffle, self.map),
+        );
+        std::fs::rename(&data_tmp, &data_path)
+            .map_err(|e| Error::io("renaming to", data_path, e))?;
+        std::fs::rename(&index_tmp, &index_path)
+            .map_err(|e| Error::io("renaming to", index_path, e))?;
+        Ok(std::mem::take(&mut self.records))
     }
-    lz4_flex::decompress_size_prepended(body)
-        .map_err(|e| Corrupt(format!("decompression failed: {e}")))
+}
+
+impl Drop for DiskWriter<'_> {
+    fn drop(&mut self) {
+        for sp in &self.spills {
+            let _ = std::fs::remove_file(&sp.path);
+        }
+    }
+}
+
+/// Verify a segment's frames and decompress them: one encoded chunk per frame.
+pub fn decode_segment(seg: &[u8]) -> std::result::Result<Vec<Vec<u8>>, Corrupt> {
+    let mut chunks = Vec::new();
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if rest.len() < 8 {
+            return Err(Corrupt(format!(
+                "truncated frame header ({} bytes)",
+                rest.len()
+            )));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let want = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let Some(body) = rest.get(8..8 + len) else {
+            return Err(Corrupt(format!(
+                "frame of {len} bytes runs past the segment"
+            )));
+        };
+        let got = crc32fast::hash(body);
+        if want != got {
+            return Err(Corrupt(format!(
+                "checksum mismatch (stored {want:08x}, computed {got:08x})"
+            )));
+        }
+        chunks.push(
+            lz4_flex::decompress_size_prepended(body)
+                .map_err(|e| Corrupt(format!("decompression failed: {e}")))?,
+        );
+        rest = &rest[8 + len..];
+    }
+    Ok(chunks)
 }
 
 #[cfg(test)]
@@ -174,8 +283,11 @@ mod tests {
         assert_eq!(store.write(4, 2, &buckets).expect("write"), vec![3, 0, 1]);
         for (r, want) in [vec![1u64, 2, 3], vec![], vec![9]].into_iter().enumerate() {
             let seg = store.read_segment(4, 2, r).expect("io").expect("present");
-            let bytes = decode_segment(&seg).expect("valid");
-            let got: Vec<u64> = spate_core::ship::codec::from_slice(&bytes).expect("decodes");
+            let got: Vec<u64> = decode_segment(&seg)
+                .expect("valid")
+                .iter()
+                .flat_map(|c| spate_core::ship::codec::from_slice::<Vec<u64>>(c).expect("decodes"))
+                .collect();
             assert_eq!(got, want);
         }
         assert_eq!(
@@ -200,6 +312,41 @@ mod tests {
     }
 
     #[test]
+    fn spilled_chunks_merge_per_reduce_partition() {
+        let dir = tmp("spill");
+        let store = DiskStore::new(&dir).expect("dir");
+        let mut w = store.writer(1, 0, 2);
+        let c1: Vec<Box<dyn BlockData>> = vec![Box::new(vec![1u32]), Box::new(vec![10u32, 11])];
+        let c2: Vec<Box<dyn BlockData>> = vec![Box::new(Vec::<u32>::new()), Box::new(vec![12u32])];
+        let c3: Vec<Box<dyn BlockData>> =
+            vec![Box::new(vec![2u32, 3]), Box::new(Vec::<u32>::new())];
+        for c in [&c1, &c2, &c3] {
+            w.spill(c).expect("spill");
+        }
+        assert!(!store.has(1, 0), "invisible before commit");
+        assert_eq!(w.commit().expect("commit"), vec![3, 3]);
+        let read = |r| -> Vec<u32> {
+            let seg = store.read_segment(1, 0, r).expect("io").expect("present");
+            decode_segment(&seg)
+                .expect("valid")
+                .iter()
+                .flat_map(|c| spate_core::ship::codec::from_slice::<Vec<u32>>(c).expect("decodes"))
+                .collect()
+        };
+        assert_eq!(read(0), vec![1, 2, 3]);
+        assert_eq!(read(1), vec![10, 11, 12]);
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            left.iter().all(|n| !n.starts_with(".tmp")),
+            "spill files removed: {left:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn corruption_is_detected() {
         let dir = tmp("crc");
         let store = DiskStore::new(&dir).expect("dir");
@@ -215,6 +362,10 @@ mod tests {
                 .contains("checksum mismatch")
         );
         assert!(decode_segment(&[1, 2]).is_err());
+        assert!(
+            decode_segment(&[200, 0, 0, 0, 0, 0, 0, 0, 1]).is_err(),
+            "length past the end"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

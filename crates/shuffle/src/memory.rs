@@ -2,13 +2,60 @@
 
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
-use spate_core::shuffle::{Block, BlockData, MapStatus, ShuffleService};
+use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 struct MapOutput {
     executor: String,
-    blocks: Vec<Arc<dyn BlockData>>,
+    /// Per reduce partition, one block per chunk the map task handed over.
+    blocks: Vec<Vec<Arc<dyn BlockData>>>,
+}
+
+struct MemoryWriter<'a> {
+    store: &'a MemoryShuffleStore,
+    shuffle: ShuffleId,
+    map: usize,
+    executor: String,
+    blocks: Vec<Vec<Arc<dyn BlockData>>>,
+    records: Vec<u64>,
+}
+
+impl MapWriter for MemoryWriter<'_> {
+    fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
+        for (r, b) in buckets.into_iter().enumerate() {
+            if r >= self.blocks.len() {
+                return Err(Error::Other(format!(
+                    "map output chunk has more than {} buckets",
+                    self.blocks.len()
+                )));
+            }
+            self.records[r] += b.records() as u64;
+            if b.records() > 0 {
+                self.blocks[r].push(Arc::from(b));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<MapStatus> {
+        let mut m = self
+            .store
+            .outputs
+            .write()
+            .map_err(|_| MemoryShuffleStore::poisoned())?;
+        m.insert(
+            (self.shuffle, self.map),
+            MapOutput {
+                executor: self.executor.clone(),
+                blocks: self.blocks,
+            },
+        );
+        Ok(MapStatus {
+            executor: self.executor,
+            records: self.records,
+        })
+    }
 }
 
 /// Map outputs as typed objects, keyed by (shuffle, map partition).
@@ -38,50 +85,44 @@ impl MemoryShuffleStore {
 }
 
 impl ShuffleService for MemoryShuffleStore {
-    fn write_map_output(
+    fn map_writer(
         &self,
         shuffle: ShuffleId,
         map: usize,
-        buckets: Vec<Box<dyn BlockData>>,
+        reduces: usize,
         executor: &str,
-    ) -> Result<MapStatus> {
-        let records = buckets.iter().map(|b| b.records() as u64).collect();
-        let blocks = buckets.into_iter().map(Arc::from).collect();
-        let mut m = self.outputs.write().map_err(|_| Self::poisoned())?;
-        m.insert(
-            (shuffle, map),
-            MapOutput {
-                executor: executor.to_string(),
-                blocks,
-            },
-        );
-        Ok(MapStatus {
+    ) -> Result<Box<dyn MapWriter + '_>> {
+        Ok(Box::new(MemoryWriter {
+            store: self,
+            shuffle,
+            map,
             executor: executor.to_string(),
-            records,
-        })
+            blocks: (0..reduces).map(|_| Vec::new()).collect(),
+            records: vec![0; reduces],
+        }))
     }
 
     fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>> {
         let m = self.outputs.read().map_err(|_| Self::poisoned())?;
-        (0..maps)
-            .map(|map| {
-                let missing = |executor: &str, message: &str| Error::FetchFailed {
-                    shuffle,
-                    map,
-                    reduce,
-                    executor: executor.to_string(),
-                    message: message.to_string(),
-                };
-                let out = m
-                    .get(&(shuffle, map))
-                    .ok_or_else(|| missing("unknown", "map output missing"))?;
-                out.blocks
-                    .get(reduce)
-                    .cloned()
-                    .map(Block::Object)
-                    .ok_or_else(|| missing(&out.executor, "no block for this reduce partition"))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for map in 0..maps {
+            let missing = |executor: &str, message: &str| Error::FetchFailed {
+                shuffle,
+                map,
+                reduce,
+                executor: executor.to_string(),
+                message: message.to_string(),
+            };
+            let o = m
+                .get(&(shuffle, map))
+                .ok_or_else(|| missing("unknown", "map output missing"))?;
+            let chunks = o
+                .blocks
+                .get(reduce)
+                .ok_or_else(|| missing(&o.executor, "no block for this reduce partition"))?;
+            out.extend(chunks.iter().cloned().map(Block::Object));
+        }
+        Ok(out)
     }
 
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {

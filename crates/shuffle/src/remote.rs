@@ -6,7 +6,7 @@ use crate::client::{self, FetchError};
 use crate::disk::{DiskStore, decode_segment};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
-use spate_core::shuffle::{Block, BlockData, MapStatus, ShuffleService};
+use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,19 +53,36 @@ fn lost(shuffle: ShuffleId, map: usize, reduce: usize, executor: &str, message: 
     }
 }
 
+struct RemoteWriter<'a> {
+    inner: crate::disk::DiskWriter<'a>,
+    executor: String,
+}
+
+impl MapWriter for RemoteWriter<'_> {
+    fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
+        self.inner.spill(&buckets)
+    }
+    fn commit(self: Box<Self>) -> Result<MapStatus> {
+        let RemoteWriter { inner, executor } = *self;
+        Ok(MapStatus {
+            executor,
+            records: inner.commit()?,
+        })
+    }
+}
+
 impl ShuffleService for RemoteShuffle {
-    fn write_map_output(
+    fn map_writer(
         &self,
         shuffle: ShuffleId,
         map: usize,
-        buckets: Vec<Box<dyn BlockData>>,
+        reduces: usize,
         _executor: &str,
-    ) -> Result<MapStatus> {
-        let records = self.store.write(shuffle, map, &buckets)?;
-        Ok(MapStatus {
+    ) -> Result<Box<dyn MapWriter + '_>> {
+        Ok(Box::new(RemoteWriter {
+            inner: self.store.writer(shuffle, map, reduces),
             executor: self.executor.clone(),
-            records,
-        })
+        }))
     }
 
     fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>> {
@@ -148,22 +165,20 @@ impl ShuffleService for RemoteShuffle {
                 out
             });
         let locs = self.locations.get(&shuffle).cloned().unwrap_or_default();
-        segments
-            .into_iter()
-            .enumerate()
-            .map(|(map, seg)| {
-                let seg = seg?;
-                decode_segment(&seg).map(Block::Encoded).map_err(|c| {
-                    lost(
-                        shuffle,
-                        map,
-                        reduce,
-                        &locs[map],
-                        format!("corrupt block: {}", c.0),
-                    )
-                })
-            })
-            .collect()
+        let mut blocks = Vec::new();
+        for (map, seg) in segments.into_iter().enumerate() {
+            let chunks = decode_segment(&seg?).map_err(|c| {
+                lost(
+                    shuffle,
+                    map,
+                    reduce,
+                    &locs[map],
+                    format!("corrupt block: {}", c.0),
+                )
+            })?;
+            blocks.extend(chunks.into_iter().map(Block::Encoded));
+        }
+        Ok(blocks)
     }
 
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {

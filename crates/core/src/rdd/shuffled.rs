@@ -51,29 +51,136 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
     fn run_map_task(&self, map: usize, tc: &TaskContext) -> Result<MapStatus> {
         let n = self.partitioner.num_partitions();
         let records = compute(&self.parent, map, tc);
-        let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut writer = tc
+            .shuffle
+            .map_writer(self.shuffle_id, map, n, &tc.executor)?;
+        let mut budget = SpillBudget::new(tc.spill_bytes);
+        let mut failed: Option<Error> = None;
         let agg = &self.aggregator;
-        if A::COMBINES {
-            // Map-side combine into one table, then distribute: one hash probe per record
-            // and a cache-friendly table regardless of the reduce partition count.
-            let mut combined = CombineMap::default();
-            records.for_each(|(k, v)| combined.insert_value(agg, k, v));
-            for (k, c) in combined.into_pairs() {
-                let r = self.partitioner.partition(&k);
+        let partitioner = &*self.partitioner;
+        let bucketize = |pairs: &mut dyn Iterator<Item = (K, C)>| -> Vec<Box<dyn BlockData>> {
+            let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+            for (k, c) in pairs {
+                let r = partitioner.partition(&k);
                 buckets[r].push((k, c));
             }
-        } else {
+            buckets
+                .into_iter()
+                .map(|b| Box::new(b) as Box<dyn BlockData>)
+                .collect()
+        };
+        if A::COMBINES {
+            // Map-side combine into one table, then distribute: one hash probe per record
+            // and a cache-friendly table regardless of the reduce partition count. Over
+            // budget, the table so far is spilled and a new one started; the reduce side
+            // merges combiners of every chunk anyway.
+            let mut combined = CombineMap::default();
+            let mut values = 0usize;
             records.for_each(|(k, v)| {
-                let r = self.partitioner.partition(&k);
+                if failed.is_some() {
+                    return;
+                }
+                budget.sample(&k, &v);
+                values += 1;
+                let entries = if A::GROWS { values } else { combined.len() };
+                if budget.over(entries) {
+                    values = 0;
+                    let full = std::mem::take(&mut combined);
+                    if let Err(e) = writer.spill(bucketize(&mut full.into_pairs())) {
+                        failed = Some(e);
+                    }
+                }
+                combined.insert_value(agg, k, v);
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            writer.spill(bucketize(&mut combined.into_pairs()))?;
+        } else {
+            let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+            let mut buffered = 0usize;
+            records.for_each(|(k, v)| {
+                if failed.is_some() {
+                    return;
+                }
+                budget.sample(&k, &v);
+                buffered += 1;
+                if budget.over(buffered) {
+                    buffered = 1;
+                    let full =
+                        std::mem::replace(&mut buckets, (0..n).map(|_| Vec::new()).collect());
+                    let blocks = full
+                        .into_iter()
+                        .map(|b| Box::new(b) as Box<dyn BlockData>)
+                        .collect();
+                    if let Err(e) = writer.spill(blocks) {
+                        failed = Some(e);
+                    }
+                }
+                let r = partitioner.partition(&k);
                 buckets[r].push((k, agg.create_combiner(v)));
             });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            writer.spill(
+                buckets
+                    .into_iter()
+                    .map(|b| Box::new(b) as Box<dyn BlockData>)
+                    .collect(),
+            )?;
         }
-        let blocks = buckets
-            .into_iter()
-            .map(|b| Box::new(b) as Box<dyn BlockData>)
-            .collect();
-        tc.shuffle
-            .write_map_output(self.shuffle_id, map, blocks, &tc.executor)
+        if budget.spills > 0 {
+            tracing::debug!(
+                shuffle = self.shuffle_id,
+                map,
+                spills = budget.spills,
+                "map output spilled"
+            );
+        }
+        writer.commit()
+    }
+}
+
+/// Estimates a map task's buffered bytes as entries × an average entry size, the average
+/// taken from the encoded size of a sample of records (every 256th), so that accounting
+/// costs nothing noticeable per record.
+struct SpillBudget {
+    limit: Option<usize>,
+    seen: u64,
+    avg: usize,
+    spills: usize,
+}
+
+impl SpillBudget {
+    fn new(limit: Option<usize>) -> Self {
+        SpillBudget {
+            limit,
+            seen: 0,
+            avg: 64,
+            spills: 0,
+        }
+    }
+
+    /// Look at one record (every 256th is measured).
+    #[inline]
+    fn sample<K: Serialize, V: Serialize>(&mut self, k: &K, v: &V) {
+        if self.limit.is_some() && self.seen.is_multiple_of(256) {
+            let size = bincode::serialized_size(&(k, v)).unwrap_or(64) as usize;
+            // In memory an entry costs more than encoded (headers, padding, table slack).
+            self.avg = (self.avg * 3 + 2 * size + 32) / 4;
+        }
+        self.seen += 1;
+    }
+
+    /// Whether `entries` buffered entries exceed the budget (then the caller spills).
+    #[inline]
+    fn over(&mut self, entries: usize) -> bool {
+        let over = self
+            .limit
+            .is_some_and(|limit| entries.saturating_mul(self.avg) > limit);
+        self.spills += usize::from(over);
+        over
     }
 }
 

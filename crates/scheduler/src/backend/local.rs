@@ -60,6 +60,7 @@ impl SchedulerBackend for LocalBackend {
                             attempt: launch.attempt,
                             executor: executor.clone(),
                             shuffle: shuffle.clone(),
+                            spill_bytes: None,
                         };
                         let result = run_task(&launch.kind, &tc);
                         drop(launch.kind);

@@ -43,6 +43,8 @@ pub struct LocalClusterConfig {
     pub exe: Option<PathBuf>,
     /// An executor silent for this long (no heartbeat, no status) is lost and killed.
     pub heartbeat_timeout: Duration,
+    /// Map-side memory budget per task, bytes (`None`: the executor's default).
+    pub spill_bytes: Option<usize>,
 }
 
 /// Default for [`LocalClusterConfig::heartbeat_timeout`].
@@ -115,6 +117,7 @@ impl LocalClusterBackend {
             driver_addr: driver_addr.to_string(),
             secret: self.secret.clone(),
             cores: self.config.cores,
+            spill_bytes: self.config.spill_bytes,
             work_root: self.work_root.clone(),
             state: self.state.clone(),
             events: events.clone(),
@@ -141,6 +144,7 @@ struct Spawner {
     driver_addr: String,
     secret: Secret,
     cores: usize,
+    spill_bytes: Option<usize>,
     work_root: PathBuf,
     state: Arc<Mutex<State>>,
     events: EventSink,
@@ -165,7 +169,11 @@ impl Spawner {
             .map_err(|e| Error::io("creating executor work dir", dir.clone(), e))?;
         let stdout = std::fs::File::create(dir.join("stdout"))
             .map_err(|e| Error::io("creating", dir.join("stdout"), e))?;
-        let child = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        if let Some(b) = self.spill_bytes {
+            cmd.env(env::SPILL_BYTES, b.to_string());
+        }
+        let child = cmd
             .args(&self.args)
             .env(env::DRIVER, &self.driver_addr)
             .env(env::EXECUTOR_ID, &id)
