@@ -111,3 +111,21 @@ fn the_wordcount_example_reports_a_missing_file_without_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_wordcount_example_prints_the_same_in_local_cluster_mode() {
+    let dir = TempDir::new("wc-cluster");
+    std::fs::write(dir.join("in.txt"), corpus(5_000, 3)).expect("write");
+    let run = |master: &str| {
+        let out = std::process::Command::new(crate::fixtures::example_bin("wordcount"))
+            .arg(dir.join("in.txt"))
+            .args(["--master", master, "--partitions", "4"])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{master}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let local = run("local[2]");
+    assert!(local.starts_with("total_words\t"), "{local}");
+    assert_eq!(run("local-cluster[2]"), local);
+}
