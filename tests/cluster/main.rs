@@ -217,6 +217,15 @@ fn large_results_travel_by_url(cluster: &Context, local: &Context) -> Result<(),
     check("large collect", got, big(local).map_err(|e| e.to_string())?)
 }
 
+/// True exactly once per marker path, across processes: the caller that creates the file.
+fn first_time(marker: &str) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(marker)
+        .is_ok()
+}
+
 fn crash_once_counts(ctx: &Context, marker: Option<String>) -> spate::Result<Vec<(i64, u64)>> {
     let counts = ctx
         .range(0, 100_000, 8)
@@ -226,12 +235,7 @@ fn crash_once_counts(ctx: &Context, marker: Option<String>) -> spate::Result<Vec
         // In the reduce stage, after map outputs exist on both executors: the first task
         // to get here kills its executor process (and loses its map outputs).
         Some(m) => counts.map_with(m, |m, kv| {
-            if std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(m)
-                .is_ok()
-            {
+            if first_time(m) {
                 std::process::exit(9);
             }
             kv
@@ -305,12 +309,7 @@ fn hung_executor(cluster: &Context, local: &Context) -> Result<(), String> {
             // The first task here freezes its whole executor (SIGSTOP): it neither exits
             // nor closes its connection; only the missing heartbeats tell.
             Some(m) => pairs.map_with(m, |m, kv| {
-                if std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(m)
-                    .is_ok()
-                {
+                if first_time(m) {
                     let _ = std::process::Command::new("kill")
                         .args(["-STOP", &std::process::id().to_string()])
                         .status();

@@ -122,7 +122,11 @@ fn the_wordcount_example_prints_the_same_in_local_cluster_mode() {
             .args(["--master", master, "--partitions", "4"])
             .output()
             .expect("runs");
-        assert!(out.status.success(), "{master}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{master}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf8")
     };
     let local = run("local[2]");

@@ -59,15 +59,12 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         let agg = &self.aggregator;
         let partitioner = &*self.partitioner;
         let bucketize = |pairs: &mut dyn Iterator<Item = (K, C)>| -> Vec<Box<dyn BlockData>> {
-            let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+            let mut buckets = empty_buckets::<K, C>(n);
             for (k, c) in pairs {
                 let r = partitioner.partition(&k);
                 buckets[r].push((k, c));
             }
-            buckets
-                .into_iter()
-                .map(|b| Box::new(b) as Box<dyn BlockData>)
-                .collect()
+            into_blocks(buckets)
         };
         if A::COMBINES {
             // Map-side combine into one table, then distribute: one hash probe per record
@@ -97,7 +94,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
             }
             writer.spill(bucketize(&mut combined.into_pairs()))?;
         } else {
-            let mut buckets: Vec<Vec<(K, C)>> = (0..n).map(|_| Vec::new()).collect();
+            let mut buckets = empty_buckets::<K, C>(n);
             let mut buffered = 0usize;
             records.for_each(|(k, v)| {
                 if failed.is_some() {
@@ -107,12 +104,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
                 buffered += 1;
                 if budget.over(buffered) {
                     buffered = 1;
-                    let full =
-                        std::mem::replace(&mut buckets, (0..n).map(|_| Vec::new()).collect());
-                    let blocks = full
-                        .into_iter()
-                        .map(|b| Box::new(b) as Box<dyn BlockData>)
-                        .collect();
+                    let blocks = into_blocks(std::mem::replace(&mut buckets, empty_buckets(n)));
                     if let Err(e) = writer.spill(blocks) {
                         failed = Some(e);
                     }
@@ -123,12 +115,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
             if let Some(e) = failed {
                 return Err(e);
             }
-            writer.spill(
-                buckets
-                    .into_iter()
-                    .map(|b| Box::new(b) as Box<dyn BlockData>)
-                    .collect(),
-            )?;
+            writer.spill(into_blocks(buckets))?;
         }
         if budget.spills > 0 {
             tracing::debug!(
@@ -140,6 +127,17 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         }
         writer.commit()
     }
+}
+
+fn empty_buckets<K, C>(n: usize) -> Vec<Vec<(K, C)>> {
+    (0..n).map(|_| Vec::new()).collect()
+}
+
+fn into_blocks<K: Data, C: Data>(buckets: Vec<Vec<(K, C)>>) -> Vec<Box<dyn BlockData>> {
+    buckets
+        .into_iter()
+        .map(|b| Box::new(b) as Box<dyn BlockData>)
+        .collect()
 }
 
 /// Estimates a map task's buffered bytes as entries × an average entry size, the average
