@@ -8,8 +8,12 @@
 //! - [`recordio`]: the RecordIO framing of the SUBSCRIBE event streams, as a streaming
 //!   decoder over arbitrary chunk boundaries with a size cap.
 //!
+//! - [`http`]: calls with the exact headers, stream id, leader redirects and 503 retries;
+//!   SUBSCRIBE as a live event stream with an idle watchdog.
+//!
 //! Content type for both directions: [`PROTOBUF`].
 
+pub mod http;
 pub mod recordio;
 
 /// Generated wire types.
