@@ -294,19 +294,12 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tokio::net::TcpListener;
 
+    type Reply = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
+    type Scripted = Box<dyn Fn() -> Reply + Send + Sync>;
     type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>, Option<String>)>>>;
 
     /// A scripted server: answers the i-th request with `script[i]`.
-    async fn server(
-        script: Vec<
-            Box<
-                dyn Fn() -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>
-                    + Send
-                    + Sync,
-            >,
-        >,
-        seen: Seen,
-    ) -> String {
+    async fn server(script: Vec<Scripted>, seen: Seen) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let script = Arc::new(script);
@@ -347,7 +340,7 @@ mod tests {
         addr
     }
 
-    fn status(code: u16) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    fn status(code: u16) -> Reply {
         let mut r = Response::new(Full::new(Bytes::new()).boxed());
         *r.status_mut() = StatusCode::from_u16(code).expect("code");
         r
