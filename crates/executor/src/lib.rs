@@ -2,10 +2,13 @@
 //!
 //! - [`role`]: how a process learns that it is an executor (its environment), so that
 //!   `Context::new()` can hand over control before any user code runs.
-//! - [`runtime`]: the executor itself: registers with the driver, hosts the block server,
+//! - [`core`]: what every executor runs: block server, disk shuffle store, task threads
+//!   that open sealed tasks and report their states to a pluggable sink.
+//! - [`runtime`]: the local-cluster executor: registers with the driver, hosts the block server,
 //!   runs tasks on a pool sized to its cores and reports their status; exits when the
 //!   driver goes away.
 
+pub mod core;
 pub mod role;
 pub mod runtime;
 

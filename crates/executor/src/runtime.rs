@@ -5,24 +5,14 @@
 //! sealed envelopes, are verified (binary identity, MAC) and run at the task boundary that
 //! catches panics; statuses go back on the control connection.
 
-use crossbeam_channel::{Receiver, unbounded};
-use spate_core::protocol::{
-    FrameDecoder, LaunchTask, RemoteFailure, TaskResult, TaskState, TaskStatus, ToDriver,
-    ToExecutor, env, frame,
-};
-use spate_core::ship::{Secret, exe_id, open};
-use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
-use spate_shuffle::server::{Served, result_path, serve};
-use spate_shuffle::{DiskStore, RemoteShuffle};
-use std::collections::HashMap;
+use crate::core::{Core, CoreSettings};
+use spate_core::protocol::{FrameDecoder, TaskStatus, ToDriver, ToExecutor, env, frame};
+use spate_core::ship::{Secret, exe_id};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// Results larger than this are written to the work dir and fetched by the driver.
-pub const MAX_INLINE_RESULT: usize = 256 << 10;
 
 /// Why an executor could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -82,15 +72,6 @@ impl ExecutorConfig {
     }
 }
 
-struct Shared {
-    config: ExecutorConfig,
-    store: Arc<DiskStore>,
-    results: PathBuf,
-    block_addr: String,
-    statuses: mpsc::UnboundedSender<ToDriver>,
-    runtime: tokio::runtime::Handle,
-}
-
 /// Run the executor until the driver says stop or goes away. Returns the process exit
 /// code; the caller exits with it.
 pub fn run(config: ExecutorConfig) -> i32 {
@@ -119,40 +100,27 @@ pub fn run(config: ExecutorConfig) -> i32 {
 
 fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
     let io = |e: std::io::Error| ExecutorError::Io(e.to_string());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("spate-executor-io")
-        .enable_all()
-        .build()
-        .map_err(io)?;
-    let store = Arc::new(
-        DiskStore::new(config.work_dir.join("shuffle"))
-            .map_err(|e| ExecutorError::Io(e.to_string()))?,
-    );
-    let results = config.work_dir.join("results");
-    std::fs::create_dir_all(&results).map_err(io)?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(io)?;
-    let block_addr = listener.local_addr().map_err(io)?.to_string();
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    rt.spawn(serve(
-        listener,
-        Served {
-            store: store.clone(),
-            results: results.clone(),
+    let (statuses, mut outbox) = mpsc::unbounded_channel::<ToDriver>();
+    let sink_tx = statuses.clone();
+    let core = Core::start(
+        CoreSettings {
+            executor: config.executor.clone(),
+            secret: config.secret.clone(),
+            work_dir: config.work_dir.clone(),
+            cores: config.cores,
+            spill_bytes: config.spill_bytes,
+            bind: "127.0.0.1".into(),
         },
-        async {
-            let _ = server_stopped.await;
-        },
-    ));
-
+        Arc::new(move |task, state| {
+            let _ = sink_tx.send(ToDriver::Status(TaskStatus { task, state }));
+        }),
+    )?;
+    let rt = core.runtime();
     let stream = rt
         .block_on(TcpStream::connect(&config.driver))
         .map_err(io)?;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (statuses, mut outbox) = mpsc::unbounded_channel::<ToDriver>();
     rt.spawn(async move {
         while let Some(msg) = outbox.recv().await {
             let Ok(bytes) = frame(&msg) else { continue };
@@ -165,10 +133,9 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
         executor: config.executor.clone(),
         exe_id: exe_id(),
         cores: config.cores,
-        block_server: block_addr.clone(),
+        block_server: core.block_addr().to_string(),
         pid: std::process::id(),
     });
-
     // Heartbeats come from the I/O runtime, so a task thread stuck in user code does not
     // stop them; a hung or stopped process does.
     let beats = statuses.clone();
@@ -181,26 +148,9 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             }
         }
     });
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        store,
-        results,
-        block_addr,
-        statuses,
-        runtime: rt.handle().clone(),
-    });
-    let (tasks, queue) = unbounded::<LaunchTask>();
-    for i in 0..config.cores.max(1) {
-        let queue = queue.clone();
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("spate-executor-task-{i}"))
-            .spawn(move || task_loop(queue, shared))
-            .map_err(io)?;
-    }
 
     // Control loop: until Shutdown, a refusal, or the driver disappearing (EOF).
-    let outcome = rt.block_on(async move {
+    let outcome = rt.block_on(async {
         let mut decoder = FrameDecoder::default();
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -213,9 +163,7 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
                 match decoder.next_frame::<ToExecutor>() {
                     Ok(Some(ToExecutor::Registered)) => {}
                     Ok(Some(ToExecutor::Refused(msg))) => return Err(ExecutorError::Refused(msg)),
-                    Ok(Some(ToExecutor::Launch(t))) => {
-                        let _ = tasks.send(t);
-                    }
+                    Ok(Some(ToExecutor::Launch(t))) => core.launch(t),
                     Ok(Some(ToExecutor::Shutdown)) => return Ok(()),
                     Ok(None) => break,
                     Err(e) => {
@@ -225,83 +173,6 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             }
         }
     });
-    let _ = stop_server.send(());
-    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    core.shutdown();
     outcome
-}
-
-fn task_loop(queue: Receiver<LaunchTask>, shared: Arc<Shared>) {
-    for launch in queue {
-        let task = launch.task;
-        let send = |state: TaskState| {
-            let _ = shared
-                .statuses
-                .send(ToDriver::Status(TaskStatus { task, state }));
-        };
-        send(TaskState::Running);
-        send(run_one(&shared, launch));
-    }
-}
-
-fn run_one(shared: &Shared, launch: LaunchTask) -> TaskState {
-    let kind: TaskKind = match open(&launch.envelope, &shared.config.secret) {
-        Ok(k) => k,
-        Err(e) => {
-            return TaskState::Failed(RemoteFailure::Error(format!(
-                "executor {} refused task {}: {e}",
-                shared.config.executor, launch.task
-            )));
-        }
-    };
-    let locations: HashMap<usize, Vec<String>> = launch.shuffle_locations.into_iter().collect();
-    let tc = TaskContext {
-        stage: launch.stage,
-        partition: launch.partition,
-        attempt: launch.attempt,
-        executor: Arc::from(shared.config.executor.as_str()),
-        shuffle: Arc::new(RemoteShuffle::new(
-            shared.store.clone(),
-            shared.block_addr.clone(),
-            shared.config.executor.clone(),
-            locations,
-            shared.runtime.clone(),
-        )),
-        spill_bytes: Some(shared.config.spill_bytes),
-    };
-    match run_task_encoded(&kind, &tc) {
-        Ok(EncodedOutput::Map(status)) => TaskState::Finished(TaskResult::Map {
-            records: status.records,
-        }),
-        Ok(EncodedOutput::Result(bytes)) if bytes.len() <= MAX_INLINE_RESULT => {
-            TaskState::Finished(TaskResult::Inline(bytes))
-        }
-        Ok(EncodedOutput::Result(bytes)) => {
-            let path = result_path(&shared.results, launch.task);
-            match std::fs::write(&path, &bytes) {
-                Ok(()) => TaskState::Finished(TaskResult::Url(format!(
-                    "http://{}/result/{}",
-                    shared.block_addr, launch.task
-                ))),
-                Err(e) => TaskState::Failed(RemoteFailure::Error(format!(
-                    "writing result {}: {e}",
-                    path.display()
-                ))),
-            }
-        }
-        Err(TaskFailure::FetchFailed {
-            shuffle,
-            map,
-            executor,
-            message,
-        }) => TaskState::Failed(RemoteFailure::FetchFailed {
-            shuffle,
-            map,
-            executor,
-            message,
-        }),
-        Err(TaskFailure::Panicked { message }) => {
-            TaskState::Failed(RemoteFailure::Panicked(message))
-        }
-        Err(TaskFailure::Error { message }) => TaskState::Failed(RemoteFailure::Error(message)),
-    }
 }
