@@ -158,16 +158,24 @@ impl Context {
     /// In a process started as an executor, run the executor and exit: user code after
     /// the context's creation never runs there.
     fn enter_executor_if_asked() {
-        if let Role::Executor(_) = current_role() {
-            let code = match spate_executor::ExecutorConfig::from_env() {
+        let code = match current_role() {
+            Role::Driver => return,
+            Role::Executor(_) => match spate_executor::ExecutorConfig::from_env() {
                 Ok(config) => spate_executor::run(config),
                 Err(e) => {
                     eprintln!("spate executor: {e}");
                     2
                 }
-            };
-            std::process::exit(code);
-        }
+            },
+            Role::Mesos => match spate_executor::mesos::MesosExecutorConfig::from_env() {
+                Ok(config) => spate_executor::mesos::run(config),
+                Err(e) => {
+                    eprintln!("spate mesos executor: {e}");
+                    2
+                }
+            },
+        };
+        std::process::exit(code);
     }
 
     /// Configure a context programmatically.

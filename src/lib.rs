@@ -30,7 +30,7 @@ pub use context::{Context, ContextBuilder};
 pub use spate_core::rdd::TextFileOptions;
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
-pub use spate_core::{config, func, partitioner, plan, rdd, ship, task, text};
+pub use spate_core::{config, func, partitioner, plan, protocol, rdd, ship, task, text};
 
 /// Everything a job usually needs: `use spate::prelude::*;`.
 pub mod prelude {

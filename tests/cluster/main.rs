@@ -44,6 +44,10 @@ fn main() {
             always_panicking,
         ),
         ("mismatched_binary_is_refused", mismatched_binary),
+        (
+            "mesos_executor_runs_a_launched_task",
+            mesos_executor_runs_a_launched_task,
+        ),
     ];
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);
@@ -446,4 +450,159 @@ fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String>
         }
         Ok(_) => Err("a different build was accepted".into()),
     }
+}
+
+mod fake_agent;
+
+/// The custom Mesos executor against a fake agent: subscribe, LAUNCH a real sealed task,
+/// RUNNING then FINISHED updates (uuid v4, SOURCE_EXECUTOR, result in `data`), each
+/// acknowledged; then SHUTDOWN and a clean exit.
+fn mesos_executor_runs_a_launched_task(_cluster: &Context, local: &Context) -> Result<(), String> {
+    use spate::ship::{Secret, SerArc, seal};
+    use spate::task::{PartitionJob, ResultJob, TaskKind};
+    use spate_mesos::v1;
+    use spate_mesos::v1::executor::{Event, event};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let agent = rt.block_on(fake_agent::FakeAgent::start());
+    let secret = Secret::generate().map_err(|e| e.to_string())?;
+    let sandbox = temp_dir("mesos-sandbox");
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .env("MESOS_AGENT_ENDPOINT", &agent.addr)
+        .env("MESOS_FRAMEWORK_ID", "fw-1")
+        .env("MESOS_EXECUTOR_ID", "spate-exec-1")
+        .env("MESOS_SANDBOX", &sandbox)
+        .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "3secs")
+        .env("SPATE_SECRET", secret.to_hex())
+        .env("SPATE_BIND_HOST", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let wait = |what: &str, cond: &dyn Fn() -> bool| -> Result<(), String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !cond() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("timed out waiting for {what}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    wait("SUBSCRIBE", &|| agent.subscribed())?;
+
+    // A real task: sum of partition 1 of a mapped range, sealed as the driver would.
+    let rdd = local.range(0, 100, 4).map_with(3i64, |k, x| x * k);
+    let job: SerArc<dyn ResultJob> = SerArc::new(PartitionJob::new(
+        rdd.node(),
+        spate::func::Zst::new(|it: PartIter<i64>| it.sum::<i64>()),
+    ));
+    let envelope = seal(&TaskKind::Result(job.clone()), &secret).map_err(|e| e.to_string())?;
+    let launch = spate::protocol::LaunchTask {
+        task: 7,
+        stage: 0,
+        partition: 1,
+        attempt: 0,
+        envelope,
+        shuffle_locations: Vec::new(),
+    };
+    let task = v1::TaskInfo {
+        name: "spate task 7".into(),
+        task_id: v1::TaskId {
+            value: "spate-7".into(),
+        },
+        agent_id: v1::AgentId {
+            value: "agent-1".into(),
+        },
+        data: Some(spate::ship::codec::to_vec(&launch).map_err(|e| e.to_string())?),
+        ..Default::default()
+    };
+    agent.send(Event {
+        r#type: Some(event::Type::Launch as i32),
+        launch: Some(event::Launch { task }),
+        ..Default::default()
+    });
+    let updates = || -> Vec<v1::TaskStatus> {
+        agent
+            .recorded
+            .lock()
+            .expect("lock")
+            .calls
+            .iter()
+            .filter_map(|c| c.update.clone())
+            .map(|u| u.status)
+            .collect()
+    };
+    wait("a terminal update", &|| {
+        updates()
+            .iter()
+            .any(|s| s.state == v1::TaskState::TaskFinished as i32)
+    })?;
+    let ups = updates();
+    check(
+        "states",
+        ups.iter().map(|s| s.state).collect::<Vec<_>>(),
+        vec![
+            v1::TaskState::TaskRunning as i32,
+            v1::TaskState::TaskFinished as i32,
+        ],
+    )?;
+    let data: spate::protocol::StatusData =
+        spate::ship::codec::from_slice(ups[1].data.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+    let spate::protocol::TaskState::Finished(spate::protocol::TaskResult::Inline(bytes)) =
+        &data.state
+    else {
+        return Err(format!("unexpected state {:?}", data.state));
+    };
+    let got = *job
+        .decode_result(bytes)
+        .map_err(|e| e.to_string())?
+        .downcast::<i64>()
+        .map_err(|_| "type")?;
+    check("task result", got, (25..50).map(|x| x * 3).sum::<i64>())?;
+    check("exe id in the status", data.exe_id, spate::ship::exe_id())?;
+
+    agent.send(Event {
+        r#type: Some(event::Type::Shutdown as i32),
+        ..Default::default()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("executor did not exit after SHUTDOWN".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    check("exit status", status.code(), Some(0))?;
+    let rec = agent.recorded.lock().expect("lock");
+    if !rec.violations.is_empty() {
+        return Err(format!("protocol violations: {:?}", rec.violations));
+    }
+    let subscribe = rec
+        .calls
+        .iter()
+        .find(|c| c.subscribe.is_some())
+        .ok_or("no SUBSCRIBE")?;
+    check(
+        "framework id",
+        subscribe.framework_id.value.clone(),
+        "fw-1".to_string(),
+    )?;
+    check(
+        "executor id",
+        subscribe.executor_id.value.clone(),
+        "spate-exec-1".to_string(),
+    )?;
+    let _ = std::fs::remove_dir_all(&sandbox);
+    drop(rec);
+    drop(rt);
+    Ok(())
 }

@@ -136,6 +136,19 @@ pub struct TaskStatus {
     pub state: TaskState,
 }
 
+/// What a spate executor under Mesos puts in `TaskStatus.data`: the task's state (as in
+/// local-cluster mode) plus what the driver needs to know about the executor, since Mesos
+/// has no registration message of spate's own.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusData {
+    /// The executor's binary identity (checked by the driver like a registration).
+    pub exe_id: u64,
+    /// `host:port` of the executor's block server.
+    pub block_server: String,
+    /// The task's state.
+    pub state: TaskState,
+}
+
 /// Encode one frame.
 pub fn frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, ShipError> {
     let body = codec::to_vec(msg)?;

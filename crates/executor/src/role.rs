@@ -12,13 +12,21 @@ pub enum Role {
     Driver,
     /// An executor started by a driver; the value is the driver's control address.
     Executor(String),
+    /// A custom executor started by a Mesos agent for a spate framework.
+    Mesos,
 }
 
 /// Read the role from an environment lookup (a function, so tests need not touch the
 /// process environment).
 pub fn role_from(get: impl Fn(&str) -> Option<String>) -> Role {
+    let set = |k: &str| get(k).is_some_and(|v| !v.is_empty());
     match get(EXECUTOR_ENV) {
         Some(v) if !v.is_empty() => Role::Executor(v),
+        // An agent sets these for every executor it starts; spate's framework adds the
+        // secret through CommandInfo.environment.
+        _ if set("MESOS_AGENT_ENDPOINT") && set("MESOS_EXECUTOR_ID") && set(env::SECRET) => {
+            Role::Mesos
+        }
         _ => Role::Driver,
     }
 }
