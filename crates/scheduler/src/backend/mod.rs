@@ -4,6 +4,7 @@
 
 pub mod local;
 pub mod local_cluster;
+pub mod mesos;
 
 use crate::event::{EventSink, TaskId};
 use spate_core::error::Result;
