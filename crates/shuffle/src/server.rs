@@ -89,17 +89,43 @@ async fn handle(
 /// Serve on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, served: Served, shutdown: impl Future<Output = ()>) {
     let served = Arc::new(served);
+    serve_http(
+        listener,
+        move |req| {
+            let served = served.clone();
+            async move {
+                handle(served, req)
+                    .await
+                    .unwrap_or_else(|never| match never {})
+            }
+        },
+        shutdown,
+    )
+    .await;
+}
+
+/// Accept HTTP/1 connections on `listener` and answer each request with `handler`, until
+/// `shutdown` completes. Shared by every small server spate runs (block server, the
+/// driver's executable server).
+pub async fn serve_http<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let served = served.clone();
+                let handler = handler.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(served.clone(), req));
+                    let svc = service_fn(move |req| {
+                        let fut = handler(req);
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    });
                     if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                        tracing::debug!("block server connection: {e}");
+                        tracing::debug!("http connection: {e}");
                     }
                 });
             }

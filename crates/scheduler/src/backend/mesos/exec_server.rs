@@ -7,11 +7,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -29,23 +25,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let served = Arc::new((path, binary));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let served = served.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let served = served.clone();
-                        async move { Ok::<_, Infallible>(respond(&served.0, &served.1, &req)) }
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                });
-            }
-        }
-    }
+    spate_shuffle::server::serve_http(
+        listener,
+        move |req: Request<Incoming>| {
+            let served = served.clone();
+            async move { respond(&served.0, &served.1, &req) }
+        },
+        shutdown,
+    )
+    .await;
 }
 
 fn respond(path: &str, binary: &Bytes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -75,6 +63,7 @@ fn respond(path: &str, binary: &Bytes, req: &Request<Incoming>) -> Response<Full
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
 
     async fn request(
         addr: &str,
