@@ -12,7 +12,7 @@ use crate::core::{Core, CoreSettings};
 use crate::runtime::{DEFAULT_SPILL_BYTES, ExecutorError};
 use bytes::Bytes;
 use prost::Message as _;
-use spate_core::protocol::{LaunchTask, RemoteFailure, StatusData, TaskResult, TaskState, env};
+use spate_core::protocol::{LaunchTask, RemoteFailure, StatusData, TaskState, env};
 use spate_core::ship::{Secret, exe_id};
 use spate_mesos::http::{Endpoint, EventStream, Retry, post};
 use spate_mesos::v1::executor::{Call, Event, call, event};
@@ -426,14 +426,6 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
     });
     core.shutdown();
     outcome
-}
-
-/// A finished task's result bytes from a status payload, for the driver side.
-pub fn result_of(data: &StatusData) -> Option<&TaskResult> {
-    match &data.state {
-        TaskState::Finished(r) => Some(r),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

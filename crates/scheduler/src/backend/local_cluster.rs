@@ -61,8 +61,8 @@ struct Conn {
 #[derive(Default)]
 struct State {
     conns: HashMap<String, Conn>,
-    /// Tasks sent and not yet ended: what they run (to decode results) and where.
-    inflight: HashMap<u64, (TaskKind, String)>,
+    /// Tasks sent and not yet ended: what they run (to decode their results).
+    inflight: HashMap<u64, TaskKind>,
     refused: Vec<String>,
     registered: usize,
     /// Executors declared lost while their process still runs: the watcher kills them.
@@ -390,7 +390,7 @@ async fn serve_executor(
                         .lock()
                         .ok()
                         .and_then(|mut st| st.inflight.remove(&status.task));
-                    let Some((kind, _)) = kind else { continue };
+                    let Some(kind) = kind else { continue };
                     match ended {
                         Ok(TaskResult::Map { records }) => {
                             events.task_ended(
@@ -563,8 +563,8 @@ impl SchedulerBackend for LocalClusterBackend {
             .get(executor)
             .is_some_and(|c| c.outbox.send(msg).is_ok());
         if sent {
-            st.inflight
-                .insert(task.id, (task.kind, executor.to_string()));
+            // Still under the state lock: the executor's status cannot overtake this.
+            st.inflight.insert(task.id, task.kind);
         } else {
             drop(st);
             self.events_for_failure(task.id, fail(format!("executor {executor} is gone")));
