@@ -64,7 +64,6 @@ enum StageKind {
 }
 
 struct Stage {
-    id: StageId,
     rdd: Arc<dyn RddBase>,
     kind: StageKind,
     parents: Vec<StageId>,
@@ -289,7 +288,6 @@ impl DagScheduler {
         self.stages.insert(
             id,
             Stage {
-                id,
                 rdd,
                 kind,
                 parents,
