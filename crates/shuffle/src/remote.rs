@@ -86,7 +86,7 @@ impl ShuffleService for RemoteShuffle {
     }
 
     fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>> {
-        let locs = self.locations.get(&shuffle).cloned().unwrap_or_default();
+        let locs: &[String] = self.locations.get(&shuffle).map_or(&[], Vec::as_slice);
         if locs.len() < maps {
             return Err(lost(
                 shuffle,
@@ -98,10 +98,11 @@ impl ShuffleService for RemoteShuffle {
         }
         let store = self.store.clone();
         let me = self.me.clone();
+        let owned = locs.to_vec();
         // Fetch every remote block concurrently; local ones are read from disk directly.
         let segments: Vec<std::result::Result<Vec<u8>, Error>> =
             self.runtime.block_on(async move {
-                let fetches = locs.into_iter().take(maps).enumerate().map(|(map, addr)| {
+                let fetches = owned.into_iter().take(maps).enumerate().map(|(map, addr)| {
                     let store = store.clone();
                     let me = me.clone();
                     async move {
@@ -164,7 +165,6 @@ impl ShuffleService for RemoteShuffle {
                 }
                 out
             });
-        let locs = self.locations.get(&shuffle).cloned().unwrap_or_default();
         let mut blocks = Vec::new();
         for (map, seg) in segments.into_iter().enumerate() {
             let chunks = decode_segment(&seg?).map_err(|c| {
