@@ -9,9 +9,11 @@ use spate_executor::role::{Role, current_role};
 use spate_scheduler::backend::local_cluster::{
     DEFAULT_HEARTBEAT_TIMEOUT, LocalClusterBackend, LocalClusterConfig,
 };
+use spate_scheduler::backend::mesos::framework::{MesosBackend, MesosConfig};
 use spate_scheduler::{LocalBackend, Scheduler};
 use spate_shuffle::MemoryShuffleStore;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Environment variable naming the master when `--master` is not given.
 pub const MASTER_ENV: &str = "SPATE_MASTER";
@@ -34,10 +36,115 @@ pub struct ContextBuilder {
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: Option<std::time::Duration>,
     spill_bytes: Option<usize>,
+    mesos: Option<MesosOptions>,
+}
+
+/// Framework settings for `mesos://HOST:PORT`. Unset fields come from the environment
+/// ([`MesosOptions::from_env`]), then from the defaults named on each field.
+#[derive(Clone, Debug, Default)]
+pub struct MesosOptions {
+    /// Unix user executors run as on the agents (`SPATE_MESOS_USER`; default: the current
+    /// user, which must exist on every agent).
+    pub user: Option<String>,
+    /// Roles to take offers for (`SPATE_MESOS_ROLES`, comma-separated; default `*`).
+    pub roles: Vec<String>,
+    /// Principal for authentication and reservations (`SPATE_MESOS_PRINCIPAL`).
+    pub principal: Option<String>,
+    /// Secret for HTTP Basic authentication (`SPATE_MESOS_SECRET`).
+    pub secret: Option<String>,
+    /// How long the master keeps executors while the driver reconnects
+    /// (`SPATE_MESOS_FAILOVER_TIMEOUT`, seconds; default 60).
+    pub failover_timeout: Option<Duration>,
+    /// Ask agents to checkpoint (`SPATE_MESOS_CHECKPOINT=1`; default off).
+    pub checkpoint: Option<bool>,
+    /// CPUs per task (`SPATE_TASK_CPUS`; default 1).
+    pub task_cpus: Option<f64>,
+    /// Memory per task, MB (`SPATE_TASK_MEM_MB`; default 512).
+    pub task_mem_mb: Option<f64>,
+    /// CPUs of each executor itself (`SPATE_EXECUTOR_CPUS`; default 0.1).
+    pub executor_cpus: Option<f64>,
+    /// Memory of each executor itself, MB (`SPATE_EXECUTOR_MEM_MB`; default 128).
+    pub executor_mem_mb: Option<f64>,
+    /// Host or IP the agents reach the driver at (`SPATE_ADVERTISED_HOST`; default: the
+    /// local address of the route to the master).
+    pub advertised_host: Option<String>,
+    /// A pre-deployed executor: absolute path on every agent, or a URI for the fetcher
+    /// (`SPATE_EXECUTOR_URI`; default: agents fetch the driver's own binary from it).
+    pub executor_uri: Option<String>,
+}
+
+impl MesosOptions {
+    /// Settings from `SPATE_MESOS_*` and friends (see each field).
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+        MesosOptions {
+            user: get("SPATE_MESOS_USER"),
+            roles: get("SPATE_MESOS_ROLES")
+                .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
+                .unwrap_or_default(),
+            principal: get("SPATE_MESOS_PRINCIPAL"),
+            secret: get("SPATE_MESOS_SECRET"),
+            failover_timeout: num("SPATE_MESOS_FAILOVER_TIMEOUT")
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            checkpoint: get("SPATE_MESOS_CHECKPOINT").map(|v| v == "1" || v == "true"),
+            task_cpus: num("SPATE_TASK_CPUS"),
+            task_mem_mb: num("SPATE_TASK_MEM_MB"),
+            executor_cpus: num("SPATE_EXECUTOR_CPUS"),
+            executor_mem_mb: num("SPATE_EXECUTOR_MEM_MB"),
+            advertised_host: get("SPATE_ADVERTISED_HOST"),
+            executor_uri: get("SPATE_EXECUTOR_URI"),
+        }
+    }
+
+    /// Fill `config` with what is set here.
+    fn apply(self, config: &mut MesosConfig) -> Result<()> {
+        let positive = |what: &str, v: Option<f64>, min: f64| -> Result<Option<f64>> {
+            match v {
+                Some(x) if x.is_nan() || x < min || !x.is_finite() => Err(Error::Config(format!(
+                    "Mesos setting {what} = {x} must be at least {min}"
+                ))),
+                v => Ok(v),
+            }
+        };
+        if let Some(u) = self.user {
+            config.user = Some(u);
+        }
+        if !self.roles.is_empty() {
+            config.roles = self.roles;
+        }
+        config.principal = self.principal;
+        config.secret = self.secret;
+        if let Some(t) = self.failover_timeout {
+            config.failover_timeout = t;
+        }
+        if let Some(c) = self.checkpoint {
+            config.checkpoint = c;
+        }
+        if let Some(v) = positive("task cpus", self.task_cpus, 0.01)? {
+            config.task_cpus = v;
+        }
+        if let Some(v) = positive("task memory (MB)", self.task_mem_mb, 1.0)? {
+            config.task_mem_mb = v;
+        }
+        if let Some(v) = positive("executor cpus", self.executor_cpus, 0.01)? {
+            config.executor_cpus = v;
+        }
+        if let Some(v) = positive("executor memory (MB)", self.executor_mem_mb, 32.0)? {
+            config.executor_mem_mb = v;
+        }
+        config.advertised_host = self.advertised_host;
+        config.executor_uri = self.executor_uri;
+        Ok(())
+    }
 }
 
 impl ContextBuilder {
-    /// The master URL: `local`, `local[N]`, `local[*]`, `local[N,MAX_FAILURES]`.
+    /// The master URL: `local`, `local[N]`, `local[*]`, `local[N,MAX_FAILURES]`,
+    /// `local-cluster[N]`, `local-cluster[N,CORES,MEM_MB]` or `mesos://HOST:PORT`.
     pub fn master(mut self, master: impl Into<String>) -> Self {
         self.master = Some(master.into());
         self
@@ -86,6 +193,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Framework settings used with a `mesos://` master (default:
+    /// [`MesosOptions::from_env`]).
+    pub fn mesos(mut self, options: MesosOptions) -> Self {
+        self.mesos = Some(options);
+        self
+    }
+
     /// Start the context. In a process started as an executor this never returns: the
     /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
@@ -109,6 +223,7 @@ impl ContextBuilder {
             executor_exe: self.executor_exe.or_else(self_executor_override),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
             spill_bytes: self.spill_bytes,
+            mesos: self.mesos.unwrap_or_else(MesosOptions::from_env),
         };
         Context::start(config, cluster)
     }
@@ -119,6 +234,7 @@ struct ClusterSettings {
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: std::time::Duration,
     spill_bytes: Option<usize>,
+    mesos: MesosOptions,
 }
 
 /// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
@@ -193,6 +309,7 @@ impl Context {
             executor_exe: None,
             heartbeat_timeout: None,
             spill_bytes: None,
+            mesos: None,
         }
     }
 
@@ -227,10 +344,17 @@ impl Context {
                     config.task_max_failures(),
                 )?
             }
-            other => {
-                return Err(Error::Config(format!(
-                    "master {other} is not supported by this version of spate yet; use local[N] or local-cluster[N]"
-                )));
+            Master::Mesos { address } => {
+                let secret = Secret::generate().map_err(|e| Error::Config(e.to_string()))?;
+                let mut mesos = MesosConfig::new(address, &config.app_name);
+                cluster.mesos.apply(&mut mesos)?;
+                mesos.exe = cluster.executor_exe;
+                mesos.spill_bytes = cluster.spill_bytes;
+                Scheduler::start(
+                    Box::new(MesosBackend::new(mesos, secret)),
+                    Arc::new(MemoryShuffleStore::new()),
+                    config.task_max_failures(),
+                )?
             }
         };
         tracing::info!(master = %config.master, app = config.app_name, "context started");
@@ -346,5 +470,30 @@ mod tests {
             Some("local".into())
         );
         assert_eq!(master_from_args(args(&["prog", "file.txt"])), None);
+    }
+
+    #[test]
+    fn mesos_options_from_the_environment_and_their_checks() {
+        let env = |k: &str| {
+            Some(match k {
+                "SPATE_MESOS_ROLES" => "batch, dev".to_string(),
+                "SPATE_TASK_CPUS" => "0.5".to_string(),
+                "SPATE_MESOS_FAILOVER_TIMEOUT" => "300".to_string(),
+                _ => return None,
+            })
+        };
+        let o = MesosOptions::from_lookup(env);
+        assert_eq!(o.roles, vec!["batch".to_string(), "dev".to_string()]);
+        let mut c = MesosConfig::new("m:5050", "app");
+        o.apply(&mut c).expect("valid");
+        assert_eq!(c.task_cpus, 0.5);
+        assert_eq!(c.failover_timeout, Duration::from_secs(300));
+        assert_eq!(c.executor_cpus, 0.1, "unset keeps the default");
+        let bad = MesosOptions {
+            task_mem_mb: Some(-1.0),
+            ..Default::default()
+        };
+        let err = bad.apply(&mut c).expect_err("negative memory");
+        assert!(err.to_string().contains("task memory"), "{err}");
     }
 }

@@ -26,7 +26,7 @@
 
 pub mod context;
 
-pub use context::{Context, ContextBuilder};
+pub use context::{Context, ContextBuilder, MesosOptions};
 pub use spate_core::rdd::TextFileOptions;
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};

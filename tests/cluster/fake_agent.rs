@@ -158,10 +158,10 @@ async fn handle(
     }
 }
 
-/// RecordIO-framed events as a never-ending response body.
-struct EventBody(mpsc::UnboundedReceiver<Event>);
+/// RecordIO-framed events as a response body that lasts until the sender is dropped.
+pub struct EventBody<E>(pub mpsc::UnboundedReceiver<E>);
 
-impl hyper::body::Body for EventBody {
+impl<E: prost::Message + Unpin> hyper::body::Body for EventBody<E> {
     type Data = Bytes;
     type Error = Infallible;
     fn poll_frame(

@@ -48,6 +48,16 @@ fn main() {
             "mesos_executor_runs_a_launched_task",
             mesos_executor_runs_a_launched_task,
         ),
+        ("mesos_jobs_equal_local", mesos_cases::jobs_equal_local),
+        ("mesos_agent_lost_mid_job", mesos_cases::agent_lost_mid_job),
+        (
+            "mesos_dropped_subscription_is_survived",
+            mesos_cases::dropped_subscription,
+        ),
+        (
+            "mesos_non_acknowledging_framework_is_caught",
+            mesos_cases::non_acknowledging_framework_is_caught,
+        ),
     ];
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);
@@ -453,13 +463,42 @@ fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String>
 }
 
 mod fake_agent;
+mod fake_mesos;
+mod mesos_cases;
+
+/// A real task, sealed as the driver would: the sum of partition 1 of `range(0, 100, 4)`
+/// times 3 (= 3 × (25 + … + 49)). Returns the encoded `LaunchTask` (what
+/// `TaskInfo.data` carries) and the job, to decode the result with.
+fn sealed_sum_task(
+    local: &Context,
+    secret: &spate::ship::Secret,
+    task: u64,
+) -> Result<(Vec<u8>, spate::SerArc<dyn spate::task::ResultJob>), String> {
+    use spate::task::{PartitionJob, ResultJob, TaskKind};
+    let rdd = local.range(0, 100, 4).map_with(3i64, |k, x| x * k);
+    let job: spate::SerArc<dyn ResultJob> = spate::SerArc::new(PartitionJob::new(
+        rdd.node(),
+        spate::func::Zst::new(|it: PartIter<i64>| it.sum::<i64>()),
+    ));
+    let envelope =
+        spate::ship::seal(&TaskKind::Result(job.clone()), secret).map_err(|e| e.to_string())?;
+    let launch = spate::protocol::LaunchTask {
+        task,
+        stage: 0,
+        partition: 1,
+        attempt: 0,
+        envelope,
+        shuffle_locations: Vec::new(),
+    };
+    let data = spate::ship::codec::to_vec(&launch).map_err(|e| e.to_string())?;
+    Ok((data, job))
+}
 
 /// The custom Mesos executor against a fake agent: subscribe, LAUNCH a real sealed task,
 /// RUNNING then FINISHED updates (uuid v4, SOURCE_EXECUTOR, result in `data`), each
 /// acknowledged; then SHUTDOWN and a clean exit.
 fn mesos_executor_runs_a_launched_task(_cluster: &Context, local: &Context) -> Result<(), String> {
-    use spate::ship::{Secret, SerArc, seal};
-    use spate::task::{PartitionJob, ResultJob, TaskKind};
+    use spate::ship::Secret;
     use spate_mesos::v1;
     use spate_mesos::v1::executor::{Event, event};
 
@@ -494,21 +533,7 @@ fn mesos_executor_runs_a_launched_task(_cluster: &Context, local: &Context) -> R
     };
     wait("SUBSCRIBE", &|| agent.subscribed())?;
 
-    // A real task: sum of partition 1 of a mapped range, sealed as the driver would.
-    let rdd = local.range(0, 100, 4).map_with(3i64, |k, x| x * k);
-    let job: SerArc<dyn ResultJob> = SerArc::new(PartitionJob::new(
-        rdd.node(),
-        spate::func::Zst::new(|it: PartIter<i64>| it.sum::<i64>()),
-    ));
-    let envelope = seal(&TaskKind::Result(job.clone()), &secret).map_err(|e| e.to_string())?;
-    let launch = spate::protocol::LaunchTask {
-        task: 7,
-        stage: 0,
-        partition: 1,
-        attempt: 0,
-        envelope,
-        shuffle_locations: Vec::new(),
-    };
+    let (data, job) = sealed_sum_task(local, &secret, 7)?;
     let task = v1::TaskInfo {
         name: "spate task 7".into(),
         task_id: v1::TaskId {
@@ -517,7 +542,7 @@ fn mesos_executor_runs_a_launched_task(_cluster: &Context, local: &Context) -> R
         agent_id: v1::AgentId {
             value: "agent-1".into(),
         },
-        data: Some(spate::ship::codec::to_vec(&launch).map_err(|e| e.to_string())?),
+        data: Some(data),
         ..Default::default()
     };
     agent.send(Event {

@@ -235,12 +235,19 @@ fn bad_master_urls_are_config_errors() {
             .expect("rejected");
         assert!(e.to_string().contains("invalid master URL"), "{e}");
     }
+}
+
+#[test]
+fn unreachable_mesos_master_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
     let e = spate::Context::builder()
-        .master("mesos://127.0.0.1:5050")
+        .master("mesos://127.0.0.1:1")
         .build()
         .err()
-        .expect("not yet");
-    assert!(e.to_string().contains("not supported"), "{e}");
+        .expect("no master there");
+    let msg = e.to_string();
+    assert!(msg.contains("master at 127.0.0.1:1"), "{msg}");
+    assert!(msg.contains("cannot reach"), "{msg}");
 }
 
 #[test]

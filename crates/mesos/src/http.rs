@@ -255,6 +255,12 @@ impl EventStream {
         })
     }
 
+    /// Change the idle limit (e.g. to 5 heartbeat intervals once SUBSCRIBED says what the
+    /// interval is).
+    pub fn set_idle(&mut self, idle: Duration) {
+        self.idle = idle;
+    }
+
     /// The next record (one serialized event); `Ok(None)` when the stream ended. A stream
     /// silent for longer than the idle limit is reported as unreachable.
     pub async fn next_record(&mut self) -> Result<Option<Bytes>, HttpError> {

@@ -35,6 +35,43 @@ pub mod v1 {
 /// The media type spate sends and asks for (`Content-Type` and `Accept`), exactly.
 pub const PROTOBUF: &str = "application/x-protobuf";
 
+/// `TaskStatus.reason` is a raw number (Mesos keeps adding reasons); the name of the ones
+/// a batch framework meets, for messages.
+pub fn reason_name(reason: i32) -> Option<&'static str> {
+    Some(match reason {
+        0 => "REASON_COMMAND_EXECUTOR_FAILED",
+        1 => "REASON_EXECUTOR_TERMINATED",
+        2 => "REASON_EXECUTOR_UNREGISTERED",
+        3 => "REASON_FRAMEWORK_REMOVED",
+        5 => "REASON_INVALID_FRAMEWORKID",
+        6 => "REASON_INVALID_OFFERS",
+        7 => "REASON_MASTER_DISCONNECTED",
+        8 => "REASON_CONTAINER_LIMITATION_MEMORY",
+        9 => "REASON_RECONCILIATION",
+        10 => "REASON_AGENT_DISCONNECTED",
+        11 => "REASON_AGENT_REMOVED",
+        12 => "REASON_AGENT_RESTARTED",
+        13 => "REASON_AGENT_UNKNOWN",
+        14 => "REASON_TASK_INVALID",
+        15 => "REASON_TASK_UNAUTHORIZED",
+        16 => "REASON_TASK_UNKNOWN",
+        17 => "REASON_CONTAINER_PREEMPTED",
+        19 => "REASON_CONTAINER_LIMITATION",
+        20 => "REASON_CONTAINER_LIMITATION_DISK",
+        21 => "REASON_CONTAINER_LAUNCH_FAILED",
+        23 => "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+        24 => "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+        30 => "REASON_TASK_KILLED_DURING_LAUNCH",
+        31 => "REASON_AGENT_REMOVED_BY_OPERATOR",
+        33 => "REASON_MAX_COMPLETION_TIME_REACHED",
+        34 => "REASON_AGENT_DRAINING",
+        _ => return None,
+    })
+}
+
+/// Reason code of reconciliation answers (no uuid, no data).
+pub const REASON_RECONCILIATION: i32 = 9;
+
 #[cfg(test)]
 mod tests {
     use super::v1;

@@ -403,12 +403,20 @@ impl DagScheduler {
                 continue;
             }
             let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
+            let shuffle_locations = self.parent_locations(stage_id);
+            let preferred = preferred_executors(&shuffle_locations);
+            // Somewhere it has not failed first, then where its input is.
             let pick = self
                 .executors
                 .iter()
                 .filter(|(_, e)| e.free > 0)
                 .map(|(name, _)| name)
-                .min_by_key(|name| failed_on.is_some_and(|f| f.contains(*name)))
+                .min_by_key(|name| {
+                    (
+                        failed_on.is_some_and(|f| f.contains(*name)),
+                        !preferred.contains(*name),
+                    )
+                })
                 .cloned();
             let Some(executor) = pick else { break };
             let (kind, partition) = match &stage.kind {
@@ -418,7 +426,6 @@ impl DagScheduler {
                     None => continue,
                 },
             };
-            let shuffle_locations = self.parent_locations(stage_id);
             let id = self.next_task;
             self.next_task += 1;
             let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count);
@@ -450,6 +457,7 @@ impl DagScheduler {
                     attempt: task_attempt,
                     kind,
                     shuffle_locations,
+                    preferred,
                 },
             );
         }
@@ -707,5 +715,48 @@ impl DagScheduler {
             }
         }
         self.stages.remove(&job.result_stage);
+    }
+}
+
+/// A reading task prefers executors that hold at least this share of one parent's map
+/// outputs (Spark's reducer locality fraction).
+const PREFERRED_SHARE: f64 = 0.2;
+
+/// Executors holding at least [`PREFERRED_SHARE`] of the map outputs of some parent
+/// shuffle, most outputs first.
+fn preferred_executors(locations: &[(ShuffleId, Vec<String>)]) -> Vec<String> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for (_, execs) in locations {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in execs.iter().filter(|e| !e.is_empty()) {
+            *counts.entry(e).or_default() += 1;
+        }
+        for (e, n) in counts {
+            if n as f64 >= PREFERRED_SHARE * execs.len() as f64 && !out.iter().any(|o| o.1 == e) {
+                out.push((n, e.to_string()));
+            }
+        }
+    }
+    out.sort_by_key(|o| std::cmp::Reverse(o.0));
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preferred_executors_hold_a_fifth_of_a_parent() {
+        let locs = |v: &[&str]| vec![(0, v.iter().map(|s| s.to_string()).collect())];
+        assert_eq!(
+            preferred_executors(&locs(&["a", "a", "a", "b", "c", "d", "e", "f", "g", "h"])),
+            vec!["a".to_string()]
+        );
+        assert_eq!(
+            preferred_executors(&locs(&["a", "b", "b", "b", "a"])),
+            vec!["b".to_string(), "a".to_string()]
+        );
+        assert!(preferred_executors(&locs(&["", ""])).is_empty());
+        assert!(preferred_executors(&[]).is_empty());
     }
 }

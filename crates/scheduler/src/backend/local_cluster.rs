@@ -7,15 +7,11 @@
 //! payloads Mesos carries in `TaskInfo.data` / `TaskStatus.data`. An executor is lost when
 //! its process exits or its connection drops; both are reported at once.
 
-use super::{SchedulerBackend, TaskLaunch};
+use super::{SchedulerBackend, TaskLaunch, report_end};
 use crate::event::EventSink;
 use spate_core::error::{Error, Result};
-use spate_core::protocol::{
-    FrameDecoder, LaunchTask, RemoteFailure, TaskResult, TaskState, ToDriver, ToExecutor, env,
-    frame,
-};
+use spate_core::protocol::{FrameDecoder, LaunchTask, TaskState, ToDriver, ToExecutor, env, frame};
 use spate_core::ship::{Secret, exe_id, seal};
-use spate_core::shuffle::MapStatus;
 use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -261,38 +257,6 @@ impl Spawner {
     }
 }
 
-fn failure(f: RemoteFailure) -> TaskFailure {
-    match f {
-        RemoteFailure::FetchFailed {
-            shuffle,
-            map,
-            executor,
-            message,
-        } => TaskFailure::FetchFailed {
-            shuffle,
-            map,
-            executor,
-            message,
-        },
-        RemoteFailure::Panicked(message) => TaskFailure::Panicked { message },
-        RemoteFailure::Error(message) => TaskFailure::Error { message },
-    }
-}
-
-fn decode(kind: &TaskKind, bytes: &[u8]) -> std::result::Result<TaskOutput, TaskFailure> {
-    match kind {
-        TaskKind::Result(job) => job
-            .decode_result(bytes)
-            .map(TaskOutput::Result)
-            .map_err(|e| TaskFailure::Error {
-                message: e.to_string(),
-            }),
-        TaskKind::ShuffleMap(_) => Err(TaskFailure::Error {
-            message: "a map task returned a job result".into(),
-        }),
-    }
-}
-
 /// Handle one executor connection: registration, then status updates until it closes.
 async fn serve_executor(
     stream: TcpStream,
@@ -391,33 +355,7 @@ async fn serve_executor(
                         .ok()
                         .and_then(|mut st| st.inflight.remove(&status.task));
                     let Some(kind) = kind else { continue };
-                    match ended {
-                        Ok(TaskResult::Map { records }) => {
-                            events.task_ended(
-                                status.task,
-                                Ok(TaskOutput::Map(MapStatus { executor, records })),
-                            );
-                        }
-                        Ok(TaskResult::Inline(bytes)) => {
-                            events.task_ended(status.task, decode(&kind, &bytes))
-                        }
-                        Ok(TaskResult::Url(url)) => {
-                            let events = events.clone();
-                            tokio::spawn(async move {
-                                let rest = url.strip_prefix("http://").unwrap_or(&url);
-                                let (addr, path) =
-                                    rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                                let result = match spate_shuffle::client::get(addr, path, 3).await {
-                                    Ok(bytes) => decode(&kind, &bytes),
-                                    Err(e) => Err(TaskFailure::Error {
-                                        message: format!("fetching a large result from {url}: {e}"),
-                                    }),
-                                };
-                                events.task_ended(status.task, result);
-                            });
-                        }
-                        Err(f) => events.task_ended(status.task, Err(failure(f))),
-                    }
+                    report_end(&events, status.task, &kind, &executor, ended);
                 }
             }
         }

@@ -8,7 +8,9 @@ pub mod mesos;
 
 use crate::event::{EventSink, TaskId};
 use spate_core::error::Result;
-use spate_core::task::TaskKind;
+use spate_core::protocol::{RemoteFailure, TaskResult};
+use spate_core::shuffle::MapStatus;
+use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
 
 /// One task to launch on one executor.
 pub struct TaskLaunch {
@@ -24,6 +26,9 @@ pub struct TaskLaunch {
     pub kind: TaskKind,
     /// For each shuffle the task reads: the executor holding each map output.
     pub shuffle_locations: Vec<(usize, Vec<String>)>,
+    /// Executors where the task would rather run (they hold much of its input); backends
+    /// that choose placement themselves (Mesos offers) use it, others may ignore it.
+    pub preferred: Vec<String>,
 }
 
 /// Runs tasks somewhere.
@@ -36,4 +41,74 @@ pub trait SchedulerBackend: Send + 'static {
     fn default_parallelism(&self) -> usize;
     /// Stop running tasks and release resources.
     fn stop(&mut self);
+}
+
+fn failure(f: RemoteFailure) -> TaskFailure {
+    match f {
+        RemoteFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        } => TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            executor,
+            message,
+        },
+        RemoteFailure::Panicked(message) => TaskFailure::Panicked { message },
+        RemoteFailure::Error(message) => TaskFailure::Error { message },
+    }
+}
+
+fn decode(kind: &TaskKind, bytes: &[u8]) -> std::result::Result<TaskOutput, TaskFailure> {
+    match kind {
+        TaskKind::Result(job) => job
+            .decode_result(bytes)
+            .map(TaskOutput::Result)
+            .map_err(|e| TaskFailure::Error {
+                message: e.to_string(),
+            }),
+        TaskKind::ShuffleMap(_) => Err(TaskFailure::Error {
+            message: "a map task returned a job result".into(),
+        }),
+    }
+}
+
+/// Report what an executor process said about an ended task, the same way for every
+/// process backend (local-cluster frames, Mesos status updates): map outputs are
+/// registered at `executor`, results decoded, large results fetched from the URL the
+/// executor gave (on the calling tokio runtime), failures classified.
+pub(crate) fn report_end(
+    events: &EventSink,
+    task: TaskId,
+    kind: &TaskKind,
+    executor: &str,
+    ended: std::result::Result<TaskResult, RemoteFailure>,
+) {
+    match ended {
+        Ok(TaskResult::Map { records }) => events.task_ended(
+            task,
+            Ok(TaskOutput::Map(MapStatus {
+                executor: executor.to_string(),
+                records,
+            })),
+        ),
+        Ok(TaskResult::Inline(bytes)) => events.task_ended(task, decode(kind, &bytes)),
+        Ok(TaskResult::Url(url)) => {
+            let (events, kind) = (events.clone(), kind.clone());
+            tokio::spawn(async move {
+                let rest = url.strip_prefix("http://").unwrap_or(&url);
+                let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let result = match spate_shuffle::client::get(addr, path, 3).await {
+                    Ok(bytes) => decode(&kind, &bytes),
+                    Err(e) => Err(TaskFailure::Error {
+                        message: format!("fetching a large result from {url}: {e}"),
+                    }),
+                };
+                events.task_ended(task, result);
+            });
+        }
+        Err(f) => events.task_ended(task, Err(failure(f))),
+    }
 }

@@ -6,8 +6,10 @@
 //! - [`exec_server`]: the driver serves its own executable over HTTP for the agents'
 //!   fetcher (`GET`/`HEAD` with `Content-Length`, at a URL naming the binary's hash).
 //!
-//! The backend's event loop (SUBSCRIBE, OFFERS → ACCEPT/DECLINE, UPDATE acknowledgements,
-//! re-subscription, TEARDOWN) is built on these.
+//! - [`framework`]: the backend itself: the subscription's event loop (OFFERS →
+//!   ACCEPT/DECLINE, SUPPRESS/REVIVE, UPDATE → task ends + ACKNOWLEDGE, FAILURE → executor
+//!   lost, re-subscription + RECONCILE, ERROR, TEARDOWN).
 
 pub mod exec_server;
+pub mod framework;
 pub mod offers;

@@ -1,0 +1,1328 @@
+//! The Mesos framework: spate's scheduler backend for `mesos://host:port`.
+//!
+//! The DAG scheduler pushes tasks to executors with free cores; under Mesos, tasks can
+//! only start when an offer arrives. So the backend shows the DAG one virtual executor,
+//! [`POOL`], with unbounded slots, queues what it is given, and drains the queue on
+//! OFFERS: [`super::offers::fit`] places tasks (preferred agents first), one spate executor
+//! per agent is started with the first task there and reused by every later task (the
+//! same `ExecutorInfo`, byte for byte), unused offers are declined, and the framework
+//! SUPPRESSes offers while nothing waits and REVIVEs them when tasks arrive.
+//!
+//! Status updates map onto the scheduler's task ends exactly as local-cluster frames do
+//! ([`super::report_end`]); updates without spate's data (agent- or master-generated:
+//! lost, killed, invalid) are task failures with the Mesos state and reason in the
+//! message, and a FAILURE event is an executor loss (its map outputs are gone). Every
+//! update with a uuid is acknowledged, and only those. A dropped subscription is
+//! re-subscribed with the framework id and backoff within `failover_timeout`, then
+//! running tasks are reconciled; an ERROR event fails every job with its message.
+//! TEARDOWN on stop and on Ctrl-C leaves no executor behind.
+
+use super::exec_server;
+use super::offers::{Ask, ExecutorNeeds, fit};
+use crate::backend::{SchedulerBackend, TaskLaunch, report_end};
+use crate::event::{EventSink, TaskId};
+use bytes::Bytes;
+use prost::Message as _;
+use spate_core::error::{Error, Result};
+use spate_core::protocol::{LaunchTask, StatusData, TaskState, env};
+use spate_core::ship::{Secret, exe_id, seal};
+use spate_core::task::{TaskFailure, TaskKind};
+use spate_mesos::http::{Endpoint, EventStream, HttpError, Retry, post};
+use spate_mesos::v1::scheduler::{Call, Event, call, event};
+use spate_mesos::v1::{
+    self, AgentId, CommandInfo, Environment, ExecutorId, ExecutorInfo, Filters, FrameworkId,
+    FrameworkInfo, Offer, OfferId, TaskId as MesosTaskId, TaskInfo, command_info, environment,
+    executor_info, framework_info, offer,
+};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Name of the one virtual executor the DAG scheduler sees.
+pub const POOL: &str = "mesos";
+
+/// Slots of the virtual executor: every task is handed over at once and waits here for
+/// an offer.
+const POOL_SLOTS: usize = 1 << 20;
+
+/// Seconds a declined offer stays away while tasks still wait (too small for them).
+const REFUSE_BUSY: f64 = 5.0;
+/// Seconds a declined offer stays away when nothing waits (REVIVE clears it).
+const REFUSE_IDLE: f64 = 3600.0;
+/// Filter on the unused part of accepted offers.
+const REFUSE_ACCEPTED: f64 = 1.0;
+
+/// Settings of the Mesos framework.
+#[derive(Clone, Debug)]
+pub struct MesosConfig {
+    /// `host:port` of a master (any master: a non-leader redirects to the leader).
+    pub master: String,
+    /// Framework name shown in the Mesos UI.
+    pub name: String,
+    /// Unix user that executors run as on the agents (default: the current user).
+    pub user: Option<String>,
+    /// Roles to receive offers for (default `*`).
+    pub roles: Vec<String>,
+    /// Principal for HTTP Basic authentication and `FrameworkInfo.principal`.
+    pub principal: Option<String>,
+    /// Secret for HTTP Basic authentication.
+    pub secret: Option<String>,
+    /// How long the master keeps the framework's executors when the driver's subscription
+    /// drops; also how long the driver keeps re-subscribing.
+    pub failover_timeout: Duration,
+    /// Ask agents to checkpoint (executors survive agent restarts).
+    pub checkpoint: bool,
+    /// CPUs per task.
+    pub task_cpus: f64,
+    /// Memory per task, MB.
+    pub task_mem_mb: f64,
+    /// CPUs of each executor itself.
+    pub executor_cpus: f64,
+    /// Memory of each executor itself, MB.
+    pub executor_mem_mb: f64,
+    /// Host or IP agents use to reach the driver (executable server); default: the local
+    /// address that routes to the master (127.0.0.1 for a loopback master).
+    pub advertised_host: Option<String>,
+    /// A pre-deployed executor instead of the served binary: an absolute path present on
+    /// every agent, or a URI the fetcher downloads (`http://…`, `hdfs://…`).
+    pub executor_uri: Option<String>,
+    /// The executable to serve (default: this process's own image).
+    pub exe: Option<PathBuf>,
+    /// Map-side memory budget per task on executors.
+    pub spill_bytes: Option<usize>,
+    /// Partitions for operations not told a count (default: the tasks the first offers
+    /// fit next to an executor each, at least 2).
+    pub default_parallelism: Option<usize>,
+}
+
+impl MesosConfig {
+    /// Defaults for a master at `host:port`.
+    pub fn new(master: &str, name: &str) -> Self {
+        MesosConfig {
+            master: master.to_string(),
+            name: name.to_string(),
+            user: None,
+            roles: vec!["*".into()],
+            principal: None,
+            secret: None,
+            failover_timeout: Duration::from_secs(60),
+            checkpoint: false,
+            task_cpus: 1.0,
+            task_mem_mb: 512.0,
+            executor_cpus: 0.1,
+            executor_mem_mb: 128.0,
+            advertised_host: None,
+            executor_uri: None,
+            exe: None,
+            spill_bytes: None,
+            default_parallelism: None,
+        }
+    }
+}
+
+/// A task handed to Mesos and not ended yet.
+struct Inflight {
+    kind: TaskKind,
+    executor: String,
+    agent: String,
+}
+
+/// A spate executor the framework started.
+struct ExecutorEntry {
+    agent: String,
+    /// Known from its first status update.
+    block_server: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<TaskLaunch>,
+    inflight: HashMap<TaskId, Inflight>,
+    executors: HashMap<String, ExecutorEntry>,
+    /// The `ExecutorInfo` of the live spate executor on each agent: sent unchanged with
+    /// every task for that agent.
+    agents: HashMap<String, ExecutorInfo>,
+    next_executor: u64,
+    /// Why the framework can run nothing any more.
+    failed: Option<String>,
+    /// Outcome of the first subscription.
+    subscribed: Option<std::result::Result<String, String>>,
+    /// Task slots in the first batch of offers.
+    first_offer_slots: Option<usize>,
+}
+
+enum Command {
+    /// Tasks were queued.
+    Wake,
+    /// Tear the framework down, then answer.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The Mesos scheduler backend.
+pub struct MesosBackend {
+    config: Arc<MesosConfig>,
+    secret: Secret,
+    state: Arc<Mutex<State>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    events: Option<EventSink>,
+    parallelism: usize,
+}
+
+impl MesosBackend {
+    /// A backend that subscribes to `config.master` when started.
+    pub fn new(config: MesosConfig, secret: Secret) -> Self {
+        MesosBackend {
+            config: Arc::new(config),
+            secret,
+            state: Arc::new(Mutex::new(State::default())),
+            runtime: None,
+            commands: None,
+            events: None,
+            parallelism: 2,
+        }
+    }
+}
+
+/// How long `start` waits for the first SUBSCRIBED, and then for the first offers.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+const FIRST_OFFERS_WAIT: Duration = Duration::from_secs(3);
+
+impl SchedulerBackend for MesosBackend {
+    fn start(&mut self, events: EventSink) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("spate-mesos")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("starting the driver's network runtime: {e}")))?;
+        let command = rt.block_on(executor_command(&self.config))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let framework = Framework {
+            config: self.config.clone(),
+            secret: self.secret.clone(),
+            state: self.state.clone(),
+            events: events.clone(),
+            endpoint: Endpoint {
+                addr: self.config.master.clone(),
+                path: "/api/v1/scheduler".into(),
+            },
+            auth: basic_auth(&self.config),
+            framework_id: None,
+            stream_id: None,
+            suppressed: false,
+            command,
+        };
+        rt.spawn(framework.run(rx));
+        let ctrl_c = tx.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let (done, wait) = oneshot::channel();
+                if ctrl_c.send(Command::Stop(done)).is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+                }
+                eprintln!("interrupted: the Mesos framework was torn down");
+                std::process::exit(130);
+            }
+        });
+        self.runtime = Some(rt);
+        self.commands = Some(tx);
+        self.events = Some(events.clone());
+        let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
+        loop {
+            let outcome = self.state.lock().ok().and_then(|s| s.subscribed.clone());
+            match outcome {
+                Some(Ok(id)) => {
+                    tracing::info!(
+                        framework = id,
+                        master = self.config.master,
+                        "subscribed to Mesos"
+                    );
+                    break;
+                }
+                Some(Err(e)) => {
+                    self.stop();
+                    return Err(Error::Config(e));
+                }
+                None if Instant::now() > deadline => {
+                    self.stop();
+                    return Err(Error::Config(format!(
+                        "the Mesos master at {} did not accept the framework within {SUBSCRIBE_TIMEOUT:?}",
+                        self.config.master
+                    )));
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let deadline = Instant::now() + FIRST_OFFERS_WAIT;
+        let slots = loop {
+            let slots = self.state.lock().ok().and_then(|s| s.first_offer_slots);
+            if slots.is_some() || Instant::now() > deadline {
+                break slots;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.parallelism = self
+            .config
+            .default_parallelism
+            .unwrap_or_else(|| slots.unwrap_or(0).max(2));
+        events.executor_added(POOL, POOL_SLOTS);
+        Ok(())
+    }
+
+    fn launch(&mut self, executor: &str, task: TaskLaunch) {
+        debug_assert_eq!(executor, POOL);
+        let failed = match self.state.lock() {
+            Ok(mut st) => match st.failed.clone() {
+                Some(why) => Some((task.id, why)),
+                None => {
+                    st.pending.push_back(task);
+                    None
+                }
+            },
+            Err(_) => Some((task.id, "backend state poisoned".into())),
+        };
+        match failed {
+            Some((id, why)) => {
+                if let Some(events) = &self.events {
+                    events.task_ended(id, Err(TaskFailure::Error { message: why }));
+                }
+            }
+            None => {
+                if let Some(tx) = &self.commands {
+                    let _ = tx.send(Command::Wake);
+                }
+            }
+        }
+    }
+
+    fn default_parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    fn stop(&mut self) {
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        if let Some(tx) = self.commands.take() {
+            let (done, wait) = oneshot::channel();
+            if tx.send(Command::Stop(done)).is_ok() {
+                let _ =
+                    rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), wait).await });
+            }
+        }
+        rt.shutdown_background();
+    }
+}
+
+/// `Authorization: Basic …` when a principal and secret are configured.
+fn basic_auth(config: &MesosConfig) -> Option<String> {
+    use base64::Engine as _;
+    let p = config.principal.as_ref()?;
+    let s = config.secret.as_deref()?;
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{p}:{s}"))
+    ))
+}
+
+/// The user to run executors as: `USER`, else the name of this process's uid.
+fn current_user() -> String {
+    if let Ok(u) = std::env::var("USER")
+        && !u.is_empty()
+    {
+        return u;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        });
+    let name = uid.and_then(|uid| {
+        std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+            })
+        })
+    });
+    name.unwrap_or_else(|| "root".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The address agents can reach the driver at: configured, else the local address of
+/// the route to the master.
+fn advertised_host(config: &MesosConfig) -> String {
+    if let Some(h) = &config.advertised_host {
+        return h.clone();
+    }
+    let master_host = config
+        .master
+        .rsplit_once(':')
+        .map_or(config.master.as_str(), |(h, _)| h);
+    if master_host == "localhost" || master_host.starts_with("127.") {
+        return "127.0.0.1".into();
+    }
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect(&config.master)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| hostname())
+}
+
+/// The command that starts a spate executor on an agent: the served binary (fetched by
+/// its hash-named URL) or a pre-deployed path or URI. Starts the executable server when
+/// the binary is served.
+async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (uris, value, argv0) = match &config.executor_uri {
+        Some(path) if path.starts_with('/') => (Vec::new(), path.clone(), path.clone()),
+        Some(uri) => {
+            let name = uri
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("spate-executor")
+                .to_string();
+            (
+                vec![fetch_uri(uri.clone(), &name)],
+                format!("./{name}"),
+                name,
+            )
+        }
+        None => {
+            let exe = config
+                .exe
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+            let bytes = tokio::fs::read(&exe).await.map_err(|e| {
+                Error::io("reading the executable to serve to agents", exe.clone(), e)
+            })?;
+            let name = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .filter(|n| !n.is_empty() && !n.contains(' '))
+                .unwrap_or_else(|| "spate-executor".into());
+            let host = advertised_host(config);
+            let bind_ip = if host.parse::<std::net::IpAddr>().is_ok() {
+                host.clone()
+            } else {
+                "0.0.0.0".into()
+            };
+            let listener = tokio::net::TcpListener::bind((bind_ip.as_str(), 0))
+                .await
+                .map_err(|e| {
+                    Error::Other(format!("binding the executable server on {bind_ip}: {e}"))
+                })?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| Error::Other(format!("executable server: {e}")))?
+                .port();
+            let path = exec_server::exec_path(exe_id(), &name);
+            let url = format!("http://{host}:{port}{path}");
+            tracing::info!(url, "serving the executor binary to Mesos agents");
+            tokio::spawn(exec_server::serve(
+                listener,
+                path,
+                Bytes::from(bytes),
+                std::future::pending(),
+            ));
+            (vec![fetch_uri(url, &name)], format!("./{name}"), name)
+        }
+    };
+    let mut vars = Vec::new();
+    if let Some(b) = config.spill_bytes {
+        vars.push((env::SPILL_BYTES.to_string(), b.to_string()));
+    }
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        vars.push(("RUST_LOG".into(), filter));
+    }
+    Ok(CommandInfo {
+        uris,
+        environment: Some(Environment {
+            variables: vars
+                .into_iter()
+                .map(|(name, value)| env_var(&name, &value))
+                .collect(),
+        }),
+        shell: Some(false),
+        value: Some(value),
+        arguments: std::iter::once(argv0).chain(args).collect(),
+        user: None,
+    })
+}
+
+fn fetch_uri(value: String, name: &str) -> command_info::Uri {
+    command_info::Uri {
+        value,
+        executable: Some(true),
+        extract: Some(false),
+        // The URL names the binary's hash: a cached copy is never stale.
+        cache: Some(true),
+        output_file: Some(name.to_string()),
+    }
+}
+
+fn env_var(name: &str, value: &str) -> environment::Variable {
+    environment::Variable {
+        name: name.into(),
+        r#type: Some(environment::variable::Type::Value as i32),
+        value: Some(value.into()),
+        secret: None,
+    }
+}
+
+/// Mesos task id of a scheduler task.
+fn mesos_task_id(id: TaskId) -> String {
+    format!("spate-{id}")
+}
+
+fn scheduler_task_id(mesos: &str) -> Option<TaskId> {
+    mesos.strip_prefix("spate-")?.parse().ok()
+}
+
+fn state_name(state: i32) -> &'static str {
+    v1::TaskState::try_from(state).map_or("TASK_UNKNOWN_STATE", |s| s.as_str_name())
+}
+
+fn is_terminal(state: i32) -> bool {
+    use v1::TaskState as S;
+    matches!(
+        S::try_from(state),
+        Ok(S::TaskFinished
+            | S::TaskFailed
+            | S::TaskKilled
+            | S::TaskError
+            | S::TaskLost
+            | S::TaskDropped
+            | S::TaskGone
+            | S::TaskGoneByOperator)
+    )
+}
+
+/// A status without spate's data, in words: state, reason, message, where.
+fn describe(status: &v1::TaskStatus, agent: &str) -> String {
+    let mut s = format!(
+        "Mesos reported task {} {} on agent {agent}",
+        status.task_id.value,
+        state_name(status.state)
+    );
+    if let Some(r) = status.reason {
+        s.push_str(&format!(
+            " ({})",
+            spate_mesos::reason_name(r).unwrap_or("unknown reason")
+        ));
+    }
+    if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push_str(&format!(": {m}"));
+    }
+    s
+}
+
+/// The event loop's side: owns the subscription and makes every call.
+struct Framework {
+    config: Arc<MesosConfig>,
+    secret: Secret,
+    state: Arc<Mutex<State>>,
+    events: EventSink,
+    endpoint: Endpoint,
+    auth: Option<String>,
+    framework_id: Option<String>,
+    stream_id: Option<String>,
+    suppressed: bool,
+    command: CommandInfo,
+}
+
+/// What ends one subscription.
+enum Ended {
+    /// Re-subscribe (with this reason for the log).
+    Dropped(String),
+    /// Stopped or failed for good.
+    Finished,
+}
+
+impl Framework {
+    fn call(&self, r#type: call::Type) -> Call {
+        Call {
+            framework_id: self.framework_id.clone().map(|value| FrameworkId { value }),
+            r#type: Some(r#type as i32),
+            ..Default::default()
+        }
+    }
+
+    fn framework_info(&self) -> FrameworkInfo {
+        FrameworkInfo {
+            user: self.config.user.clone().unwrap_or_else(current_user),
+            name: self.config.name.clone(),
+            id: self.framework_id.clone().map(|value| FrameworkId { value }),
+            failover_timeout: Some(self.config.failover_timeout.as_secs_f64()),
+            checkpoint: Some(self.config.checkpoint),
+            // MULTI_ROLE: `roles`, never `role`.
+            role: None,
+            roles: self.config.roles.clone(),
+            hostname: Some(hostname()),
+            principal: self.config.principal.clone(),
+            capabilities: vec![framework_info::Capability {
+                r#type: Some(framework_info::capability::Type::MultiRole as i32),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn pending_is_empty(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.pending.is_empty())
+    }
+
+    /// POST a call on its own connection with the current stream id.
+    async fn send(&mut self, call: Call) -> std::result::Result<(), HttpError> {
+        let body = Bytes::from(call.encode_to_vec());
+        post(
+            &mut self.endpoint,
+            body,
+            self.stream_id.as_deref(),
+            self.auth.as_deref(),
+            Retry {
+                attempts: 3,
+                ..Retry::default()
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// POST a call without waiting for it (acknowledgements, declines).
+    fn send_later(&self, call: Call) {
+        let mut endpoint = self.endpoint.clone();
+        let (stream, auth) = (self.stream_id.clone(), self.auth.clone());
+        let what = call.r#type;
+        tokio::spawn(async move {
+            let body = Bytes::from(call.encode_to_vec());
+            if let Err(e) = post(
+                &mut endpoint,
+                body,
+                stream.as_deref(),
+                auth.as_deref(),
+                Retry::default(),
+            )
+            .await
+            {
+                tracing::warn!(call = ?what, "Mesos call failed: {e}");
+            }
+        });
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut backoff = Duration::from_millis(250);
+        let mut disconnected: Option<Instant> = None;
+        loop {
+            let mut sub = self.call(call::Type::Subscribe);
+            let idle = !self.pending_is_empty();
+            self.suppressed = false;
+            sub.subscribe = Some(call::Subscribe {
+                framework_info: self.framework_info(),
+                // Re-subscribing resets suppression: stay suppressed if nothing waits
+                // (but the first subscription wants offers, to size the parallelism).
+                suppressed_roles: if !idle && self.framework_id.is_some() {
+                    self.suppressed = true;
+                    self.config.roles.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+            let opened = EventStream::subscribe(
+                &mut self.endpoint,
+                Bytes::from(sub.encode_to_vec()),
+                self.auth.as_deref(),
+                Retry {
+                    attempts: 3,
+                    ..Retry::default()
+                },
+                Duration::from_secs(75),
+            )
+            .await;
+            let ended = match opened {
+                Ok(stream) => {
+                    self.stream_id = stream.stream_id.clone();
+                    disconnected = None;
+                    backoff = Duration::from_millis(250);
+                    let resubscribed = self.framework_id.is_some();
+                    self.serve(stream, &mut commands, resubscribed).await
+                }
+                Err(e) => Ended::Dropped(format!(
+                    "subscribing to the master at {}: {e}",
+                    self.config.master
+                )),
+            };
+            let why = match ended {
+                Ended::Finished => return,
+                Ended::Dropped(why) => why,
+            };
+            self.stream_id = None;
+            if self.framework_id.is_none() {
+                // Never subscribed: nothing to fail over, tell `start`.
+                if let Ok(mut st) = self.state.lock() {
+                    st.subscribed = Some(Err(why));
+                }
+                return;
+            }
+            let since = *disconnected.get_or_insert_with(Instant::now);
+            if since.elapsed() > self.config.failover_timeout {
+                self.fail_everything(&format!(
+                    "lost the Mesos master for longer than the failover timeout ({:?}): {why}",
+                    self.config.failover_timeout
+                ));
+                return;
+            }
+            tracing::warn!("Mesos subscription dropped ({why}); re-subscribing in {backoff:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop(done)) => {
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                    // Queued tasks are looked at once subscribed again.
+                    Some(Command::Wake) => {}
+                },
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(15));
+        }
+    }
+
+    /// Handle one subscription's events and the backend's commands until it ends.
+    async fn serve(
+        &mut self,
+        mut stream: EventStream,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        resubscribed: bool,
+    ) -> Ended {
+        let mut first_event = true;
+        loop {
+            let record = tokio::select! {
+                r = stream.next_record() => r,
+                cmd = commands.recv() => {
+                    match cmd {
+                        Some(Command::Wake) => self.revive_if_needed().await,
+                        Some(Command::Stop(done)) => {
+                            self.teardown().await;
+                            let _ = done.send(());
+                            return Ended::Finished;
+                        }
+                        None => {
+                            self.teardown().await;
+                            return Ended::Finished;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let bytes = match record {
+                Ok(Some(b)) => b,
+                Ok(None) => return Ended::Dropped("the master closed the subscription".into()),
+                Err(e) => return Ended::Dropped(e.to_string()),
+            };
+            let event = match Event::decode(bytes) {
+                Ok(e) => e,
+                Err(e) => return Ended::Dropped(format!("undecodable event: {e}")),
+            };
+            let kind = event::Type::try_from(event.r#type.unwrap_or(0));
+            if first_event && kind != Ok(event::Type::Subscribed) && kind != Ok(event::Type::Error)
+            {
+                return Ended::Dropped("the subscription did not start with SUBSCRIBED".into());
+            }
+            first_event = false;
+            match kind {
+                Ok(event::Type::Subscribed) => {
+                    let Some(s) = event.subscribed else { continue };
+                    let id = s.framework_id.value;
+                    if let Some(secs) = s.heartbeat_interval_seconds.filter(|s| *s > 0.0) {
+                        stream.set_idle(
+                            Duration::from_secs_f64(secs * 5.0).max(Duration::from_secs(1)),
+                        );
+                    }
+                    self.framework_id = Some(id.clone());
+                    if let Ok(mut st) = self.state.lock() {
+                        st.subscribed.get_or_insert(Ok(id.clone()));
+                    }
+                    tracing::info!(framework = id, resubscribed, "SUBSCRIBED");
+                    if resubscribed {
+                        self.reconcile().await;
+                    }
+                    // Tasks may have arrived while the subscription was down.
+                    self.revive_if_needed().await;
+                }
+                Ok(event::Type::Offers) => {
+                    let offers = event.offers.map(|o| o.offers).unwrap_or_default();
+                    self.on_offers(offers).await;
+                }
+                Ok(event::Type::Rescind) => {
+                    // Offers are answered at once and never held: nothing to take back.
+                    tracing::debug!("offer rescinded");
+                }
+                Ok(event::Type::Update) => {
+                    if let Some(u) = event.update {
+                        self.on_update(u.status);
+                    }
+                }
+                Ok(event::Type::Failure) => {
+                    if let Some(f) = event.failure {
+                        self.on_failure(f);
+                    }
+                }
+                Ok(event::Type::Error) => {
+                    let msg = event.error.map(|e| e.message).unwrap_or_default();
+                    let why = format!("the Mesos master refused the framework: {msg}");
+                    if self.framework_id.is_none() {
+                        if let Ok(mut st) = self.state.lock() {
+                            st.subscribed = Some(Err(why));
+                        }
+                    } else {
+                        self.fail_everything(&why);
+                    }
+                    return Ended::Finished;
+                }
+                _ => {} // HEARTBEAT (the watchdog saw bytes), MESSAGE, inverse offers
+            }
+        }
+    }
+
+    /// The framework can run nothing any more: fail what runs and what waits, and every
+    /// job (and every later task at once).
+    fn fail_everything(&self, why: &str) {
+        tracing::error!("{why}");
+        let (pending, inflight) = match self.state.lock() {
+            Ok(mut st) => {
+                st.failed = Some(why.to_string());
+                (
+                    st.pending.drain(..).map(|t| t.id).collect::<Vec<_>>(),
+                    st.inflight.drain().map(|(id, _)| id).collect::<Vec<_>>(),
+                )
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        for id in pending.into_iter().chain(inflight) {
+            self.events.task_ended(
+                id,
+                Err(TaskFailure::Error {
+                    message: why.to_string(),
+                }),
+            );
+        }
+        self.events.backend_failed(why);
+    }
+
+    async fn revive_if_needed(&mut self) {
+        if self.suppressed && !self.pending_is_empty() {
+            self.suppressed = false;
+            let mut c = self.call(call::Type::Revive);
+            c.revive = Some(call::Revive {
+                roles: self.config.roles.clone(),
+            });
+            tracing::debug!("REVIVE");
+            if let Err(e) = self.send(c).await {
+                tracing::warn!("REVIVE failed: {e}");
+                self.suppressed = true;
+            }
+        }
+    }
+
+    async fn suppress(&mut self) {
+        if !self.suppressed {
+            self.suppressed = true;
+            let mut c = self.call(call::Type::Suppress);
+            c.suppress = Some(call::Suppress {
+                roles: self.config.roles.clone(),
+            });
+            tracing::debug!("SUPPRESS");
+            self.send_later(c);
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        let tasks: Vec<call::reconcile::Task> = self.state.lock().map_or_else(
+            |_| Vec::new(),
+            |st| {
+                st.inflight
+                    .iter()
+                    .map(|(id, t)| call::reconcile::Task {
+                        task_id: MesosTaskId {
+                            value: mesos_task_id(*id),
+                        },
+                        agent_id: Some(AgentId {
+                            value: t.agent.clone(),
+                        }),
+                    })
+                    .collect()
+            },
+        );
+        tracing::info!(tasks = tasks.len(), "RECONCILE");
+        let mut c = self.call(call::Type::Reconcile);
+        c.reconcile = Some(call::Reconcile { tasks });
+        if let Err(e) = self.send(c).await {
+            tracing::warn!("RECONCILE failed: {e}");
+        }
+    }
+
+    async fn teardown(&mut self) {
+        if self.framework_id.is_none() {
+            return;
+        }
+        tracing::info!("TEARDOWN");
+        let c = self.call(call::Type::Teardown);
+        if let Err(e) = self.send(c).await {
+            tracing::warn!("TEARDOWN failed: {e}");
+        }
+        self.framework_id = None;
+    }
+
+    fn new_executor_info(
+        &self,
+        st: &mut State,
+        offer: &Offer,
+        resources: Vec<v1::Resource>,
+    ) -> ExecutorInfo {
+        st.next_executor += 1;
+        let id = format!("spate-exec-{}", st.next_executor);
+        // Task threads: as many as this agent's offered cpus can run at once.
+        let cpus = super::offers::total(&offer.resources, "cpus");
+        let threads = ((cpus / self.config.task_cpus.max(0.001)).ceil() as usize).max(1);
+        let mut command = self.command.clone();
+        if let Some(env) = command.environment.as_mut() {
+            env.variables
+                .push(env_var(env::SECRET, &self.secret.to_hex()));
+            env.variables
+                .push(env_var(env::CORES, &threads.to_string()));
+        }
+        ExecutorInfo {
+            r#type: Some(executor_info::Type::Custom as i32),
+            executor_id: ExecutorId { value: id },
+            framework_id: self.framework_id.clone().map(|value| FrameworkId { value }),
+            command: Some(command),
+            resources,
+            name: Some(format!("spate executor ({})", self.config.name)),
+            ..Default::default()
+        }
+    }
+
+    async fn on_offers(&mut self, offers: Vec<Offer>) {
+        let mut accepts = Vec::new();
+        let (declined, idle) = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            if st.first_offer_slots.is_none() {
+                // Task slots: what each agent fits next to its executor.
+                let per_task = self.config.task_cpus.max(0.001);
+                st.first_offer_slots = Some(
+                    offers
+                        .iter()
+                        .map(|o| {
+                            let cpus = super::offers::total(&o.resources, "cpus")
+                                - self.config.executor_cpus;
+                            (cpus / per_task + 1e-9).floor().max(0.0) as usize
+                        })
+                        .sum(),
+                );
+            }
+            let agent_of = |e: &String| st.executors.get(e).map(|x| x.agent.clone());
+            let asks: Vec<Ask> = st
+                .pending
+                .iter()
+                .map(|t| Ask {
+                    task: t.id,
+                    cpus: self.config.task_cpus,
+                    mem: self.config.task_mem_mb,
+                    preferred: t.preferred.iter().filter_map(agent_of).collect(),
+                })
+                .collect();
+            // An executor is reused only while the master still lists it on the agent.
+            let live = |o: &Offer| {
+                st.agents.get(&o.agent_id.value).is_some_and(|info| {
+                    o.executor_ids
+                        .iter()
+                        .any(|e| e.value == info.executor_id.value)
+                })
+            };
+            let live: Vec<bool> = offers.iter().map(live).collect();
+            let needs = ExecutorNeeds {
+                cpus: self.config.executor_cpus,
+                mem: self.config.executor_mem_mb,
+            };
+            let placements = fit(&asks, &offers, needs, |o| {
+                offers
+                    .iter()
+                    .position(|x| x.id == o.id)
+                    .is_some_and(|i| live[i])
+            });
+            let mut used = vec![false; offers.len()];
+            for p in placements {
+                used[p.offer] = true;
+                let offer = &offers[p.offer];
+                let agent = offer.agent_id.value.clone();
+                let info = match p.executor {
+                    Some(resources) => {
+                        let info = self.new_executor_info(&mut st, offer, resources);
+                        st.executors.insert(
+                            info.executor_id.value.clone(),
+                            ExecutorEntry {
+                                agent: agent.clone(),
+                                block_server: None,
+                            },
+                        );
+                        st.agents.insert(agent.clone(), info.clone());
+                        info
+                    }
+                    None => match st.agents.get(&agent) {
+                        Some(info) => info.clone(),
+                        None => continue,
+                    },
+                };
+                let mut tasks = Vec::new();
+                for (task_id, resources) in p.tasks {
+                    let Some(pos) = st.pending.iter().position(|t| t.id == task_id) else {
+                        continue;
+                    };
+                    let Some(task) = st.pending.remove(pos) else {
+                        continue;
+                    };
+                    match self.task_info(&st, &task, &agent, resources, &info) {
+                        Ok(ti) => {
+                            tasks.push(ti);
+                            st.inflight.insert(
+                                task.id,
+                                Inflight {
+                                    kind: task.kind,
+                                    executor: info.executor_id.value.clone(),
+                                    agent: agent.clone(),
+                                },
+                            );
+                        }
+                        Err(message) => self
+                            .events
+                            .task_ended(task.id, Err(TaskFailure::Error { message })),
+                    }
+                }
+                accepts.push((offer.id.clone(), tasks));
+            }
+            let declined: Vec<OfferId> = offers
+                .iter()
+                .zip(&used)
+                .filter(|(_, u)| !**u)
+                .map(|(o, _)| o.id.clone())
+                .collect();
+            (declined, st.pending.is_empty())
+        };
+        for (offer_id, tasks) in accepts {
+            let ids: Vec<TaskId> = tasks
+                .iter()
+                .filter_map(|t| scheduler_task_id(&t.task_id.value))
+                .collect();
+            tracing::debug!(offer = offer_id.value, tasks = ids.len(), "ACCEPT");
+            let mut c = self.call(call::Type::Accept);
+            c.accept = Some(call::Accept {
+                offer_ids: vec![offer_id],
+                operations: vec![offer::Operation {
+                    r#type: Some(offer::operation::Type::Launch as i32),
+                    launch: Some(offer::operation::Launch { task_infos: tasks }),
+                    ..Default::default()
+                }],
+                filters: Some(Filters {
+                    refuse_seconds: Some(REFUSE_ACCEPTED),
+                }),
+            });
+            if let Err(e) = self.send(c).await {
+                // Not launched: the tasks end now and the scheduler retries them.
+                let message = format!("launching on Mesos failed: {e}");
+                for id in ids {
+                    let known = self
+                        .state
+                        .lock()
+                        .ok()
+                        .and_then(|mut st| st.inflight.remove(&id));
+                    if known.is_some() {
+                        self.events.task_ended(
+                            id,
+                            Err(TaskFailure::Error {
+                                message: message.clone(),
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        if !declined.is_empty() {
+            let mut c = self.call(call::Type::Decline);
+            c.decline = Some(call::Decline {
+                offer_ids: declined,
+                filters: Some(Filters {
+                    refuse_seconds: Some(if idle { REFUSE_IDLE } else { REFUSE_BUSY }),
+                }),
+            });
+            self.send_later(c);
+        }
+        if idle {
+            self.suppress().await;
+        }
+    }
+
+    fn task_info(
+        &self,
+        st: &State,
+        task: &TaskLaunch,
+        agent: &str,
+        resources: Vec<v1::Resource>,
+        executor: &ExecutorInfo,
+    ) -> std::result::Result<TaskInfo, String> {
+        let envelope =
+            seal(&task.kind, &self.secret).map_err(|e| format!("encoding the task: {e}"))?;
+        let shuffle_locations = task
+            .shuffle_locations
+            .iter()
+            .map(|(s, execs)| {
+                let addrs = execs
+                    .iter()
+                    .map(|e| {
+                        st.executors
+                            .get(e)
+                            .and_then(|x| x.block_server.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                (*s, addrs)
+            })
+            .collect();
+        let launch = LaunchTask {
+            task: task.id,
+            stage: task.stage,
+            partition: task.partition,
+            attempt: task.attempt,
+            envelope,
+            shuffle_locations,
+        };
+        let data = spate_core::ship::codec::to_vec(&launch)
+            .map_err(|e| format!("encoding the task: {e}"))?;
+        Ok(TaskInfo {
+            name: format!(
+                "{} stage {} partition {} attempt {}",
+                self.config.name, task.stage, task.partition, task.attempt
+            ),
+            task_id: MesosTaskId {
+                value: mesos_task_id(task.id),
+            },
+            agent_id: AgentId {
+                value: agent.into(),
+            },
+            resources,
+            executor: Some(executor.clone()),
+            data: Some(data),
+            ..Default::default()
+        })
+    }
+
+    fn on_update(&mut self, status: v1::TaskStatus) {
+        let agent = status
+            .agent_id
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        self.handle_update(&status, &agent);
+        // Acknowledge after handling, every update with a uuid and only those.
+        if let Some(uuid) = status.uuid.clone() {
+            let mut c = self.call(call::Type::Acknowledge);
+            c.acknowledge = Some(call::Acknowledge {
+                agent_id: AgentId { value: agent },
+                task_id: status.task_id.clone(),
+                uuid,
+            });
+            self.send_later(c);
+        }
+    }
+
+    fn handle_update(&mut self, status: &v1::TaskStatus, agent: &str) {
+        let Some(task) = scheduler_task_id(&status.task_id.value) else {
+            tracing::warn!(
+                task = status.task_id.value,
+                "update for a task spate did not launch"
+            );
+            return;
+        };
+        let data: Option<StatusData> = status
+            .data
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .and_then(|d| spate_core::ship::codec::from_slice(d).ok());
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let executor = st.inflight.get(&task).map(|t| t.executor.clone());
+        if let (Some(d), Some(e)) = (&data, &executor)
+            && let Some(entry) = st.executors.get_mut(e)
+            && entry.block_server.is_none()
+            && d.exe_id == exe_id()
+        {
+            entry.block_server = Some(d.block_server.clone());
+        }
+        if !is_terminal(status.state) {
+            return;
+        }
+        // A reconciliation answer never carries data: a task that finished while the
+        // subscription was down keeps waiting for the agent's retry of the real update.
+        if status.reason == Some(spate_mesos::REASON_RECONCILIATION)
+            && status.state == v1::TaskState::TaskFinished as i32
+            && data.is_none()
+        {
+            return;
+        }
+        // The first terminal update is final; later ones are only acknowledged.
+        let Some(inflight) = st.inflight.remove(&task) else {
+            return;
+        };
+        drop(st);
+        let fail = |message: String| Err(TaskFailure::Error { message });
+        let executor = inflight.executor.as_str();
+        match data {
+            Some(d) if d.exe_id != exe_id() => self.events.task_ended(
+                task,
+                fail(format!(
+                    "executor {executor} on agent {agent} runs a different build of the program \
+                     (binary {:016x}, driver {:016x}); redeploy the executor with the driver's exact binary",
+                    d.exe_id,
+                    exe_id()
+                )),
+            ),
+            Some(StatusData {
+                state: TaskState::Finished(r),
+                ..
+            }) => report_end(&self.events, task, &inflight.kind, executor, Ok(r)),
+            Some(StatusData {
+                state: TaskState::Failed(f),
+                ..
+            }) => report_end(&self.events, task, &inflight.kind, executor, Err(f)),
+            Some(StatusData {
+                state: TaskState::Running,
+                ..
+            })
+            | None => self.events.task_ended(task, fail(describe(status, agent))),
+        }
+    }
+
+    /// An executor (or a whole agent) is gone: its running tasks failed and its map
+    /// outputs are lost.
+    fn on_failure(&mut self, f: event::Failure) {
+        let agent = f.agent_id.map(|a| a.value);
+        let lost: Vec<(String, String, Vec<TaskId>)> = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let ids: Vec<String> = match (&f.executor_id, &agent) {
+                (Some(e), _) => vec![e.value.clone()],
+                (None, Some(a)) => st
+                    .executors
+                    .iter()
+                    .filter(|(_, x)| &x.agent == a)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            ids.into_iter()
+                .filter_map(|id| {
+                    let entry = st.executors.remove(&id)?;
+                    if st
+                        .agents
+                        .get(&entry.agent)
+                        .is_some_and(|i| i.executor_id.value == id)
+                    {
+                        st.agents.remove(&entry.agent);
+                    }
+                    let tasks: Vec<TaskId> = st
+                        .inflight
+                        .iter()
+                        .filter(|(_, t)| t.executor == id)
+                        .map(|(t, _)| *t)
+                        .collect();
+                    for t in &tasks {
+                        st.inflight.remove(t);
+                    }
+                    Some((id, entry.agent, tasks))
+                })
+                .collect()
+        };
+        for (executor, agent, tasks) in lost {
+            let why = match (&f.executor_id, f.status) {
+                (Some(_), Some(s)) => {
+                    format!("executor {executor} on agent {agent} terminated (wait status {s})")
+                }
+                (Some(_), None) => format!("executor {executor} on agent {agent} terminated"),
+                (None, _) => format!("agent {agent} was lost with executor {executor}"),
+            };
+            tracing::warn!("{why}");
+            for t in tasks {
+                self.events.task_ended(
+                    t,
+                    Err(TaskFailure::Error {
+                        message: why.clone(),
+                    }),
+                );
+            }
+            self.events.executor_lost(&executor, &why);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_round_trip_and_foreign_ids_are_not_ours() {
+        assert_eq!(scheduler_task_id(&mesos_task_id(42)), Some(42));
+        assert_eq!(scheduler_task_id("other-7"), None);
+        assert_eq!(scheduler_task_id("spate-x"), None);
+    }
+
+    #[test]
+    fn statuses_without_data_name_state_reason_and_agent() {
+        let st = v1::TaskStatus {
+            task_id: MesosTaskId {
+                value: "spate-3".into(),
+            },
+            state: v1::TaskState::TaskLost as i32,
+            reason: Some(11),
+            message: Some("agent gone".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(&st, "a1"),
+            "Mesos reported task spate-3 TASK_LOST on agent a1 (REASON_AGENT_REMOVED): agent gone"
+        );
+        assert!(is_terminal(v1::TaskState::TaskError as i32));
+        assert!(!is_terminal(v1::TaskState::TaskRunning as i32));
+        assert!(!is_terminal(v1::TaskState::TaskStarting as i32));
+    }
+
+    #[test]
+    fn basic_auth_only_with_principal_and_secret() {
+        let mut c = MesosConfig::new("m:5050", "app");
+        assert_eq!(basic_auth(&c), None);
+        c.principal = Some("user".into());
+        c.secret = Some("pass".into());
+        assert_eq!(basic_auth(&c).as_deref(), Some("Basic dXNlcjpwYXNz"));
+        assert_eq!(
+            advertised_host(&MesosConfig::new("127.0.0.1:5050", "a")),
+            "127.0.0.1"
+        );
+        assert!(!current_user().is_empty());
+    }
+}

@@ -1,0 +1,349 @@
+//! Jobs over `mesos://` against the Mesos test double: results equal local mode, also
+//! when an agent is lost mid-job or the subscription drops; the double catches a
+//! framework that does not acknowledge; TEARDOWN leaves no executor behind.
+
+use crate::fake_mesos::{AgentSpec, FakeMesos};
+use crate::{check, first_time, temp_dir};
+use spate::MesosOptions;
+use spate::prelude::*;
+use std::time::{Duration, Instant};
+
+/// Two agents; each fits its executor and two 1-cpu tasks.
+const AGENTS: [AgentSpec; 2] = [
+    AgentSpec {
+        cpus: 2.5,
+        mem: 2048.0,
+    },
+    AgentSpec {
+        cpus: 2.5,
+        mem: 2048.0,
+    },
+];
+
+fn mesos_context(fake: &FakeMesos) -> Result<Context, String> {
+    Context::builder()
+        .master(format!("mesos://{}", fake.master))
+        .mesos(MesosOptions {
+            task_mem_mb: Some(256.0),
+            executor_mem_mb: Some(64.0),
+            failover_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| format!("mesos context: {e}"))
+}
+
+fn wait_for(what: &str, secs: u64, cond: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn no_violations(fake: &FakeMesos) -> Result<(), String> {
+    let v = fake.log(|l| l.violations.clone());
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("Mesos protocol violations: {v:?}"))
+    }
+}
+
+/// Drop the context and check TEARDOWN shut every executor down.
+fn teardown(fake: &FakeMesos, ctx: Context) -> Result<(), String> {
+    drop(ctx);
+    if !fake.torn_down() {
+        return Err("the framework was not torn down when the context was dropped".into());
+    }
+    wait_for("executors to exit after TEARDOWN", 15, || {
+        fake.live_executors() == 0
+    })
+}
+
+/// wordcount, join and pagerank over `mesos://` equal local mode; one executor per agent
+/// serves every job.
+pub fn jobs_equal_local(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-jobs"));
+    let ctx = mesos_context(&fake)?;
+    check("default parallelism", ctx.default_parallelism(), 4)?;
+    crate::word_count_equals_local(&ctx, local)?;
+    crate::join_equals_local(&ctx, local)?;
+    crate::pagerank_equals_local(&ctx, local)?;
+    no_violations(&fake)?;
+    let (started, fetched, launched) =
+        fake.log(|l| (l.executors_started, l.fetches, l.tasks_launched));
+    check("executors started (one per agent, reused)", started, 2)?;
+    check("executor binaries fetched", fetched, 2)?;
+    if launched < 50 {
+        return Err(format!("only {launched} tasks launched"));
+    }
+    let calls = fake.log(|l| l.calls.clone());
+    for c in ["SUPPRESS", "REVIVE", "ACKNOWLEDGE", "ACCEPT"] {
+        if !calls.iter().any(|x| x == c) {
+            return Err(format!("no {c} call: {calls:?}"));
+        }
+    }
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// A shuffle job whose first reduce task to run writes `spate-ready` into its sandbox
+/// and then stalls `stall` (so the test can break something while it runs).
+fn stalled_counts(ctx: &Context, marker: Option<(String, u64)>) -> spate::Result<Vec<(i64, u64)>> {
+    let counts = ctx
+        .range(0, 100_000, 8)
+        .map(|x| ((x * 7) % 1000, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 4);
+    let checked = match marker {
+        Some(m) => counts.map_partitions_with(m, |(m, stall), it| {
+            if first_time(m) {
+                let _ = std::fs::write("spate-ready", b"");
+                std::thread::sleep(Duration::from_millis(*stall));
+            }
+            it
+        }),
+        None => counts,
+    };
+    let mut v = checked.collect()?;
+    v.sort();
+    Ok(v)
+}
+
+/// Run [`stalled_counts`] on `ctx` while `disturb` runs once a task stalls.
+fn disturbed_job(
+    fake: &FakeMesos,
+    ctx: &Context,
+    tag: &str,
+    stall: u64,
+    disturb: impl FnOnce(usize) + Send,
+) -> Result<Vec<(i64, u64)>, String> {
+    let marker = temp_dir(tag).join("stalled");
+    std::thread::scope(|s| {
+        let job =
+            s.spawn(|| stalled_counts(ctx, Some((marker.to_string_lossy().into_owned(), stall))));
+        let agent = wait_for("a stalled task", 60, || {
+            fake.agent_of_sandbox_file("spate-ready").is_some()
+        })
+        .map(|()| fake.agent_of_sandbox_file("spate-ready").unwrap_or(0));
+        if let Ok(a) = agent {
+            disturb(a);
+        }
+        let got = job.join().map_err(|_| "job thread panicked".to_string())?;
+        agent?;
+        got.map_err(|e| e.to_string())
+    })
+}
+
+/// The agent running a reduce task (and holding map outputs) disappears mid-job: its
+/// tasks are lost, its outputs recomputed on the other agent, the result is exact.
+pub fn agent_lost_mid_job(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-agent-lost"));
+    let ctx = mesos_context(&fake)?;
+    let got = disturbed_job(&fake, &ctx, "agent-lost", 60_000, |agent| {
+        fake.kill_agent(agent)
+    })?;
+    check(
+        "result after losing an agent",
+        got,
+        stalled_counts(local, None).map_err(|e| e.to_string())?,
+    )?;
+    no_violations(&fake)?;
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// The subscription connection breaks while a task runs: the framework re-subscribes
+/// with its id, reconciles, gets the update that waited, and the result is exact.
+pub fn dropped_subscription(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-resubscribe"));
+    let ctx = mesos_context(&fake)?;
+    let got = disturbed_job(&fake, &ctx, "resubscribe", 1500, |_| {
+        fake.drop_subscription()
+    })?;
+    check(
+        "result across a re-subscription",
+        got,
+        stalled_counts(local, None).map_err(|e| e.to_string())?,
+    )?;
+    let subs = fake.log(|l| l.subscribes.clone());
+    check("subscriptions", subs.len(), 2)?;
+    let first_id = subs[0].framework_id.clone();
+    let again = subs[1].framework_id.clone();
+    check("first SUBSCRIBE has no framework id", first_id, None)?;
+    if again.is_none() {
+        return Err("re-SUBSCRIBE without the framework id".into());
+    }
+    if !fake.log(|l| l.calls.iter().any(|c| c == "RECONCILE")) {
+        return Err("no RECONCILE after re-subscribing".into());
+    }
+    no_violations(&fake)?;
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// A hand-written framework that launches a real task but never acknowledges: the
+/// double must report it.
+pub fn non_acknowledging_framework_is_caught(
+    _cluster: &Context,
+    local: &Context,
+) -> Result<(), String> {
+    use bytes::Bytes;
+    use prost::Message as _;
+    use spate_mesos::http::{Endpoint, EventStream, Retry, post};
+    use spate_mesos::v1;
+    use spate_mesos::v1::scheduler::{Call, Event, call, event};
+
+    let fake = FakeMesos::start(&AGENTS[..1], temp_dir("mesos-noack"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let secret = spate::ship::Secret::generate().map_err(|e| e.to_string())?;
+    let (data, _) = crate::sealed_sum_task(local, &secret, 1)?;
+    let caught = rt.block_on(async {
+        let mut ep = Endpoint {
+            addr: fake.master.clone(),
+            path: "/api/v1/scheduler".into(),
+        };
+        let sub = Call {
+            r#type: Some(call::Type::Subscribe as i32),
+            subscribe: Some(call::Subscribe {
+                framework_info: v1::FrameworkInfo {
+                    user: "nobody".into(),
+                    name: "no-ack".into(),
+                    failover_timeout: Some(10.0),
+                    roles: vec!["*".into()],
+                    capabilities: vec![v1::framework_info::Capability {
+                        r#type: Some(v1::framework_info::capability::Type::MultiRole as i32),
+                    }],
+                    ..Default::default()
+                },
+                suppressed_roles: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        let body = Bytes::from(sub.encode_to_vec());
+        let mut stream = EventStream::subscribe(
+            &mut ep,
+            body,
+            None,
+            Retry::default(),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let sid = stream.stream_id.clone();
+        let mut fid = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut launched = false;
+        while Instant::now() < deadline {
+            let Ok(Ok(Some(rec))) =
+                tokio::time::timeout(Duration::from_millis(200), stream.next_record()).await
+            else {
+                if fake.log(|l| l.violations.iter().any(|v| v.contains("not acknowledged"))) {
+                    return Ok::<_, String>(true);
+                }
+                continue;
+            };
+            let e = Event::decode(rec).map_err(|e| e.to_string())?;
+            if let Some(s) = e.subscribed {
+                fid = Some(s.framework_id.clone());
+            }
+            let Some(offers) = e.offers.filter(|_| !launched) else {
+                continue;
+            };
+            let o = &offers.offers[0];
+            let carve = |name: &str, v: f64| {
+                let mut r = o
+                    .resources
+                    .iter()
+                    .find(|r| r.name == name)
+                    .cloned()
+                    .unwrap_or_default();
+                r.scalar = Some(v1::value::Scalar { value: v });
+                r
+            };
+            let executor = v1::ExecutorInfo {
+                r#type: Some(v1::executor_info::Type::Custom as i32),
+                executor_id: v1::ExecutorId { value: "e1".into() },
+                framework_id: fid.clone(),
+                command: Some(v1::CommandInfo {
+                    shell: Some(false),
+                    value: Some("/proc/self/exe".into()),
+                    arguments: vec!["executor".into()],
+                    environment: Some(v1::Environment {
+                        variables: vec![v1::environment::Variable {
+                            name: "SPATE_SECRET".into(),
+                            value: Some(secret.to_hex()),
+                            ..Default::default()
+                        }],
+                    }),
+                    ..Default::default()
+                }),
+                resources: vec![carve("cpus", 0.1), carve("mem", 32.0)],
+                ..Default::default()
+            };
+            let task = v1::TaskInfo {
+                name: "t".into(),
+                task_id: v1::TaskId { value: "t1".into() },
+                agent_id: o.agent_id.clone(),
+                resources: vec![carve("cpus", 1.0), carve("mem", 128.0)],
+                executor: Some(executor),
+                data: Some(data.clone()),
+                ..Default::default()
+            };
+            let accept = Call {
+                framework_id: fid.clone(),
+                r#type: Some(call::Type::Accept as i32),
+                accept: Some(call::Accept {
+                    offer_ids: vec![o.id.clone()],
+                    operations: vec![v1::offer::Operation {
+                        r#type: Some(v1::offer::operation::Type::Launch as i32),
+                        launch: Some(v1::offer::operation::Launch {
+                            task_infos: vec![task],
+                        }),
+                        ..Default::default()
+                    }],
+                    filters: None,
+                }),
+                ..Default::default()
+            };
+            post(
+                &mut ep,
+                Bytes::from(accept.encode_to_vec()),
+                sid.as_deref(),
+                None,
+                Retry::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            launched = true;
+            let _ = event::Type::Update; // updates arrive and are never acknowledged
+        }
+        let teardown = Call {
+            framework_id: fid,
+            r#type: Some(call::Type::Teardown as i32),
+            ..Default::default()
+        };
+        let _ = post(
+            &mut ep,
+            Bytes::from(teardown.encode_to_vec()),
+            sid.as_deref(),
+            None,
+            Retry::default(),
+        )
+        .await;
+        Ok(false)
+    })?;
+    if !caught {
+        return Err(format!(
+            "the double did not catch the missing acknowledgements: {:?}",
+            fake.log(|l| l.violations.clone())
+        ));
+    }
+    Ok(())
+}
