@@ -438,6 +438,22 @@ impl FakeMesos {
         }
     }
 
+    /// Send the framework an ERROR event (e.g. "Framework failed over") and close its
+    /// stream, as the master does when another scheduler takes the framework over.
+    pub fn send_error(&self, message: &str) {
+        let mut g = self.inner.lock().expect("lock");
+        g.send(SEvent {
+            error: Some(sevent::Error {
+                message: message.into(),
+            }),
+            ..sevent(sevent::Type::Error)
+        });
+        if let Some(f) = g.framework.as_mut() {
+            f.tx = None;
+            f.stream_id = None;
+        }
+    }
+
     /// Whether the framework was torn down.
     pub fn torn_down(&self) -> bool {
         self.inner

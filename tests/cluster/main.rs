@@ -55,6 +55,14 @@ fn main() {
             mesos_cases::dropped_subscription,
         ),
         (
+            "mesos_error_event_fails_jobs",
+            mesos_cases::error_event_fails_jobs,
+        ),
+        (
+            "mesos_ctrl_c_tears_the_framework_down",
+            mesos_cases::ctrl_c_tears_the_framework_down,
+        ),
+        (
             "mesos_non_acknowledging_framework_is_caught",
             mesos_cases::non_acknowledging_framework_is_caught,
         ),

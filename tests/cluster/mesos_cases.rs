@@ -347,3 +347,78 @@ pub fn non_acknowledging_framework_is_caught(
     }
     Ok(())
 }
+
+/// An ERROR event (here "Framework failed over") fails the running job with its message
+/// at once, and later jobs too, instead of hanging.
+pub fn error_event_fails_jobs(_cluster: &Context, _local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-error"));
+    let ctx = mesos_context(&fake)?;
+    let started = Instant::now();
+    let err = match disturbed_job(&fake, &ctx, "error", 60_000, |_| {
+        fake.send_error("Framework failed over")
+    }) {
+        Ok(_) => return Err("the job succeeded after ERROR".into()),
+        Err(e) => e,
+    };
+    if !err.contains("Framework failed over") {
+        return Err(format!(
+            "job error does not carry the master's message: {err}"
+        ));
+    }
+    if started.elapsed() > Duration::from_secs(30) {
+        return Err("the job waited for the stalled task instead of failing".into());
+    }
+    let later = ctx.range(0, 10, 2).count();
+    match later {
+        Err(e) if e.to_string().contains("Framework failed over") => {}
+        other => return Err(format!("a later job: {other:?}")),
+    }
+    drop(ctx);
+    no_violations(&fake)
+}
+
+/// Ctrl-C on a driver running on Mesos tears the framework down: the process exits with
+/// 130 and no executor is left behind.
+pub fn ctrl_c_tears_the_framework_down(_cluster: &Context, _local: &Context) -> Result<(), String> {
+    // target/<profile>/deps/cluster-<hash> → target/<profile>/examples/wordcount
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples").join("wordcount"))
+        .filter(|b| b.exists())
+        .ok_or("the wordcount example is not built (cargo test builds it)")?;
+    let fake = FakeMesos::start(&AGENTS[..1], temp_dir("mesos-ctrl-c"));
+    let child = std::process::Command::new(bin)
+        .args(["--master", &format!("mesos://{}", fake.master)])
+        .env("SPATE_TASK_MEM_MB", "256")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let running = wait_for("the example's tasks to run", 60, || {
+        fake.live_executors() > 0
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let child = std::sync::Mutex::new(child);
+    let exited = wait_for("the driver to exit", 20, || {
+        matches!(child.lock().map(|mut c| c.try_wait()), Ok(Ok(Some(_))))
+    });
+    let mut child = child.into_inner().map_err(|e| e.to_string())?;
+    if exited.is_err() {
+        let _ = child.kill();
+    }
+    running?;
+    sent.map_err(|e| e.to_string())?;
+    exited?;
+    let code = child.wait().map_err(|e| e.to_string())?.code();
+    check("exit code after Ctrl-C", code, Some(130))?;
+    if !fake.torn_down() {
+        return Err("no TEARDOWN after Ctrl-C".into());
+    }
+    wait_for("executors to exit", 15, || fake.live_executors() == 0)?;
+    no_violations(&fake)
+}
