@@ -59,6 +59,11 @@ fn main() {
             mesos_cases::error_event_fails_jobs,
         ),
         (
+            "mesos_pre_deployed_executor_is_not_fetched",
+            mesos_cases::pre_deployed_executor,
+        ),
+        ("mesos_bench_wordcount", mesos_cases::bench_wordcount),
+        (
             "mesos_ctrl_c_tears_the_framework_down",
             mesos_cases::ctrl_c_tears_the_framework_down,
         ),

@@ -73,6 +73,8 @@ pub fn jobs_equal_local(_cluster: &Context, local: &Context) -> Result<(), Strin
     crate::word_count_equals_local(&ctx, local)?;
     crate::join_equals_local(&ctx, local)?;
     crate::pagerank_equals_local(&ctx, local)?;
+    crate::sort_by_key_equals_local(&ctx, local)?;
+    crate::large_results_travel_by_url(&ctx, local)?;
     no_violations(&fake)?;
     let (started, fetched, launched) =
         fake.log(|l| (l.executors_started, l.fetches, l.tasks_launched));
@@ -420,5 +422,64 @@ pub fn ctrl_c_tears_the_framework_down(_cluster: &Context, _local: &Context) -> 
         return Err("no TEARDOWN after Ctrl-C".into());
     }
     wait_for("executors to exit", 15, || fake.live_executors() == 0)?;
+    no_violations(&fake)
+}
+
+/// A pre-deployed executor (an absolute path on every agent) is started in place: the
+/// agents fetch nothing.
+pub fn pre_deployed_executor(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-predeployed"));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ctx = Context::builder()
+        .master(format!("mesos://{}", fake.master))
+        .mesos(MesosOptions {
+            task_mem_mb: Some(256.0),
+            executor_uri: Some(exe.to_string_lossy().into_owned()),
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    crate::join_equals_local(&ctx, local)?;
+    check("binaries fetched", fake.log(|l| l.fetches), 0)?;
+    if fake.log(|l| l.executors_started) == 0 {
+        return Err("no executor started".into());
+    }
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// Figures, not a check: with `SPATE_BENCH_CORPUS=FILE` (e.g. a corpus from
+/// `../shared/bench`), word count of FILE in local-cluster[2] and over `mesos://` with two
+/// one-task agents of the double, three rounds each; prints the times. Skipped otherwise.
+pub fn bench_wordcount(cluster: &Context, _local: &Context) -> Result<(), String> {
+    let Ok(path) = std::env::var("SPATE_BENCH_CORPUS") else {
+        println!("(SPATE_BENCH_CORPUS not set: nothing measured)");
+        return Ok(());
+    };
+    let one_task = AgentSpec {
+        cpus: 1.1,
+        mem: 2048.0,
+    };
+    let fake = FakeMesos::start(&[one_task, one_task], temp_dir("mesos-bench"));
+    let mesos = mesos_context(&fake)?;
+    let path = std::path::PathBuf::from(path);
+    let mut want = None;
+    for (name, ctx) in [
+        ("local-cluster[2]", cluster),
+        ("mesos (2 agents x 1 task)", &mesos),
+    ] {
+        for round in 0..3 {
+            let t = Instant::now();
+            let got = crate::word_counts(ctx, &path).map_err(|e| e.to_string())?;
+            println!("{name} round {round}: {:.2} s", t.elapsed().as_secs_f64());
+            match &want {
+                None => want = Some(got),
+                Some(w) => check("same counts", &got, w)?,
+            }
+        }
+    }
+    let (tasks, started) = fake.log(|l| (l.tasks_launched, l.executors_started));
+    println!("mesos: {tasks} tasks launched on {started} executors");
+    teardown(&fake, mesos)?;
     no_violations(&fake)
 }
