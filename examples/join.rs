@@ -23,12 +23,9 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let mut files = Vec::new();
     let (mut left_key, mut right_key, mut sep) = (0usize, 0usize, ',');
-    let mut args = std::env::args().skip(1);
+    let mut args = spate::args().into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--master" => {
-                args.next();
-            }
             "--left-key" => left_key = args.next().context("--left-key needs a value")?.parse()?,
             "--right-key" => {
                 right_key = args.next().context("--right-key needs a value")?.parse()?
@@ -39,7 +36,6 @@ fn main() -> anyhow::Result<()> {
                     .and_then(|s| s.chars().next())
                     .context("--sep needs a character")?
             }
-            s if s.starts_with("--master=") => {}
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             _ => files.push(a),
         }

@@ -19,19 +19,15 @@ fn main() -> anyhow::Result<()> {
     let mut file = None;
     let mut iterations = 10usize;
     let mut partitions = ctx.default_parallelism();
-    let mut args = std::env::args().skip(1);
+    let mut args = spate::args().into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--master" => {
-                args.next();
-            }
             "--iterations" => {
                 iterations = args.next().context("--iterations needs a value")?.parse()?
             }
             "--partitions" => {
                 partitions = args.next().context("--partitions needs a value")?.parse()?
             }
-            s if s.starts_with("--master=") => {}
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             _ => file = Some(a),
         }

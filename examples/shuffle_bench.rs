@@ -17,12 +17,9 @@ fn main() -> anyhow::Result<()> {
     let ctx = Context::new()?;
     common::init_logging();
     let (mut pairs, mut value_bytes, mut partitions) = (10_000_000i64, 92usize, 16usize);
-    let mut args = std::env::args().skip(1);
+    let mut args = spate::args().into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--master" => {
-                args.next();
-            }
             "--pairs" => pairs = args.next().context("--pairs needs a value")?.parse()?,
             "--value-bytes" => {
                 value_bytes = args
@@ -33,7 +30,6 @@ fn main() -> anyhow::Result<()> {
             "--partitions" => {
                 partitions = args.next().context("--partitions needs a value")?.parse()?
             }
-            s if s.starts_with("--master=") => {}
             s => bail!("unknown argument {s}"),
         }
     }

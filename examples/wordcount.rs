@@ -27,12 +27,9 @@ fn parse_args() -> anyhow::Result<Args> {
         partitions: None,
         top: 10,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = spate::args().into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--master" => {
-                it.next(); // read by Context::new()
-            }
             "--partitions" => {
                 let v = it.next().context("--partitions needs a value")?;
                 args.partitions = Some(
@@ -46,7 +43,6 @@ fn parse_args() -> anyhow::Result<Args> {
                     .parse()
                     .with_context(|| format!("--top {v:?} is not a number"))?;
             }
-            s if s.starts_with("--master=") => {}
             s if s.starts_with("--") => bail!(
                 "unknown flag {s}; usage: wordcount [FILES..] [--master M] [--partitions N] [--top K]"
             ),

@@ -10,7 +10,8 @@ use spate_scheduler::backend::local_cluster::{
     DEFAULT_HEARTBEAT_TIMEOUT, LocalClusterBackend, LocalClusterConfig,
 };
 use spate_scheduler::backend::mesos::framework::{MesosBackend, MesosConfig};
-use spate_scheduler::{LocalBackend, Scheduler};
+use spate_scheduler::listener::{EventLog, Listener};
+use spate_scheduler::{LocalBackend, Scheduler, SchedulerBackend};
 use spate_shuffle::MemoryShuffleStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub struct ContextBuilder {
     heartbeat_timeout: Option<std::time::Duration>,
     spill_bytes: Option<usize>,
     mesos: Option<MesosOptions>,
+    event_log: Option<std::path::PathBuf>,
 }
 
 /// Framework settings for `mesos://HOST:PORT`. Unset fields come from the environment
@@ -150,6 +152,30 @@ impl ContextBuilder {
         self
     }
 
+    /// Take every engine setting not set explicitly from the program's arguments
+    /// ([`EngineFlags`]), else from the environment (`SPATE_MASTER`, `SPATE_EVENT_LOG`).
+    pub fn from_env(mut self) -> Self {
+        let (flags, _) = split_engine_flags(std::env::args().skip(1));
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if self.master.is_none() {
+            self.master = flags.master.or_else(|| var(MASTER_ENV));
+        }
+        if self.event_log.is_none() {
+            self.event_log = flags
+                .event_log
+                .or_else(|| var("SPATE_EVENT_LOG"))
+                .map(Into::into);
+        }
+        self
+    }
+
+    /// Append every job, stage, task and executor event to a JSON-lines file in `dir`
+    /// (`--event-log DIR`; format in `docs/event-log.md`).
+    pub fn event_log(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.event_log = Some(dir.into());
+        self
+    }
+
     /// Take the master from `--master M` (or `--master=M`) in the program's arguments,
     /// else from `SPATE_MASTER`, unless one was set explicitly.
     pub fn master_from_env(mut self) -> Self {
@@ -224,6 +250,7 @@ impl ContextBuilder {
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
             spill_bytes: self.spill_bytes,
             mesos: self.mesos.unwrap_or_else(MesosOptions::from_env),
+            event_log: self.event_log,
         };
         Context::start(config, cluster)
     }
@@ -235,6 +262,7 @@ struct ClusterSettings {
     heartbeat_timeout: std::time::Duration,
     spill_bytes: Option<usize>,
     mesos: MesosOptions,
+    event_log: Option<std::path::PathBuf>,
 }
 
 /// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
@@ -243,18 +271,61 @@ fn self_executor_override() -> Option<std::path::PathBuf> {
     std::env::var_os("SPATE_EXECUTOR_EXE").map(Into::into)
 }
 
-/// `--master M` or `--master=M` among program arguments.
-fn master_from_args(args: impl IntoIterator<Item = String>) -> Option<String> {
+/// Flags the engine reads from a program's command line (all optional):
+/// `--master M`, `--event-log DIR`, `--ui-port N`, `--no-ui`, `--quiet`. [`crate::args`]
+/// returns the arguments without them, for the program's own parsing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineFlags {
+    /// `--master M`.
+    pub master: Option<String>,
+    /// `--event-log DIR`.
+    pub event_log: Option<String>,
+    /// `--ui-port N`.
+    pub ui_port: Option<String>,
+    /// `--no-ui`.
+    pub no_ui: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+}
+
+/// Engine flags with a value.
+const VALUE_FLAGS: [&str; 3] = ["--master", "--event-log", "--ui-port"];
+/// Engine flags without one.
+const SWITCHES: [&str; 2] = ["--no-ui", "--quiet"];
+
+/// Split `args` (without the program name) into the engine's flags and the rest.
+pub fn split_engine_flags(args: impl IntoIterator<Item = String>) -> (EngineFlags, Vec<String>) {
+    let mut flags = EngineFlags::default();
+    let mut rest = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
-        if a == "--master" {
-            return it.next();
-        }
-        if let Some(m) = a.strip_prefix("--master=") {
-            return Some(m.to_string());
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if VALUE_FLAGS.contains(&n) => (n.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        if VALUE_FLAGS.contains(&name.as_str()) {
+            let value = inline.or_else(|| it.next());
+            match name.as_str() {
+                "--master" => flags.master = value,
+                "--event-log" => flags.event_log = value,
+                _ => flags.ui_port = value,
+            }
+        } else if SWITCHES.contains(&name.as_str()) {
+            if name == "--quiet" {
+                flags.quiet = true;
+            } else {
+                flags.no_ui = true;
+            }
+        } else {
+            rest.push(a);
         }
     }
-    None
+    (flags, rest)
+}
+
+/// `--master M` or `--master=M` among program arguments.
+fn master_from_args(args: impl IntoIterator<Item = String>) -> Option<String> {
+    split_engine_flags(args).0.master
 }
 
 impl Context {
@@ -268,7 +339,7 @@ impl Context {
     /// }
     /// ```
     pub fn new() -> Result<Context> {
-        Self::builder().master_from_env().build()
+        Self::builder().from_env().build()
     }
 
     /// In a process started as an executor, run the executor and exit: user code after
@@ -310,15 +381,28 @@ impl Context {
             heartbeat_timeout: None,
             spill_bytes: None,
             mesos: None,
+            event_log: None,
         }
     }
 
     fn start(config: Config, cluster: ClusterSettings) -> Result<Context> {
+        let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
+        if let Some(dir) = &cluster.event_log {
+            let log = EventLog::create(dir, &config.app_name)?;
+            tracing::info!(path = %log.path().display(), "writing the event log");
+            listeners.push(Box::new(log));
+        }
+        let (app, master) = (config.app_name.clone(), config.master.to_string());
+        let start = move |backend: Box<dyn SchedulerBackend>,
+                          shuffle: Arc<dyn spate_core::shuffle::ShuffleService>,
+                          max_failures: u32| {
+            Scheduler::start_observed(backend, shuffle, max_failures, listeners, &app, &master)
+        };
         let scheduler = match &config.master {
             Master::Local { threads, .. } => {
                 let shuffle = Arc::new(MemoryShuffleStore::new());
                 let backend = LocalBackend::new(*threads, shuffle.clone());
-                Scheduler::start(Box::new(backend), shuffle, config.task_max_failures())?
+                start(Box::new(backend), shuffle, config.task_max_failures())?
             }
             Master::LocalCluster {
                 executors,
@@ -338,7 +422,7 @@ impl Context {
                     secret,
                 );
                 // Map outputs live on the executors; the driver keeps none.
-                Scheduler::start(
+                start(
                     Box::new(backend),
                     Arc::new(MemoryShuffleStore::new()),
                     config.task_max_failures(),
@@ -350,7 +434,7 @@ impl Context {
                 cluster.mesos.apply(&mut mesos)?;
                 mesos.exe = cluster.executor_exe;
                 mesos.spill_bytes = cluster.spill_bytes;
-                Scheduler::start(
+                start(
                     Box::new(MesosBackend::new(mesos, secret)),
                     Arc::new(MemoryShuffleStore::new()),
                     config.task_max_failures(),
@@ -457,6 +541,27 @@ impl Drop for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_flags_are_split_from_the_programs_own() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (f, rest) = split_engine_flags(args(&[
+            "in.txt",
+            "--event-log",
+            "/tmp/ev",
+            "--top",
+            "3",
+            "--quiet",
+            "--ui-port=4050",
+            "--no-ui",
+            "--master=local[2]",
+        ]));
+        assert_eq!(rest, args(&["in.txt", "--top", "3"]));
+        assert_eq!(f.event_log.as_deref(), Some("/tmp/ev"));
+        assert_eq!(f.ui_port.as_deref(), Some("4050"));
+        assert_eq!(f.master.as_deref(), Some("local[2]"));
+        assert!(f.quiet && f.no_ui);
+    }
 
     #[test]
     fn master_flag_forms() {

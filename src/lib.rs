@@ -26,11 +26,18 @@
 
 pub mod context;
 
-pub use context::{Context, ContextBuilder, MesosOptions};
+pub use context::{Context, ContextBuilder, EngineFlags, MesosOptions, split_engine_flags};
+
+/// The program's arguments (without the program name) minus the engine's flags
+/// (`--master`, `--event-log`, `--ui-port`, `--no-ui`, `--quiet`), for its own parsing.
+pub fn args() -> Vec<String> {
+    split_engine_flags(std::env::args().skip(1)).1
+}
 pub use spate_core::rdd::TextFileOptions;
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
-pub use spate_core::{config, func, partitioner, plan, protocol, rdd, ship, task, text};
+pub use spate_core::{config, func, metrics, partitioner, plan, protocol, rdd, ship, task, text};
+pub use spate_scheduler::listener;
 
 /// Everything a job usually needs: `use spate::prelude::*;`.
 pub mod prelude {

@@ -48,6 +48,10 @@ fn main() {
             "mesos_executor_runs_a_launched_task",
             mesos_executor_runs_a_launched_task,
         ),
+        (
+            "event_log_carries_executor_metrics",
+            event_log_carries_executor_metrics,
+        ),
         ("mesos_jobs_equal_local", mesos_cases::jobs_equal_local),
         ("mesos_agent_lost_mid_job", mesos_cases::agent_lost_mid_job),
         (
@@ -473,6 +477,76 @@ fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String>
         }
         Ok(_) => Err("a different build was accepted".into()),
     }
+}
+
+/// Executors measure what their tasks did: the event log of a local-cluster job has the
+/// records and the (compressed, on-disk) shuffle bytes, and the real executor names.
+fn event_log_carries_executor_metrics(_cluster: &Context, _local: &Context) -> Result<(), String> {
+    use spate::listener::{SchedulerEvent, TaskEndStatus, read_event_log};
+    let dir = temp_dir("eventlog");
+    let ctx = Context::builder()
+        .master("local-cluster[2]")
+        .event_log(&dir)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let n = ctx
+        .range(0, 20_000, 4)
+        .map(|x| (x % 500, x))
+        .group_by_key_n(2)
+        .count()
+        .map_err(|e| e.to_string())?;
+    check("groups", n, 500)?;
+    drop(ctx);
+    let file = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no event log")?
+        .map_err(|e| e.to_string())?
+        .path();
+    let events = read_event_log(&file).map_err(|e| e.to_string())?;
+    let mut total = spate::metrics::TaskMetrics::default();
+    let mut executors = std::collections::BTreeSet::new();
+    for e in &events {
+        if let SchedulerEvent::TaskEnd {
+            status: TaskEndStatus::Success,
+            metrics,
+            executor,
+            ..
+        } = e
+        {
+            total.add(metrics);
+            executors.insert(executor.clone());
+        }
+    }
+    check("input records", total.input_records, 20_000)?;
+    // group_by_key combines on the map side: one record per key per map task
+    check(
+        "shuffle records written",
+        total.shuffle_write_records,
+        2_000,
+    )?;
+    check("shuffle records read", total.shuffle_read_records, 2_000)?;
+    if total.shuffle_write_bytes == 0 || total.shuffle_read_bytes == 0 || total.result_bytes == 0 {
+        return Err(format!("byte counters missing: {total:?}"));
+    }
+    check(
+        "executors",
+        executors.into_iter().collect::<Vec<_>>(),
+        vec!["exec-0".to_string(), "exec-1".to_string()],
+    )?;
+    let added = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SchedulerEvent::ExecutorAdded {
+                    address: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    check("executors added with an address", added, 2)
 }
 
 mod fake_agent;

@@ -17,7 +17,7 @@ pub fn ctx() -> &'static Context {
 }
 
 /// A fresh temp directory removed on drop.
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {

@@ -2,6 +2,7 @@
 
 mod errors;
 mod fixtures;
+mod observe;
 mod plan;
 mod props;
 mod scheduler;

@@ -6,6 +6,7 @@
 //! - [`data`]: the bounds on element and key types.
 //! - [`partitioner`], [`aggregator`]: where keys go and how values combine.
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
+//! - [`metrics`]: per-task counters (records and bytes read and written, run time).
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
 //! - [`protocol`]: driver ↔ executor messages and their framing.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod func;
+pub mod metrics;
 pub mod partitioner;
 pub mod plan;
 pub mod protocol;

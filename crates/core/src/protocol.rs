@@ -134,6 +134,8 @@ pub struct TaskStatus {
     pub task: u64,
     /// New state.
     pub state: TaskState,
+    /// What the task did (with terminal states).
+    pub metrics: crate::metrics::TaskMetrics,
 }
 
 /// What a spate executor under Mesos puts in `TaskStatus.data`: the task's state (as in
@@ -147,6 +149,8 @@ pub struct StatusData {
     pub block_server: String,
     /// The task's state.
     pub state: TaskState,
+    /// What the task did (with terminal states).
+    pub metrics: crate::metrics::TaskMetrics,
 }
 
 /// Encode one frame.
@@ -200,6 +204,7 @@ mod tests {
         ToDriver::Status(TaskStatus {
             task,
             state: TaskState::Finished(TaskResult::Inline(vec![task as u8; task as usize])),
+            metrics: crate::metrics::TaskMetrics::default(),
         })
     }
 

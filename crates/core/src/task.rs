@@ -195,12 +195,20 @@ fn install_panic_hook() {
     });
 }
 
-/// Run a task, catching every failure and classifying it.
+/// Run a task, catching every failure and classifying it. Its metrics are
+/// [`crate::metrics::current`] on this thread afterwards.
 pub fn run_task(kind: &TaskKind, tc: &TaskContext) -> Result<TaskOutput, TaskFailure> {
     guarded(|| match kind {
-        TaskKind::ShuffleMap(dep) => dep.run_map_task(tc.partition, tc).map(TaskOutput::Map),
+        TaskKind::ShuffleMap(dep) => map_task(&**dep, tc).map(TaskOutput::Map),
         TaskKind::Result(job) => Ok(TaskOutput::Result(job.run(tc.partition, tc))),
     })
+}
+
+fn map_task(dep: &dyn ShuffleDependency, tc: &TaskContext) -> Result<MapStatus, Error> {
+    let status = dep.run_map_task(tc.partition, tc)?;
+    let written: u64 = status.records.iter().sum();
+    crate::metrics::record(|m| m.shuffle_write_records += written);
+    Ok(status)
 }
 
 /// What a task produces in an executor process: results are bytes for the trip back.
@@ -214,17 +222,25 @@ pub enum EncodedOutput {
 /// [`run_task`] for executors: the result of a result task comes back encoded.
 pub fn run_task_encoded(kind: &TaskKind, tc: &TaskContext) -> Result<EncodedOutput, TaskFailure> {
     guarded(|| match kind {
-        TaskKind::ShuffleMap(dep) => dep.run_map_task(tc.partition, tc).map(EncodedOutput::Map),
-        TaskKind::Result(job) => job.run_encoded(tc.partition, tc).map(EncodedOutput::Result),
+        TaskKind::ShuffleMap(dep) => map_task(&**dep, tc).map(EncodedOutput::Map),
+        TaskKind::Result(job) => job.run_encoded(tc.partition, tc).map(|bytes| {
+            let n = bytes.len() as u64;
+            crate::metrics::record(|m| m.result_bytes += n);
+            EncodedOutput::Result(bytes)
+        }),
     })
 }
 
 /// The task boundary: run `f`, turning panics and engine errors into [`TaskFailure`]s.
 fn guarded<O>(f: impl FnOnce() -> Result<O, Error>) -> Result<O, TaskFailure> {
     install_panic_hook();
+    crate::metrics::reset();
+    let started = std::time::Instant::now();
     let was = IN_TASK.with(|t| t.replace(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     IN_TASK.with(|t| t.set(was));
+    let ms = started.elapsed().as_millis() as u64;
+    crate::metrics::record(|m| m.run_ms = ms);
     match outcome {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(classify(e)),

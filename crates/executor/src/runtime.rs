@@ -111,8 +111,12 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             spill_bytes: config.spill_bytes,
             bind: "127.0.0.1".into(),
         },
-        Arc::new(move |task, state| {
-            let _ = sink_tx.send(ToDriver::Status(TaskStatus { task, state }));
+        Arc::new(move |task, state, metrics| {
+            let _ = sink_tx.send(ToDriver::Status(TaskStatus {
+                task,
+                state,
+                metrics,
+            }));
         }),
     )?;
     let rt = core.runtime();

@@ -24,7 +24,10 @@
 //! needs the stage with the first real cause.
 
 use crate::backend::{SchedulerBackend, TaskLaunch};
-use crate::event::{Event, JobMessage, TaskId};
+use crate::event::{Event, JobMessage, TaskId, TaskReport};
+use crate::listener::{
+    ListenerBus, SchedulerEvent, StageInfo, StageKind as ListenerStageKind, TaskEndStatus, now_ms,
+};
 use crossbeam_channel::{Receiver, Sender};
 use spate_core::error::Error;
 use spate_core::plan::plan_stages;
@@ -101,6 +104,8 @@ struct RunningTask {
     stage: StageId,
     stage_attempt: u32,
     unit: usize,
+    partition: usize,
+    attempt: u32,
     executor: String,
 }
 
@@ -132,6 +137,7 @@ pub(crate) struct DagScheduler {
     running: HashMap<TaskId, RunningTask>,
     executors: BTreeMap<String, ExecutorSlots>,
     failures: HashMap<(StageId, usize), UnitFailures>,
+    bus: ListenerBus,
 }
 
 impl DagScheduler {
@@ -139,6 +145,7 @@ impl DagScheduler {
         backend: Box<dyn SchedulerBackend>,
         shuffle: Arc<dyn ShuffleService>,
         max_failures: u32,
+        bus: ListenerBus,
     ) -> Self {
         DagScheduler {
             backend,
@@ -155,6 +162,13 @@ impl DagScheduler {
             running: HashMap::new(),
             executors: BTreeMap::new(),
             failures: HashMap::new(),
+            bus,
+        }
+    }
+
+    fn post(&self, event: impl FnOnce() -> SchedulerEvent) {
+        if self.bus.active() {
+            self.bus.post(event());
         }
     }
 
@@ -167,13 +181,44 @@ impl DagScheduler {
                     partitions,
                     reply,
                 } => self.job_submitted(job, partitions, reply),
-                Event::TaskEnded { task, result } => self.task_ended(task, result),
-                Event::ExecutorAdded { executor, cores } => {
+                Event::TaskEnded {
+                    task,
+                    result,
+                    report,
+                } => self.task_ended(task, result, report),
+                Event::ExecutorAdded {
+                    executor,
+                    cores,
+                    address,
+                } => {
                     info!(executor, cores, "executor added");
+                    self.post(|| SchedulerEvent::ExecutorAdded {
+                        time: now_ms(),
+                        executor: executor.clone(),
+                        cores,
+                        address,
+                    });
                     self.executors
                         .insert(executor, ExecutorSlots { free: cores });
                 }
-                Event::ExecutorLost { executor, reason } => self.executor_lost(&executor, &reason),
+                Event::ExecutorObserved {
+                    executor,
+                    cores,
+                    address,
+                } => self.post(|| SchedulerEvent::ExecutorAdded {
+                    time: now_ms(),
+                    executor,
+                    cores,
+                    address,
+                }),
+                Event::ExecutorLost { executor, reason } => {
+                    self.post(|| SchedulerEvent::ExecutorRemoved {
+                        time: now_ms(),
+                        executor: executor.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.executor_lost(&executor, &reason)
+                }
                 Event::BackendFailed { reason } => {
                     warn!("backend failed: {reason}");
                     let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
@@ -196,6 +241,8 @@ impl DagScheduler {
             )));
         }
         self.backend.stop();
+        self.post(|| SchedulerEvent::ApplicationEnd { time: now_ms() });
+        self.bus.stop();
     }
 
     fn job_submitted(
@@ -258,6 +305,29 @@ impl DagScheduler {
             stage_ids.push(id);
         }
         span.in_scope(|| info!(stages = stage_ids.len(), partitions = partitions.len(), rdd = %rdd.meta(), "job submitted"));
+        self.post(|| SchedulerEvent::JobStart {
+            time: now_ms(),
+            job: job_id,
+            rdd: rdd.meta().to_string(),
+            partitions: partitions.len(),
+            stages: stage_ids
+                .iter()
+                .filter_map(|id| self.stages.get(id).map(|s| (id, s)))
+                .map(|(id, s)| StageInfo {
+                    stage: *id,
+                    name: s.rdd.meta().to_string(),
+                    kind: match s.kind {
+                        StageKind::ShuffleMap { .. } => ListenerStageKind::ShuffleMap,
+                        StageKind::Result { .. } => ListenerStageKind::Result,
+                    },
+                    tasks: match &s.kind {
+                        StageKind::ShuffleMap { outputs, .. } => outputs.len(),
+                        StageKind::Result { .. } => partitions.len(),
+                    },
+                    parents: s.parents.clone(),
+                })
+                .collect(),
+        });
         let n = partitions.len();
         self.jobs.insert(
             job_id,
@@ -360,6 +430,13 @@ impl DagScheduler {
         stage
             .span
             .in_scope(|| info!(tasks = units.len(), attempt, "stage submitted"));
+        let tasks = units.len();
+        self.post(|| SchedulerEvent::StageSubmitted {
+            time: now_ms(),
+            stage: id,
+            attempt,
+            tasks,
+        });
         for u in units {
             self.queue.push_back((id, attempt, u));
         }
@@ -370,6 +447,13 @@ impl DagScheduler {
             stage.state = StageState::Idle;
             stage.fetch_failures = 0;
             stage.span.in_scope(|| info!("stage finished"));
+            let attempt = stage.attempt;
+            self.post(|| SchedulerEvent::StageCompleted {
+                time: now_ms(),
+                stage: id,
+                attempt,
+                failure: None,
+            });
         }
         let ready: Vec<StageId> = self
             .waiting
@@ -438,9 +522,20 @@ impl DagScheduler {
                     stage: stage_id,
                     stage_attempt: attempt,
                     unit,
+                    partition,
+                    attempt: task_attempt,
                     executor: executor.clone(),
                 },
             );
+            self.post(|| SchedulerEvent::TaskStart {
+                time: now_ms(),
+                task: id,
+                stage: stage_id,
+                stage_attempt: attempt,
+                partition,
+                attempt: task_attempt,
+                executor: executor.clone(),
+            });
             debug!(
                 task = id,
                 stage = stage_id,
@@ -484,10 +579,34 @@ impl DagScheduler {
             .collect()
     }
 
-    fn task_ended(&mut self, task: TaskId, result: Result<TaskOutput, TaskFailure>) {
+    fn task_ended(
+        &mut self,
+        task: TaskId,
+        result: Result<TaskOutput, TaskFailure>,
+        report: TaskReport,
+    ) {
         let Some(rt) = self.running.remove(&task) else {
             return;
         };
+        self.post(|| SchedulerEvent::TaskEnd {
+            time: now_ms(),
+            task,
+            stage: rt.stage,
+            stage_attempt: rt.stage_attempt,
+            partition: rt.partition,
+            attempt: rt.attempt,
+            executor: report
+                .executor
+                .clone()
+                .unwrap_or_else(|| rt.executor.clone()),
+            status: match &result {
+                Ok(_) => TaskEndStatus::Success,
+                Err(TaskFailure::FetchFailed { .. }) => TaskEndStatus::FetchFailed,
+                Err(_) => TaskEndStatus::Failed,
+            },
+            error: result.as_ref().err().map(TaskFailure::message),
+            metrics: report.metrics,
+        });
         if let Some(e) = self.executors.get_mut(&rt.executor) {
             e.free += 1;
         }
@@ -606,6 +725,16 @@ impl DagScheduler {
         stage
             .span
             .in_scope(|| warn!(shuffle, map, "fetch failed: {message}"));
+        let (stage_id, attempt) = (rt.stage, stage.attempt);
+        self.post(|| SchedulerEvent::StageCompleted {
+            time: now_ms(),
+            stage: stage_id,
+            attempt,
+            failure: Some(format!("fetch failed: {message}")),
+        });
+        let Some(stage) = self.stages.get_mut(&rt.stage) else {
+            return;
+        };
         stage.fetch_failures += 1;
         let failures = stage.fetch_failures;
         // A new attempt: reports still in flight from this one become stale.
@@ -669,6 +798,13 @@ impl DagScheduler {
         };
         let rdd = stage.rdd.meta().to_string();
         let jobs: Vec<JobId> = stage.jobs.iter().copied().collect();
+        let stage_attempt = stage.attempt;
+        self.post(|| SchedulerEvent::StageCompleted {
+            time: now_ms(),
+            stage: stage_id,
+            attempt: stage_attempt,
+            failure: Some(message.clone()),
+        });
         for job in jobs {
             let err = Error::JobFailed {
                 job,
@@ -688,6 +824,23 @@ impl DagScheduler {
             return;
         };
         let elapsed = job.started.elapsed();
+        if error.is_none()
+            && let Some(s) = self.stages.get(&job.result_stage)
+        {
+            let attempt = s.attempt;
+            self.post(|| SchedulerEvent::StageCompleted {
+                time: now_ms(),
+                stage: job.result_stage,
+                attempt,
+                failure: None,
+            });
+        }
+        self.post(|| SchedulerEvent::JobEnd {
+            time: now_ms(),
+            job: job_id,
+            succeeded: error.is_none(),
+            error: error.as_ref().map(ToString::to_string),
+        });
         match error {
             None => {
                 job.span

@@ -2,12 +2,22 @@
 
 use crossbeam_channel::Sender;
 use spate_core::error::Error;
+use spate_core::metrics::TaskMetrics;
 use spate_core::ship::SerArc;
 use spate_core::task::{ResultJob, TaskFailure, TaskOutput};
 use std::any::Any;
 
 /// Task ids are unique within a scheduler.
 pub type TaskId = u64;
+
+/// What a backend knows about an ended task besides its outcome.
+#[derive(Clone, Debug, Default)]
+pub struct TaskReport {
+    /// The task's counters.
+    pub metrics: TaskMetrics,
+    /// The executor that ran it, when the backend chose it (Mesos places tasks itself).
+    pub executor: Option<String>,
+}
 
 /// Everything that changes scheduling state arrives as one of these.
 pub(crate) enum Event {
@@ -21,9 +31,21 @@ pub(crate) enum Event {
     TaskEnded {
         task: TaskId,
         result: Result<TaskOutput, TaskFailure>,
+        report: TaskReport,
     },
     /// A backend has an executor with free cores.
-    ExecutorAdded { executor: String, cores: usize },
+    ExecutorAdded {
+        executor: String,
+        cores: usize,
+        address: Option<String>,
+    },
+    /// A backend that places tasks itself (Mesos) heard from one of its executors: shown
+    /// to listeners, no effect on scheduling.
+    ExecutorObserved {
+        executor: String,
+        cores: usize,
+        address: Option<String>,
+    },
     /// A backend lost an executor: its tasks and map outputs are gone.
     ExecutorLost { executor: String, reason: String },
     /// A backend can run nothing any more (e.g. every executor is gone and none can be
@@ -53,17 +75,46 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// A task ended.
+    /// A task ended (nothing known about what it did: it never ran, or ran elsewhere).
     pub fn task_ended(&self, task: TaskId, result: Result<TaskOutput, TaskFailure>) {
+        self.task_ended_with(task, result, TaskReport::default());
+    }
+
+    /// A task ended, with its metrics and where it ran.
+    pub fn task_ended_with(
+        &self,
+        task: TaskId,
+        result: Result<TaskOutput, TaskFailure>,
+        report: TaskReport,
+    ) {
         // A closed channel means the scheduler stopped; the result has no one to go to.
-        let _ = self.tx.send(Event::TaskEnded { task, result });
+        let _ = self.tx.send(Event::TaskEnded {
+            task,
+            result,
+            report,
+        });
     }
 
     /// An executor registered with `cores` cores.
     pub fn executor_added(&self, executor: &str, cores: usize) {
+        self.executor_added_at(executor, cores, None);
+    }
+
+    /// An executor registered with `cores` cores, its block server at `address`.
+    pub fn executor_added_at(&self, executor: &str, cores: usize, address: Option<&str>) {
         let _ = self.tx.send(Event::ExecutorAdded {
             executor: executor.to_string(),
             cores,
+            address: address.map(str::to_string),
+        });
+    }
+
+    /// An executor the backend placed tasks on itself was first heard from (for observers).
+    pub fn executor_observed(&self, executor: &str, cores: usize, address: Option<&str>) {
+        let _ = self.tx.send(Event::ExecutorObserved {
+            executor: executor.to_string(),
+            cores,
+            address: address.map(str::to_string),
         });
     }
 

@@ -3,6 +3,7 @@
 use crate::backend::SchedulerBackend;
 use crate::dag::DagScheduler;
 use crate::event::{Event, EventSink, JobMessage};
+use crate::listener::{Listener, ListenerBus, SchedulerEvent, now_ms};
 use crossbeam_channel::{Sender, unbounded};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{JobRunner, RddId, ShuffleId};
@@ -27,14 +28,33 @@ pub struct Scheduler {
 impl Scheduler {
     /// Start `backend` and the event loop.
     pub fn start(
-        mut backend: Box<dyn SchedulerBackend>,
+        backend: Box<dyn SchedulerBackend>,
         shuffle: Arc<dyn ShuffleService>,
         max_failures: u32,
     ) -> Result<Arc<Scheduler>> {
+        Self::start_observed(backend, shuffle, max_failures, Vec::new(), "spate", "")
+    }
+
+    /// [`Scheduler::start`], telling `listeners` what happens to application `app` on
+    /// `master` (an application start, then jobs, stages, tasks and executors).
+    pub fn start_observed(
+        mut backend: Box<dyn SchedulerBackend>,
+        shuffle: Arc<dyn ShuffleService>,
+        max_failures: u32,
+        listeners: Vec<Box<dyn Listener>>,
+        app: &str,
+        master: &str,
+    ) -> Result<Arc<Scheduler>> {
+        let bus = ListenerBus::start(listeners);
+        bus.post(SchedulerEvent::ApplicationStart {
+            time: now_ms(),
+            app: app.to_string(),
+            master: master.to_string(),
+        });
         let (tx, rx) = unbounded();
         backend.start(EventSink { tx: tx.clone() })?;
         let parallelism = backend.default_parallelism();
-        let dag = DagScheduler::new(backend, shuffle, max_failures);
+        let dag = DagScheduler::new(backend, shuffle, max_failures, bus);
         let thread = std::thread::Builder::new()
             .name("spate-dag-scheduler".into())
             .spawn(move || dag.run(rx))

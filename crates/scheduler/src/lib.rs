@@ -6,6 +6,8 @@
 //! - [`event`]: the events and the sink backends report through.
 //! - [`backend`]: the [`backend::SchedulerBackend`] trait, the one deployment seam, with
 //!   the local thread-pool backend.
+//! - [`listener`]: events for observers ([`listener::SchedulerEvent`]), the bus that
+//!   delivers them off the scheduler's thread, and the JSON-lines event log.
 //! - [`handle`]: [`handle::Scheduler`], the driver-side handle that implements
 //!   `spate_core::JobRunner` (run a job, wait for its results).
 
@@ -13,6 +15,7 @@ pub mod backend;
 pub mod dag;
 pub mod event;
 pub mod handle;
+pub mod listener;
 
 pub use backend::SchedulerBackend;
 pub use backend::local::LocalBackend;

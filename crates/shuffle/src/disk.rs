@@ -167,6 +167,7 @@ impl DiskWriter<'_> {
         }
         out.flush()
             .map_err(|e| Error::io("writing", path.clone(), e))?;
+        spate_core::metrics::record(|m| m.shuffle_write_bytes += offset);
         self.spills.push(Spill { path, frames });
         Ok(())
     }

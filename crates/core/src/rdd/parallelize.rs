@@ -32,6 +32,7 @@ impl<T: Data> RddNode<T> for ParallelCollection<T> {
     fn compute(self: Arc<Self>, split: usize, _tc: &TaskContext) -> PartIter<T> {
         // Clone per computation: a partition may be computed again (retry, later job).
         let n = self.slices.get(split).map_or(0, Vec::len);
+        crate::metrics::record(|m| m.input_records += n as u64);
         PartIter::new((0..n).map(move |i| self.slices[split][i].clone()))
     }
 }

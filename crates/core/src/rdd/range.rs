@@ -37,6 +37,7 @@ impl RddBase for RangeNode {
 impl RddNode<i64> for RangeNode {
     fn compute(self: Arc<Self>, split: usize, _tc: &TaskContext) -> PartIter<i64> {
         let (a, b) = self.bounds(split);
+        crate::metrics::record(|m| m.input_records += (b - a).max(0) as u64);
         PartIter::new(a..b)
     }
 }

@@ -222,9 +222,20 @@ impl<R: Data> Iterator for BlockIter<R> {
                 Current::None => {}
             }
             self.current = match self.blocks.next()? {
-                Block::Object(b) => Current::Object(b, 0),
+                Block::Object(b) => {
+                    let n = b.records() as u64;
+                    crate::metrics::record(|m| m.shuffle_read_records += n);
+                    Current::Object(b, 0)
+                }
                 Block::Encoded(bytes) => match crate::ship::codec::from_slice::<Vec<R>>(&bytes) {
-                    Ok(v) => Current::Owned(v.into_iter()),
+                    Ok(v) => {
+                        let (n, len) = (v.len() as u64, bytes.len() as u64);
+                        crate::metrics::record(|m| {
+                            m.shuffle_read_records += n;
+                            m.shuffle_read_bytes += len;
+                        });
+                        Current::Owned(v.into_iter())
+                    }
                     Err(e) => raise(Error::Other(format!(
                         "decoding shuffle {} block for reduce partition {}: {e}",
                         self.shuffle, self.reduce

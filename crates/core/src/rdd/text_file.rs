@@ -224,6 +224,19 @@ struct LineReader {
     end: u64,
     buf: Vec<u8>,
     done: bool,
+    /// For the task's metrics: lines returned, and where this split's reading began.
+    lines: u64,
+    first: u64,
+}
+
+impl Drop for LineReader {
+    fn drop(&mut self) {
+        let (lines, bytes) = (self.lines, self.pos.saturating_sub(self.first));
+        crate::metrics::record(|m| {
+            m.input_records += lines;
+            m.input_bytes += bytes;
+        });
+    }
 }
 
 impl LineReader {
@@ -247,6 +260,8 @@ impl LineReader {
             end: split.end,
             buf: Vec::with_capacity(256),
             done: false,
+            lines: 0,
+            first: split.start,
         };
         if split.start > 0 {
             // The line containing `start` (or starting exactly there) belongs to the
@@ -290,7 +305,10 @@ impl Iterator for LineReader {
             line = rest;
         }
         match std::str::from_utf8(line) {
-            Ok(s) => Some(s.to_owned()),
+            Ok(s) => {
+                self.lines += 1;
+                Some(s.to_owned())
+            }
             Err(e) => raise(Error::InvalidUtf8 {
                 path: self.path.clone(),
                 offset: line_start + e.valid_up_to() as u64,

@@ -2,7 +2,7 @@
 //! directly on partition iterators; shuffle blocks stay in memory as objects.
 
 use super::{SchedulerBackend, TaskLaunch};
-use crate::event::EventSink;
+use crate::event::{EventSink, TaskReport};
 use crossbeam_channel::{Sender, unbounded};
 use spate_core::error::{Error, Result};
 use spate_core::shuffle::ShuffleService;
@@ -64,7 +64,11 @@ impl SchedulerBackend for LocalBackend {
                         };
                         let result = run_task(&launch.kind, &tc);
                         drop(launch.kind);
-                        events.task_ended(launch.id, result);
+                        let report = TaskReport {
+                            metrics: spate_core::metrics::current(),
+                            executor: None,
+                        };
+                        events.task_ended_with(launch.id, result, report);
                     }
                 })
                 .map_err(|e| Error::Other(format!("starting local task thread: {e}")))?;

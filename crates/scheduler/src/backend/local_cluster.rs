@@ -339,7 +339,11 @@ async fn serve_executor(
                         st.registered += 1;
                     }
                     let _ = outbox.send(ToExecutor::Registered);
-                    events.executor_added(&executor, cores);
+                    let address = state
+                        .lock()
+                        .ok()
+                        .and_then(|st| st.conns.get(&executor).map(|c| c.block_server.clone()));
+                    events.executor_added_at(&executor, cores, address.as_deref());
                     me = Some(executor);
                 }
                 ToDriver::Heartbeat => {}
@@ -355,7 +359,14 @@ async fn serve_executor(
                         .ok()
                         .and_then(|mut st| st.inflight.remove(&status.task));
                     let Some(kind) = kind else { continue };
-                    report_end(&events, status.task, &kind, &executor, ended);
+                    report_end(
+                        &events,
+                        status.task,
+                        &kind,
+                        &executor,
+                        ended,
+                        status.metrics,
+                    );
                 }
             }
         }

@@ -6,8 +6,9 @@ pub mod local;
 pub mod local_cluster;
 pub mod mesos;
 
-use crate::event::{EventSink, TaskId};
+use crate::event::{EventSink, TaskId, TaskReport};
 use spate_core::error::Result;
+use spate_core::metrics::TaskMetrics;
 use spate_core::protocol::{RemoteFailure, TaskResult};
 use spate_core::shuffle::MapStatus;
 use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
@@ -85,16 +86,22 @@ pub(crate) fn report_end(
     kind: &TaskKind,
     executor: &str,
     ended: std::result::Result<TaskResult, RemoteFailure>,
+    metrics: TaskMetrics,
 ) {
+    let report = TaskReport {
+        metrics,
+        executor: Some(executor.to_string()),
+    };
     match ended {
-        Ok(TaskResult::Map { records }) => events.task_ended(
+        Ok(TaskResult::Map { records }) => events.task_ended_with(
             task,
             Ok(TaskOutput::Map(MapStatus {
                 executor: executor.to_string(),
                 records,
             })),
+            report,
         ),
-        Ok(TaskResult::Inline(bytes)) => events.task_ended(task, decode(kind, &bytes)),
+        Ok(TaskResult::Inline(bytes)) => events.task_ended_with(task, decode(kind, &bytes), report),
         Ok(TaskResult::Url(url)) => {
             let (events, kind) = (events.clone(), kind.clone());
             tokio::spawn(async move {
@@ -106,9 +113,9 @@ pub(crate) fn report_end(
                         message: format!("fetching a large result from {url}: {e}"),
                     }),
                 };
-                events.task_ended(task, result);
+                events.task_ended_with(task, result, report);
             });
         }
-        Err(f) => events.task_ended(task, Err(failure(f))),
+        Err(f) => events.task_ended_with(task, Err(failure(f)), report),
     }
 }

@@ -132,6 +132,8 @@ struct Inflight {
 /// A spate executor the framework started.
 struct ExecutorEntry {
     agent: String,
+    /// Task threads it was started with.
+    threads: usize,
     /// Known from its first status update.
     block_server: Option<String>,
 }
@@ -974,10 +976,18 @@ impl Framework {
                 let info = match p.executor {
                     Some(resources) => {
                         let info = self.new_executor_info(&mut st, offer, resources);
+                        let threads = info
+                            .command
+                            .iter()
+                            .flat_map(|c| c.environment.iter().flat_map(|e| &e.variables))
+                            .find(|v| v.name == env::CORES)
+                            .and_then(|v| v.value.as_deref()?.parse().ok())
+                            .unwrap_or(1);
                         st.executors.insert(
                             info.executor_id.value.clone(),
                             ExecutorEntry {
                                 agent: agent.clone(),
+                                threads,
                                 block_server: None,
                             },
                         );
@@ -1173,6 +1183,8 @@ impl Framework {
             && d.exe_id == exe_id()
         {
             entry.block_server = Some(d.block_server.clone());
+            self.events
+                .executor_observed(e, entry.threads, Some(&d.block_server));
         }
         if !is_terminal(status.state) {
             return;
@@ -1204,12 +1216,14 @@ impl Framework {
             ),
             Some(StatusData {
                 state: TaskState::Finished(r),
+                metrics,
                 ..
-            }) => report_end(&self.events, task, &inflight.kind, executor, Ok(r)),
+            }) => report_end(&self.events, task, &inflight.kind, executor, Ok(r), metrics),
             Some(StatusData {
                 state: TaskState::Failed(f),
+                metrics,
                 ..
-            }) => report_end(&self.events, task, &inflight.kind, executor, Err(f)),
+            }) => report_end(&self.events, task, &inflight.kind, executor, Err(f), metrics),
             Some(StatusData {
                 state: TaskState::Running,
                 ..
