@@ -26,6 +26,8 @@ pub struct Context {
     scheduler: Arc<Scheduler>,
     runner: Arc<dyn JobRunner>,
     config: Config,
+    /// Dropped after the scheduler stopped, so the last state is served until then.
+    ui: Option<spate_ui::UiServer>,
 }
 
 /// Programmatic configuration of a [`Context`].
@@ -39,6 +41,9 @@ pub struct ContextBuilder {
     spill_bytes: Option<usize>,
     mesos: Option<MesosOptions>,
     event_log: Option<std::path::PathBuf>,
+    ui: Option<bool>,
+    ui_port: Option<String>,
+    progress: Option<bool>,
 }
 
 /// Framework settings for `mesos://HOST:PORT`. Unset fields come from the environment
@@ -166,6 +171,38 @@ impl ContextBuilder {
                 .or_else(|| var("SPATE_EVENT_LOG"))
                 .map(Into::into);
         }
+        let off =
+            |v: Option<String>| v.is_some_and(|v| matches!(v.as_str(), "0" | "off" | "false"));
+        if self.ui.is_none() && (flags.no_ui || off(var("SPATE_UI"))) {
+            self.ui = Some(false);
+        }
+        if self.ui_port.is_none() {
+            self.ui_port = flags.ui_port.or_else(|| var("SPATE_UI_PORT"));
+        }
+        if self.progress.is_none() && (flags.quiet || var("SPATE_QUIET").is_some_and(|v| v != "0"))
+        {
+            self.progress = Some(false);
+        }
+        self
+    }
+
+    /// Serve the web UI (default on, on the first free port from 4040; `--no-ui` or
+    /// `SPATE_UI=off` turn it off).
+    pub fn ui(mut self, on: bool) -> Self {
+        self.ui = Some(on);
+        self
+    }
+
+    /// Serve the web UI on exactly this port (`--ui-port N`, `SPATE_UI_PORT`).
+    pub fn ui_port(mut self, port: u16) -> Self {
+        self.ui_port = Some(port.to_string());
+        self
+    }
+
+    /// Show per-stage progress on stderr (default: when stderr is a terminal; `--quiet`
+    /// or `SPATE_QUIET=1` turn it off).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = Some(on);
         self
     }
 
@@ -251,6 +288,18 @@ impl ContextBuilder {
             spill_bytes: self.spill_bytes,
             mesos: self.mesos.unwrap_or_else(MesosOptions::from_env),
             event_log: self.event_log,
+            ui: match (self.ui, self.ui_port) {
+                (Some(false), _) => UiSetting::Off,
+                (_, None) => UiSetting::FirstFree,
+                (_, Some(p)) => UiSetting::Port(p.parse::<u16>().map_err(|_| {
+                    Error::Config(format!(
+                        "invalid web UI port {p:?}: expected a number 0-65535"
+                    ))
+                })?),
+            },
+            progress: self
+                .progress
+                .unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr())),
         };
         Context::start(config, cluster)
     }
@@ -263,6 +312,15 @@ struct ClusterSettings {
     spill_bytes: Option<usize>,
     mesos: MesosOptions,
     event_log: Option<std::path::PathBuf>,
+    ui: UiSetting,
+    progress: bool,
+}
+
+/// Whether and where the web UI listens.
+enum UiSetting {
+    Off,
+    FirstFree,
+    Port(u16),
 }
 
 /// `SPATE_EXECUTOR_EXE` names another executable to start as executors (a pre-deployed
@@ -382,11 +440,41 @@ impl Context {
             spill_bytes: None,
             mesos: None,
             event_log: None,
+            ui: None,
+            ui_port: None,
+            progress: None,
         }
     }
 
     fn start(config: Config, cluster: ClusterSettings) -> Result<Context> {
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
+        let ui = match cluster.ui {
+            UiSetting::Off => None,
+            setting => {
+                let store = spate_ui::Store::default();
+                let host = std::env::var("SPATE_UI_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+                let port = match setting {
+                    UiSetting::Port(p) => Some(p),
+                    _ => None,
+                };
+                let server = spate_ui::UiServer::start(
+                    store.clone(),
+                    &host,
+                    port,
+                    spate_ui::DEFAULT_UI_PORT,
+                )
+                .map_err(|e| Error::Config(e.to_string()))?;
+                listeners.push(Box::new(store));
+                tracing::info!(url = server.url(), "web UI");
+                if cluster.progress {
+                    eprintln!("spate web UI: {}", server.url());
+                }
+                Some(server)
+            }
+        };
+        if cluster.progress {
+            listeners.push(Box::new(spate_ui::Progress::stderr()));
+        }
         if let Some(dir) = &cluster.event_log {
             let log = EventLog::create(dir, &config.app_name)?;
             tracing::info!(path = %log.path().display(), "writing the event log");
@@ -446,12 +534,18 @@ impl Context {
             runner: scheduler.clone(),
             scheduler,
             config,
+            ui,
         })
     }
 
     /// The master in use.
     pub fn master(&self) -> &Master {
         &self.config.master
+    }
+
+    /// The web UI's address (`http://host:port`), when it is on.
+    pub fn ui_url(&self) -> Option<&str> {
+        self.ui.as_ref().map(spate_ui::UiServer::url)
     }
 
     /// The settings in use.

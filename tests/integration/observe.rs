@@ -95,15 +95,18 @@ fn the_event_log_records_jobs_stages_and_tasks_with_their_figures() {
     assert_eq!(r.shuffle_read_records, 40);
     assert_eq!(r.input_records, 0);
 
+    // Every task of the finished job ended (the failed job's other task may still run
+    // when the context stops).
+    let of_job0 = |stage: &usize| *stage == map.stage || *stage == result.stage;
     let starts = events
         .iter()
-        .filter(|e| matches!(e, SchedulerEvent::TaskStart { .. }))
+        .filter(|e| matches!(e, SchedulerEvent::TaskStart { stage, .. } if of_job0(stage)))
         .count();
     let ends = events
         .iter()
-        .filter(|e| matches!(e, SchedulerEvent::TaskEnd { .. }))
+        .filter(|e| matches!(e, SchedulerEvent::TaskEnd { stage, .. } if of_job0(stage)))
         .count();
-    assert_eq!(starts, ends, "every started task ended");
+    assert_eq!((starts, ends), (7, 7), "every started task ended");
     let completed: Vec<usize> = events
         .iter()
         .filter_map(|e| match e {
@@ -152,4 +155,157 @@ fn an_unwritable_event_log_directory_is_a_clear_error() {
         .expect("cannot create a directory under a file");
     assert!(err.to_string().contains("event log"), "{err}");
     assert!(err.to_string().contains("a-file"), "{err}");
+}
+
+/// GET `path` from the UI at `base` (`http://host:port`): status and body.
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the UI");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+fn api(base: &str, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(base, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn wait_for_job(base: &str, job: usize, want: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = api(base, &format!("/api/jobs/{job}"));
+        if v["job"]["status"] == want {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} never {want}: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_web_ui_serves_the_jobs_figures_as_pages_and_json() {
+    let ctx = spate::Context::builder()
+        .master("local[2]")
+        .app_name("ui-test")
+        .ui(true)
+        .build()
+        .expect("context");
+    let base = ctx.ui_url().expect("UI on").to_string();
+    let counts = ctx
+        .range(0, 1000, 4)
+        .map(|x| (x % 10, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 3)
+        .collect()
+        .expect("job");
+    assert_eq!(counts.len(), 10);
+    let job = wait_for_job(&base, 0, "succeeded");
+    assert_eq!(job["job"]["tasks_done"], 7);
+    assert_eq!(job["job"]["tasks_total"], 7);
+    let stages = job["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 2);
+    let map = stages
+        .iter()
+        .find(|s| s["kind"] == "shuffle_map")
+        .expect("map stage");
+    let result = stages
+        .iter()
+        .find(|s| s["kind"] == "result")
+        .expect("result stage");
+    assert_eq!(map["metrics"]["input_records"], 1000);
+    assert_eq!(map["metrics"]["shuffle_write_records"], 40);
+    assert_eq!(result["metrics"]["shuffle_read_records"], 40);
+    assert_eq!(result["parents"], serde_json::json!([map["stage"]]));
+    assert_eq!(map["status"], "succeeded");
+
+    let stage = api(&base, &format!("/api/stages/{}", map["stage"]));
+    let tasks = stage["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 4);
+    for t in tasks {
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["executor"], "driver");
+        assert!(t["duration_ms"].is_u64());
+        assert_eq!(t["metrics"]["input_records"], 250);
+    }
+    let executors = api(&base, "/api/executors");
+    assert_eq!(executors[0]["executor"], "driver");
+    assert_eq!(executors[0]["cores"], 2);
+    assert_eq!(executors[0]["tasks_done"], 7);
+    let app = api(&base, "/api/app");
+    assert_eq!(app["app"]["name"], "ui-test");
+
+    let failed = ctx
+        .range(0, 10, 2)
+        .map(|x| if x == 3 { panic!("three is bad") } else { x })
+        .count();
+    assert!(failed.is_err());
+    let job = wait_for_job(&base, 1, "failed");
+    assert!(
+        job["job"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("three is bad")),
+        "{job}"
+    );
+
+    // The HTML twins show the same things.
+    let (status, home) = http_get(&base, "/");
+    assert_eq!(status, 200);
+    assert!(
+        home.contains("ui-test")
+            && home.contains("href=\"/jobs/0\"")
+            && home.contains("three is bad")
+    );
+    let (_, page) = http_get(&base, "/jobs/0");
+    assert!(
+        page.contains("<svg id=\"dag\"")
+            && page.contains(&format!("href=\"/stages/{}\"", map["stage"]))
+    );
+    let (_, page) = http_get(&base, &format!("/stages/{}", map["stage"]));
+    assert_eq!(
+        page.matches("<tr><td class=\"n\">").count(),
+        4,
+        "one row per task"
+    );
+    let (_, page) = http_get(&base, "/executors");
+    assert!(page.contains("driver"));
+    assert_eq!(http_get(&base, "/jobs/99").0, 404);
+    assert_eq!(http_get(&base, "/secret").0, 404);
+}
+
+#[test]
+fn the_web_ui_can_be_off_and_a_taken_port_is_a_clear_error() {
+    let off = spate::Context::builder()
+        .master("local[1]")
+        .ui(false)
+        .build()
+        .expect("context");
+    assert!(off.ui_url().is_none());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let err = spate::Context::builder()
+        .master("local[1]")
+        .ui_port(port)
+        .build()
+        .err()
+        .expect("port taken");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
