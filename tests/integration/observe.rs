@@ -309,3 +309,118 @@ fn the_web_ui_can_be_off_and_a_taken_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A Chromium-family browser for the headless test: `SPATE_CHROMIUM`, else the first of
+/// the usual names on `PATH`.
+fn browser() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("SPATE_CHROMIUM") {
+        return Some(p.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
+    .find(|p| p.is_file())
+}
+
+/// Load `url` in headless Chromium and return the DOM it built.
+fn rendered_dom(browser: &std::path::Path, url: &str) -> String {
+    let profile = TempDir::new("chromium-profile");
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the browser");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the browser did not finish loading {url}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reader.join().expect("reader")
+}
+
+/// The pages in a real browser: jobs, the stage DAG, tasks and executors are in the DOM
+/// Chromium builds. Needs Chromium (`.ci/run` installs Debian's and sets
+/// `SPATE_REQUIRE_BROWSER=1`); elsewhere it is skipped with a notice unless required.
+#[test]
+fn the_web_ui_renders_in_a_headless_browser() {
+    let Some(browser) = browser() else {
+        assert!(
+            std::env::var_os("SPATE_REQUIRE_BROWSER").is_none(),
+            "SPATE_REQUIRE_BROWSER is set but no chromium was found (apt-get install chromium, or set SPATE_CHROMIUM)"
+        );
+        eprintln!("NOTE: no chromium on PATH: the headless browser test of the web UI did not run");
+        return;
+    };
+    let ctx = spate::Context::builder()
+        .master("local[2]")
+        .app_name("browser-test")
+        .build()
+        .expect("context");
+    let base = ctx.ui_url().expect("UI on").to_string();
+    let users = ctx.range(0, 100, 2).map(|i| (i, format!("u{i}")));
+    let orders = ctx.range(0, 1000, 3).map(|o| (o % 100, o));
+    assert_eq!(users.join(&orders).count().expect("join"), 1000);
+    let job = wait_for_job(&base, 0, "succeeded");
+    let stages: Vec<u64> = job["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["stage"].as_u64())
+        .collect();
+    assert_eq!(stages.len(), 3, "two shuffled inputs and the join");
+
+    let home = rendered_dom(&browser, &format!("{base}/"));
+    assert!(home.contains("browser-test"), "{home}");
+    assert!(home.contains("<a href=\"/jobs/0\">0</a>"), "{home}");
+    assert!(home.contains("succeeded"));
+
+    let page = rendered_dom(&browser, &format!("{base}/jobs/0"));
+    assert!(page.contains("<svg id=\"dag\""), "{page}");
+    for s in &stages {
+        assert!(
+            page.contains(&format!("data-stage=\"{s}\"")),
+            "stage {s} drawn: {page}"
+        );
+    }
+    assert_eq!(
+        page.matches("<line ").count(),
+        2,
+        "two arrows into the join stage"
+    );
+
+    let last = stages.iter().max().copied().unwrap_or(0);
+    let page = rendered_dom(&browser, &format!("{base}/stages/{last}"));
+    assert!(page.contains("id=\"tasks\""), "{page}");
+    assert!(
+        page.matches(">succeeded<").count() >= 2,
+        "a row per task: {page}"
+    );
+
+    let page = rendered_dom(&browser, &format!("{base}/executors"));
+    assert!(page.contains("driver"), "{page}");
+}
