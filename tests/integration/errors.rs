@@ -112,6 +112,61 @@ fn directory_glob_and_gzip_inputs() {
 }
 
 #[test]
+fn zstd_inputs_with_several_frames_and_compressed_outputs_round_trip() {
+    let dir = TempDir::new("zstd");
+    // two concatenated frames, as `cat a.zst b.zst` makes
+    let mut bytes = zstd::encode_all(&b"alpha beta\ngamma\n"[..], 3).expect("zstd");
+    bytes.extend(zstd::encode_all(&b"delta\n"[..], 1).expect("zstd"));
+    std::fs::write(dir.join("in.zst"), bytes).expect("write");
+    let lines = ctx()
+        .text_file(&dir.str("in.zst"))
+        .expect("zst")
+        .collect()
+        .expect("collect");
+    assert_eq!(lines, vec!["alpha beta", "gamma", "delta"]);
+
+    let data: Vec<String> = (0..5000).map(|i| format!("line {i}")).collect();
+    for (codec, ext) in [
+        (spate::rdd::Codec::Gzip, "gz"),
+        (spate::rdd::Codec::Zstd, "zst"),
+        (spate::rdd::Codec::None, ""),
+    ] {
+        let out = dir.join(&format!("out-{ext}"));
+        ctx()
+            .parallelize(data.clone(), 3)
+            .save_as_text_file_with(&out, codec)
+            .expect("save");
+        let part = if ext.is_empty() {
+            "part-00002".to_string()
+        } else {
+            format!("part-00002.{ext}")
+        };
+        assert!(out.join(&part).exists(), "{part}");
+        let mut back = ctx()
+            .text_file(&out.to_string_lossy())
+            .expect("read back")
+            .collect()
+            .expect("collect");
+        back.sort();
+        let mut want = data.clone();
+        want.sort();
+        assert_eq!(back, want, "{ext}");
+    }
+}
+
+#[test]
+fn a_corrupt_compressed_file_names_the_file() {
+    let dir = TempDir::new("zstd-bad");
+    std::fs::write(dir.join("bad.zst"), b"this is not zstd at all").expect("write");
+    let err = ctx()
+        .text_file(&dir.str("bad.zst"))
+        .expect("listed")
+        .count()
+        .expect_err("corrupt");
+    assert!(err.to_string().contains("bad.zst"), "{err}");
+}
+
+#[test]
 fn a_panicking_closure_fails_the_job_with_message_stage_and_partition() {
     let r = ctx().range(0, 100, 4).map(|x| {
         if x == 60 {

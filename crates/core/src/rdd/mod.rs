@@ -25,7 +25,7 @@ pub use pair::{CoGrouped, FullOuter};
 pub use parallelize::parallelize;
 pub use range::range;
 pub use shuffled::ShuffleDep;
-pub use text_file::{TextFileOptions, text_file};
+pub use text_file::{Codec, TextFileOptions, text_file};
 
 use crate::data::Data;
 use crate::error::Result;

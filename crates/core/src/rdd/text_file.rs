@@ -5,7 +5,8 @@
 //! larger than the split size becomes several partitions. Each split owns the lines that
 //! *start* inside `(start, end]` (plus the line at offset 0): a split starting mid-line
 //! skips to the next newline, and a split reads past its end to finish its last line, so
-//! every line is read exactly once. `.gz` files cannot be split and are read whole.
+//! every line is read exactly once. Compressed files (`.gz`, `.zst`) cannot be split and
+//! are read whole.
 
 use super::{Dependency, JobRunner, NodeMeta, PartIter, Rdd, RddBase, RddNode};
 use crate::error::{Error, Result};
@@ -44,7 +45,29 @@ struct FileSplit {
     start: u64,
     /// Lines starting at offsets up to and including `end` belong to this split.
     end: u64,
-    gzip: bool,
+    codec: Codec,
+}
+
+/// How a text file is stored. Compressed files cannot be split and are read whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// Plain text.
+    None,
+    /// gzip (`.gz`), several members allowed.
+    Gzip,
+    /// Zstandard (`.zst`), several frames allowed.
+    Zstd,
+}
+
+impl Codec {
+    /// The codec a file name says (`.gz`, `.zst`), else plain text.
+    pub fn of(path: &Path) -> Codec {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Codec::Gzip,
+            Some("zst") => Codec::Zstd,
+            _ => Codec::None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,13 +189,13 @@ fn plan_splits(
         .max(1);
     let mut splits = Vec::new();
     for (path, len) in files {
-        let gzip = path.extension().is_some_and(|e| e == "gz");
-        if gzip || len == 0 {
+        let codec = Codec::of(&path);
+        if codec != Codec::None || len == 0 {
             splits.push(FileSplit {
                 path,
                 start: 0,
                 end: u64::MAX,
-                gzip,
+                codec,
             });
             continue;
         }
@@ -183,7 +206,7 @@ fn plan_splits(
                 path: path.clone(),
                 start,
                 end: start + split,
-                gzip,
+                codec,
             });
             start += split;
         }
@@ -191,7 +214,7 @@ fn plan_splits(
             path,
             start,
             end: len,
-            gzip,
+            codec,
         });
     }
     splits
@@ -243,15 +266,21 @@ impl LineReader {
     fn open(split: &FileSplit) -> Result<Self> {
         let mut file =
             File::open(&split.path).map_err(|e| Error::io("opening", split.path.clone(), e))?;
-        let reader: Box<dyn BufRead> = if split.gzip {
-            Box::new(BufReader::with_capacity(
+        let reader: Box<dyn BufRead> = match split.codec {
+            Codec::Gzip => Box::new(BufReader::with_capacity(
                 256 << 10,
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 << 10, file)),
-            ))
-        } else {
-            file.seek(SeekFrom::Start(split.start))
-                .map_err(|e| Error::io("seeking in", split.path.clone(), e))?;
-            Box::new(BufReader::with_capacity(1 << 20, file))
+            )),
+            Codec::Zstd => Box::new(BufReader::with_capacity(
+                256 << 10,
+                zstd::stream::read::Decoder::new(file)
+                    .map_err(|e| Error::io("opening zstd stream", split.path.clone(), e))?,
+            )),
+            Codec::None => {
+                file.seek(SeekFrom::Start(split.start))
+                    .map_err(|e| Error::io("seeking in", split.path.clone(), e))?;
+                Box::new(BufReader::with_capacity(1 << 20, file))
+            }
         };
         let mut r = LineReader {
             path: split.path.clone(),
