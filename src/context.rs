@@ -1,6 +1,7 @@
 //! The [`Context`]: a program's connection to where its tasks run.
 
 use spate_core::Data;
+use spate_core::accumulator::Accumulator;
 use spate_core::config::{Config, Master};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{self, JobRunner, Rdd, TextFileOptions};
@@ -618,6 +619,55 @@ impl Context {
     #[track_caller]
     pub fn text_file_with(&self, path: &str, options: &TextFileOptions) -> Result<Rdd<String>> {
         rdd::text_file(self.runner.clone(), path, options)
+    }
+
+    /// A counter or sum that tasks add to and the driver reads after an action. Pass it
+    /// to tasks as the state of a `_with` operation; each partition's updates count once,
+    /// even when its task is retried or recomputed.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let odd = ctx.accumulator(0u64);
+    /// let n = ctx
+    ///     .range(0, 100, 4)
+    ///     .filter_with(odd.clone(), |odd, x| {
+    ///         if x % 2 == 1 {
+    ///             odd.add(1);
+    ///         }
+    ///         true
+    ///     })
+    ///     .count()?;
+    /// assert_eq!((n, odd.value()), (100, 50));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn accumulator<T>(&self, zero: T) -> Accumulator<T>
+    where
+        T: Data + std::ops::Add<Output = T>,
+    {
+        Accumulator::new(zero)
+    }
+
+    /// An accumulator with a custom merge (associative and commutative, `zero` its
+    /// identity), e.g. collecting samples or keeping a maximum.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let longest = ctx.accumulator_with(0usize, |a, b| a.max(b));
+    /// ctx.parallelize(vec!["a".to_string(), "abcd".into(), "ab".into()], 2)
+    ///     .foreach_with(longest.clone(), |l, s| l.add(s.len()))?;
+    /// assert_eq!(longest.value(), 4);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn accumulator_with<T, F>(
+        &self,
+        zero: T,
+        merge: F,
+    ) -> Accumulator<T, spate_core::func::Zst<F>>
+    where
+        T: Data,
+        F: Fn(T, T) -> T + Copy + Send + Sync + 'static,
+    {
+        Accumulator::merged_by(zero, merge)
     }
 
     /// Stop the scheduler and its workers; later actions fail with a clear error.

@@ -33,10 +33,13 @@ pub use context::{Context, ContextBuilder, EngineFlags, MesosOptions, split_engi
 pub fn args() -> Vec<String> {
     split_engine_flags(std::env::args().skip(1)).1
 }
+pub use spate_core::accumulator::Accumulator;
 pub use spate_core::rdd::TextFileOptions;
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
-pub use spate_core::{config, func, metrics, partitioner, plan, protocol, rdd, ship, task, text};
+pub use spate_core::{
+    accumulator, config, func, metrics, partitioner, plan, protocol, rdd, ship, task, text,
+};
 pub use spate_scheduler::listener;
 
 /// Everything a job usually needs: `use spate::prelude::*;`.

@@ -45,8 +45,16 @@ fn main() {
         ),
         ("mismatched_binary_is_refused", mismatched_binary),
         (
+            "a_second_local_cluster_leaves_the_first_alone",
+            second_local_cluster,
+        ),
+        (
             "mesos_executor_runs_a_launched_task",
             mesos_executor_runs_a_launched_task,
+        ),
+        (
+            "accumulators_count_once_across_executor_loss",
+            accumulators_count_once_across_executor_loss,
         ),
         (
             "event_log_carries_executor_metrics",
@@ -477,6 +485,83 @@ fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String>
         }
         Ok(_) => Err("a different build was accepted".into()),
     }
+}
+
+/// Regression: two local-cluster contexts in one process shared a work directory, and
+/// stopping one (or failing to start one) deleted the other's shuffle files.
+fn second_local_cluster(cluster: &Context, local: &Context) -> Result<(), String> {
+    let other = Context::builder()
+        .master("local-cluster[1]")
+        .build()
+        .map_err(|e| e.to_string())?;
+    check(
+        "other cluster",
+        other.range(0, 10, 2).count().map_err(|e| e.to_string())?,
+        10,
+    )?;
+    drop(other);
+    word_count_equals_local(cluster, local)
+}
+
+/// Accumulator updates come back from executors and count once per partition: when an
+/// executor dies mid-shuffle its map outputs are recomputed, but the map-side counter is
+/// still exact.
+fn accumulators_count_once_across_executor_loss(
+    cluster: &Context,
+    local: &Context,
+) -> Result<(), String> {
+    let dir = temp_dir("acc-kill");
+    let marker = dir.join("killed").to_string_lossy().into_owned();
+    let runs = dir.join("map-runs").to_string_lossy().into_owned();
+    let seen = cluster.accumulator(0u64);
+    let sums = cluster.accumulator(0i64);
+    let counts = cluster
+        .range(0, 100_000, 8)
+        .map_partitions_with(
+            (seen.clone(), sums.clone(), runs.clone()),
+            |(seen, sums, runs), it| {
+                // one line per execution of a map task, to see the recomputation
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(runs)
+                {
+                    let _ = writeln!(f, "run");
+                }
+                it.map(|x| {
+                    seen.add(1);
+                    sums.add(x);
+                    ((x * 7) % 1000, 1u64)
+                })
+                .collect::<Vec<_>>()
+            },
+        )
+        .reduce_by_key_n(|a, b| a + b, 4)
+        .map_with(marker.clone(), |m, kv| {
+            if first_time(m) {
+                std::process::exit(9);
+            }
+            kv
+        });
+    let mut got = counts.collect().map_err(|e| e.to_string())?;
+    got.sort();
+    check(
+        "counts",
+        got,
+        crash_once_counts(local, None).map_err(|e| e.to_string())?,
+    )?;
+    let map_runs = std::fs::read_to_string(&runs)
+        .map_err(|e| e.to_string())?
+        .lines()
+        .count();
+    if map_runs <= 8 {
+        return Err(format!(
+            "no map task was recomputed ({map_runs} runs): the test did not exercise the loss"
+        ));
+    }
+    check("records seen", seen.value(), 100_000)?;
+    check("sum", sums.value(), (0..100_000i64).sum())
 }
 
 /// Executors measure what their tasks did: the event log of a local-cluster job has the

@@ -1,5 +1,6 @@
 //! All integration tests, one binary, one module per area.
 
+mod accumulators;
 mod errors;
 mod fixtures;
 mod observe;

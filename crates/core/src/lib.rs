@@ -6,6 +6,7 @@
 //! - [`data`]: the bounds on element and key types.
 //! - [`partitioner`], [`aggregator`]: where keys go and how values combine.
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
+//! - [`accumulator`]: values tasks add to, applied once per successful partition.
 //! - [`metrics`]: per-task counters (records and bytes read and written, run time).
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
@@ -15,6 +16,7 @@
 //! - [`text`]: word splitting without an allocation per word.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
 
+pub mod accumulator;
 pub mod aggregator;
 pub mod config;
 pub mod data;

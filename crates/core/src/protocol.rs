@@ -135,7 +135,17 @@ pub struct TaskStatus {
     /// New state.
     pub state: TaskState,
     /// What the task did (with terminal states).
+    pub report: Report,
+}
+
+/// What an ended task did, besides its outcome: its metrics and (when it succeeded) its
+/// accumulator updates, encoded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// The task's counters.
     pub metrics: crate::metrics::TaskMetrics,
+    /// `(accumulator id, encoded partial value)`.
+    pub accumulators: Vec<(u64, Vec<u8>)>,
 }
 
 /// What a spate executor under Mesos puts in `TaskStatus.data`: the task's state (as in
@@ -150,7 +160,7 @@ pub struct StatusData {
     /// The task's state.
     pub state: TaskState,
     /// What the task did (with terminal states).
-    pub metrics: crate::metrics::TaskMetrics,
+    pub report: Report,
 }
 
 /// Encode one frame.
@@ -204,7 +214,7 @@ mod tests {
         ToDriver::Status(TaskStatus {
             task,
             state: TaskState::Finished(TaskResult::Inline(vec![task as u8; task as usize])),
-            metrics: crate::metrics::TaskMetrics::default(),
+            report: Report::default(),
         })
     }
 

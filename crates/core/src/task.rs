@@ -195,6 +195,20 @@ fn install_panic_hook() {
     });
 }
 
+/// Whether this thread is running a task (accumulator updates then belong to the task).
+pub(crate) fn in_task() -> bool {
+    IN_TASK.with(Cell::get)
+}
+
+/// Run `f` as if inside a task (for unit tests of task-side behaviour).
+#[cfg(test)]
+pub(crate) fn with_in_task<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_TASK.with(|t| t.replace(true));
+    let r = f();
+    IN_TASK.with(|t| t.set(was));
+    r
+}
+
 /// Run a task, catching every failure and classifying it. Its metrics are
 /// [`crate::metrics::current`] on this thread afterwards.
 pub fn run_task(kind: &TaskKind, tc: &TaskContext) -> Result<TaskOutput, TaskFailure> {
@@ -235,12 +249,14 @@ pub fn run_task_encoded(kind: &TaskKind, tc: &TaskContext) -> Result<EncodedOutp
 fn guarded<O>(f: impl FnOnce() -> Result<O, Error>) -> Result<O, TaskFailure> {
     install_panic_hook();
     crate::metrics::reset();
+    crate::accumulator::begin_task();
     let started = std::time::Instant::now();
     let was = IN_TASK.with(|t| t.replace(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     IN_TASK.with(|t| t.set(was));
     let ms = started.elapsed().as_millis() as u64;
     crate::metrics::record(|m| m.run_ms = ms);
+    crate::accumulator::end_task(matches!(outcome, Ok(Ok(_))));
     match outcome {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(classify(e)),

@@ -5,8 +5,7 @@
 
 use crate::runtime::ExecutorError;
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use spate_core::metrics::TaskMetrics;
-use spate_core::protocol::{LaunchTask, RemoteFailure, TaskResult, TaskState};
+use spate_core::protocol::{LaunchTask, RemoteFailure, Report, TaskResult, TaskState};
 use spate_core::ship::{Secret, open};
 use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
 use spate_shuffle::server::{Served, result_path, serve};
@@ -19,7 +18,7 @@ use std::sync::Arc;
 pub const MAX_INLINE_RESULT: usize = 256 << 10;
 
 /// Where task states go: (task id, new state).
-pub type StatusSink = Arc<dyn Fn(u64, TaskState, TaskMetrics) + Send + Sync>;
+pub type StatusSink = Arc<dyn Fn(u64, TaskState, Report) + Send + Sync>;
 
 /// What a core needs to know.
 #[derive(Clone, Debug)]
@@ -143,10 +142,21 @@ impl Core {
 fn task_loop(queue: Receiver<LaunchTask>, shared: Arc<Shared>) {
     for launch in queue {
         let task = launch.task;
-        (shared.sink)(task, TaskState::Running, TaskMetrics::default());
-        let state = run_one(&shared, launch);
-        // run_one ran the task on this thread: its counters are still here.
-        (shared.sink)(task, state, spate_core::metrics::current());
+        (shared.sink)(task, TaskState::Running, Report::default());
+        let mut state = run_one(&shared, launch);
+        // run_one ran the task on this thread: its counters and updates are still here.
+        let accumulators = match spate_core::accumulator::take_encoded() {
+            Ok(a) => a,
+            Err(e) => {
+                state = TaskState::Failed(RemoteFailure::Error(e.to_string()));
+                Vec::new()
+            }
+        };
+        let report = Report {
+            metrics: spate_core::metrics::current(),
+            accumulators,
+        };
+        (shared.sink)(task, state, report);
     }
 }
 

@@ -12,8 +12,7 @@ use crate::core::{Core, CoreSettings};
 use crate::runtime::{DEFAULT_SPILL_BYTES, ExecutorError};
 use bytes::Bytes;
 use prost::Message as _;
-use spate_core::metrics::TaskMetrics;
-use spate_core::protocol::{LaunchTask, RemoteFailure, StatusData, TaskState, env};
+use spate_core::protocol::{LaunchTask, RemoteFailure, Report, StatusData, TaskState, env};
 use spate_core::ship::{Secret, exe_id};
 use spate_mesos::http::{Endpoint, EventStream, Retry, post};
 use spate_mesos::v1::executor::{Call, Event, call, event};
@@ -175,7 +174,7 @@ impl Executor {
     }
 
     /// Build, record and send an UPDATE for `task`.
-    async fn update(&mut self, task: TaskId, state: TaskState, metrics: TaskMetrics) {
+    async fn update(&mut self, task: TaskId, state: TaskState, report: Report) {
         let key = task.value.clone();
         if self.books.finished.contains(&key) {
             return; // its terminal update was already sent (e.g. killed)
@@ -200,7 +199,7 @@ impl Executor {
             exe_id: exe_id(),
             block_server: self.block_server.clone(),
             state,
-            metrics,
+            report,
         };
         self.send_status(
             task,
@@ -275,11 +274,11 @@ pub fn run(config: MesosExecutorConfig) -> i32 {
 enum Input {
     Event(Box<Event>),
     StreamEnded(String),
-    Status(u64, TaskState, TaskMetrics),
+    Status(u64, TaskState, Report),
 }
 
 fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
-    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<(u64, TaskState, TaskMetrics)>();
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<(u64, TaskState, Report)>();
     let core = Core::start(
         CoreSettings {
             executor: config.executor_id.clone(),
@@ -289,8 +288,8 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
             spill_bytes: config.spill_bytes,
             bind: config.bind.clone(),
         },
-        Arc::new(move |task, state, metrics| {
-            let _ = status_tx.send((task, state, metrics));
+        Arc::new(move |task, state, report| {
+            let _ = status_tx.send((task, state, report));
         }),
     )?;
     let block_server = core.block_addr().to_string();
@@ -345,13 +344,13 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                         Ok(None) => Input::StreamEnded("the agent closed the subscription".into()),
                         Err(e) => Input::StreamEnded(e.to_string()),
                     },
-                    Some((task, state, metrics)) = status_rx.recv() => Input::Status(task, state, metrics),
+                    Some((task, state, report)) = status_rx.recv() => Input::Status(task, state, report),
                     _ = tokio::time::sleep(Duration::from_millis(100)), if shutting_down.is_some() => continue,
                 };
                 match input {
-                    Input::Status(task, state, metrics) => {
+                    Input::Status(task, state, report) => {
                         if let Some(id) = ex.books.ids.get(&task).cloned() {
-                            ex.update(id, state, metrics).await;
+                            ex.update(id, state, report).await;
                         }
                     }
                     Input::StreamEnded(why) => {
@@ -381,7 +380,7 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                                 }
                                 Err(err) => {
                                     let msg = format!("task {} carries no spate task: {err}", id.value);
-                                    ex.update(id, TaskState::Failed(RemoteFailure::Error(msg)), TaskMetrics::default()).await;
+                                    ex.update(id, TaskState::Failed(RemoteFailure::Error(msg)), Report::default()).await;
                                 }
                             }
                         }

@@ -111,11 +111,11 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             spill_bytes: config.spill_bytes,
             bind: "127.0.0.1".into(),
         },
-        Arc::new(move |task, state, metrics| {
+        Arc::new(move |task, state, report| {
             let _ = sink_tx.send(ToDriver::Status(TaskStatus {
                 task,
                 state,
-                metrics,
+                report,
             }));
         }),
     )?;

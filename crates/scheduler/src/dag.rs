@@ -137,6 +137,8 @@ pub(crate) struct DagScheduler {
     running: HashMap<TaskId, RunningTask>,
     executors: BTreeMap<String, ExecutorSlots>,
     failures: HashMap<(StageId, usize), UnitFailures>,
+    /// Map partitions whose accumulator updates were applied.
+    accumulated: HashSet<(StageId, usize)>,
     bus: ListenerBus,
 }
 
@@ -162,6 +164,7 @@ impl DagScheduler {
             running: HashMap::new(),
             executors: BTreeMap::new(),
             failures: HashMap::new(),
+            accumulated: HashSet::new(),
             bus,
         }
     }
@@ -588,6 +591,11 @@ impl DagScheduler {
         let Some(rt) = self.running.remove(&task) else {
             return;
         };
+        let TaskReport {
+            metrics,
+            accumulators,
+            executor,
+        } = report;
         self.post(|| SchedulerEvent::TaskEnd {
             time: now_ms(),
             task,
@@ -595,17 +603,14 @@ impl DagScheduler {
             stage_attempt: rt.stage_attempt,
             partition: rt.partition,
             attempt: rt.attempt,
-            executor: report
-                .executor
-                .clone()
-                .unwrap_or_else(|| rt.executor.clone()),
+            executor: executor.unwrap_or_else(|| rt.executor.clone()),
             status: match &result {
                 Ok(_) => TaskEndStatus::Success,
                 Err(TaskFailure::FetchFailed { .. }) => TaskEndStatus::FetchFailed,
                 Err(_) => TaskEndStatus::Failed,
             },
             error: result.as_ref().err().map(TaskFailure::message),
-            metrics: report.metrics,
+            metrics,
         });
         if let Some(e) = self.executors.get_mut(&rt.executor) {
             e.free += 1;
@@ -623,6 +628,11 @@ impl DagScheduler {
                     // An output of an older attempt is still a valid output.
                     outputs[rt.unit] = Some(status);
                 }
+                // Accumulator updates count once per map partition, however often it is
+                // (re)computed.
+                if self.accumulated.insert((rt.stage, rt.unit)) {
+                    spate_core::accumulator::apply(accumulators);
+                }
                 self.unit_done(rt.stage, rt.unit, current);
             }
             Ok(TaskOutput::Result(value)) => {
@@ -632,6 +642,8 @@ impl DagScheduler {
                 };
                 let finished = match self.jobs.get_mut(&job_id) {
                     Some(job) if !job.done[rt.unit] => {
+                        // Before the result: the action returns with every update in.
+                        spate_core::accumulator::apply(accumulators);
                         job.done[rt.unit] = true;
                         job.remaining -= 1;
                         let _ = job.reply.send(JobMessage::Result {

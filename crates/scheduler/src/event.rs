@@ -11,10 +11,12 @@ use std::any::Any;
 pub type TaskId = u64;
 
 /// What a backend knows about an ended task besides its outcome.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct TaskReport {
     /// The task's counters.
     pub metrics: TaskMetrics,
+    /// Its accumulator updates (applied once if it is the first success of its partition).
+    pub accumulators: spate_core::accumulator::Updates,
     /// The executor that ran it, when the backend chose it (Mesos places tasks itself).
     pub executor: Option<String>,
 }

@@ -66,6 +66,7 @@ impl SchedulerBackend for LocalBackend {
                         drop(launch.kind);
                         let report = TaskReport {
                             metrics: spate_core::metrics::current(),
+                            accumulators: spate_core::accumulator::take_objects(),
                             executor: None,
                         };
                         events.task_ended_with(launch.id, result, report);

@@ -82,10 +82,14 @@ pub struct LocalClusterBackend {
 impl LocalClusterBackend {
     /// A backend that will start `config.executors` processes when started.
     pub fn new(config: LocalClusterConfig, secret: Secret) -> Self {
+        // One root per backend: a process may run several local clusters, and stopping
+        // one removes its root.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let work_root = std::env::temp_dir().join(format!(
-            "spate-{}-{}",
+            "spate-{}-{:04x}-{}",
             std::process::id(),
-            exe_id() & 0xffff
+            exe_id() & 0xffff,
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         LocalClusterBackend {
             config,
@@ -359,14 +363,7 @@ async fn serve_executor(
                         .ok()
                         .and_then(|mut st| st.inflight.remove(&status.task));
                     let Some(kind) = kind else { continue };
-                    report_end(
-                        &events,
-                        status.task,
-                        &kind,
-                        &executor,
-                        ended,
-                        status.metrics,
-                    );
+                    report_end(&events, status.task, &kind, &executor, ended, status.report);
                 }
             }
         }

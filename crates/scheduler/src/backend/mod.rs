@@ -7,9 +7,9 @@ pub mod local_cluster;
 pub mod mesos;
 
 use crate::event::{EventSink, TaskId, TaskReport};
+use spate_core::accumulator::Updates;
 use spate_core::error::Result;
-use spate_core::metrics::TaskMetrics;
-use spate_core::protocol::{RemoteFailure, TaskResult};
+use spate_core::protocol::{RemoteFailure, Report, TaskResult};
 use spate_core::shuffle::MapStatus;
 use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
 
@@ -86,10 +86,15 @@ pub(crate) fn report_end(
     kind: &TaskKind,
     executor: &str,
     ended: std::result::Result<TaskResult, RemoteFailure>,
-    metrics: TaskMetrics,
+    report: Report,
 ) {
     let report = TaskReport {
-        metrics,
+        metrics: report.metrics,
+        accumulators: if report.accumulators.is_empty() {
+            Updates::None
+        } else {
+            Updates::Encoded(report.accumulators)
+        },
         executor: Some(executor.to_string()),
     };
     match ended {

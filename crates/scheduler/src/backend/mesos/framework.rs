@@ -1216,14 +1216,14 @@ impl Framework {
             ),
             Some(StatusData {
                 state: TaskState::Finished(r),
-                metrics,
+                report,
                 ..
-            }) => report_end(&self.events, task, &inflight.kind, executor, Ok(r), metrics),
+            }) => report_end(&self.events, task, &inflight.kind, executor, Ok(r), report),
             Some(StatusData {
                 state: TaskState::Failed(f),
-                metrics,
+                report,
                 ..
-            }) => report_end(&self.events, task, &inflight.kind, executor, Err(f), metrics),
+            }) => report_end(&self.events, task, &inflight.kind, executor, Err(f), report),
             Some(StatusData {
                 state: TaskState::Running,
                 ..

@@ -1,0 +1,96 @@
+//! Accumulators: each partition's updates count exactly once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[test]
+fn counters_and_custom_merges_read_after_an_action() {
+    let ctx = spate::Context::builder()
+        .master("local[3]")
+        .build()
+        .expect("ctx");
+    let seen = ctx.accumulator(0u64);
+    let sum = ctx.accumulator(0i64);
+    let bad = ctx.accumulator_with(Vec::<i64>::new(), |mut a, mut b| {
+        a.append(&mut b);
+        a.sort();
+        a
+    });
+    let kept = ctx
+        .range(0, 1000, 7)
+        .filter_with(
+            (seen.clone(), sum.clone(), bad.clone()),
+            |(seen, sum, bad), x| {
+                seen.add(1);
+                sum.add(*x);
+                if x % 250 == 0 {
+                    bad.add(vec![*x]);
+                }
+                x % 3 == 0
+            },
+        )
+        .count()
+        .expect("job");
+    assert_eq!(kept, 334);
+    assert_eq!(seen.value(), 1000);
+    assert_eq!(sum.value(), (0..1000).sum::<i64>());
+    assert_eq!(bad.value(), vec![0, 250, 500, 750]);
+    // A second action adds again: each job's partitions count once per job.
+    ctx.range(0, 10, 2)
+        .foreach_with(seen.clone(), |s, _| s.add(1))
+        .expect("job");
+    assert_eq!(seen.value(), 1010);
+}
+
+static FAILED_ONCE: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn a_retried_task_counts_once() {
+    // local[2,4]: tasks are retried up to 4 times.
+    let ctx = spate::Context::builder()
+        .master("local[2,4]")
+        .build()
+        .expect("ctx");
+    let seen = ctx.accumulator(0u64);
+    let n = ctx
+        .range(0, 100, 4)
+        .map_with(seen.clone(), |seen, x| {
+            seen.add(1);
+            // fail once, after partition 1 has already added half of its records
+            if x == 37 && !FAILED_ONCE.swap(true, Ordering::SeqCst) {
+                panic!("transient failure");
+            }
+            x
+        })
+        .count()
+        .expect("the retry succeeds");
+    assert!(FAILED_ONCE.load(Ordering::SeqCst));
+    assert_eq!(n, 100);
+    assert_eq!(
+        seen.value(),
+        100,
+        "the failed attempt's updates are dropped"
+    );
+}
+
+#[test]
+fn map_side_updates_count_once_when_a_shuffle_is_reused() {
+    let ctx = spate::Context::builder()
+        .master("local[2]")
+        .build()
+        .expect("ctx");
+    let seen = ctx.accumulator(0u64);
+    let counts = ctx
+        .range(0, 500, 5)
+        .map_with(seen.clone(), |seen, x| {
+            seen.add(1);
+            (x % 7, 1u64)
+        })
+        .reduce_by_key(|a, b| a + b);
+    assert_eq!(counts.count().expect("job 1"), 7);
+    assert_eq!(counts.collect().expect("job 2").len(), 7);
+    assert_eq!(
+        seen.value(),
+        500,
+        "the map stage ran once; the second job reused it"
+    );
+}
