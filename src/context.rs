@@ -2,6 +2,7 @@
 
 use spate_core::Data;
 use spate_core::accumulator::Accumulator;
+use spate_core::broadcast::Broadcast;
 use spate_core::config::{Config, Master};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::{self, JobRunner, Rdd, TextFileOptions};
@@ -29,6 +30,10 @@ pub struct Context {
     config: Config,
     /// Dropped after the scheduler stopped, so the last state is served until then.
     ui: Option<spate_ui::UiServer>,
+    /// Where executors reach the driver (`None` in local mode: tasks share values).
+    driver_host: Option<String>,
+    /// Started with the first broadcast in a cluster.
+    broadcasts: std::sync::Mutex<Option<crate::broadcast_server::BroadcastServer>>,
 }
 
 /// Programmatic configuration of a [`Context`].
@@ -487,6 +492,17 @@ impl Context {
                           max_failures: u32| {
             Scheduler::start_observed(backend, shuffle, max_failures, listeners, &app, &master)
         };
+        let driver_host = match &config.master {
+            Master::Local { .. } => None,
+            Master::LocalCluster { .. } => Some("127.0.0.1".to_string()),
+            Master::Mesos { address } => {
+                let mut m = MesosConfig::new(address, &config.app_name);
+                m.advertised_host = cluster.mesos.advertised_host.clone();
+                Some(spate_scheduler::backend::mesos::framework::advertised_host(
+                    &m,
+                ))
+            }
+        };
         let scheduler = match &config.master {
             Master::Local { threads, .. } => {
                 let shuffle = Arc::new(MemoryShuffleStore::new());
@@ -536,6 +552,8 @@ impl Context {
             scheduler,
             config,
             ui,
+            driver_host,
+            broadcasts: std::sync::Mutex::new(None),
         })
     }
 
@@ -619,6 +637,49 @@ impl Context {
     #[track_caller]
     pub fn text_file_with(&self, path: &str, options: &TextFileOptions) -> Result<Rdd<String>> {
         rdd::text_file(self.runner.clone(), path, options)
+    }
+
+    /// Share a read-only value with tasks: pass the handle (cheap to clone) as the state of
+    /// a `_with` operation and read it with `value()` (or through `Deref`). In local mode
+    /// tasks share the value itself; in a cluster it is encoded once and each executor
+    /// fetches it from the driver once, however many tasks read it.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let stop_words = ctx.broadcast(vec!["a".to_string(), "the".to_string()])?;
+    /// let kept = ctx
+    ///     .parallelize(vec!["the".to_string(), "cat".into(), "a".into(), "hat".into()], 2)
+    ///     .filter_with(stop_words.clone(), |sw, w| !sw.contains(w))
+    ///     .collect()?;
+    /// assert_eq!(kept, vec!["cat", "hat"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
+        let Some(host) = &self.driver_host else {
+            return Ok(Broadcast::local(value));
+        };
+        let mut server = self
+            .broadcasts
+            .lock()
+            .map_err(|_| Error::Other("broadcast server state poisoned".into()))?;
+        if server.is_none() {
+            *server = Some(crate::broadcast_server::BroadcastServer::start(host)?);
+        }
+        let addr = server
+            .as_ref()
+            .map(|s| s.addr().to_string())
+            .unwrap_or_default();
+        Broadcast::served(value, &addr)
+    }
+
+    /// What the driver's broadcast server has sent (zero in local mode, where nothing is
+    /// sent).
+    pub fn broadcast_stats(&self) -> crate::BroadcastStats {
+        self.broadcasts
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.stats()))
+            .unwrap_or_default()
     }
 
     /// A counter or sum that tasks add to and the driver reads after an action. Pass it

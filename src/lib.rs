@@ -24,7 +24,10 @@
 //! the model from `spate-core`: [`Rdd`] and its operations, [`text`] helpers,
 //! [`partitioner`], [`plan`], [`config`].
 
+mod broadcast_server;
 pub mod context;
+
+pub use broadcast_server::BroadcastStats;
 
 pub use context::{Context, ContextBuilder, EngineFlags, MesosOptions, split_engine_flags};
 
@@ -34,11 +37,13 @@ pub fn args() -> Vec<String> {
     split_engine_flags(std::env::args().skip(1)).1
 }
 pub use spate_core::accumulator::Accumulator;
+pub use spate_core::broadcast::Broadcast;
 pub use spate_core::rdd::TextFileOptions;
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
 pub use spate_core::{
-    accumulator, config, func, metrics, partitioner, plan, protocol, rdd, ship, task, text,
+    accumulator, broadcast, config, func, metrics, partitioner, plan, protocol, rdd, ship, task,
+    text,
 };
 pub use spate_scheduler::listener;
 

@@ -53,6 +53,11 @@ fn main() {
             mesos_executor_runs_a_launched_task,
         ),
         (
+            "broadcasts_reach_each_executor_once",
+            broadcasts_reach_each_executor_once,
+        ),
+        ("broadcast_figures", broadcast_figures),
+        (
             "accumulators_count_once_across_executor_loss",
             accumulators_count_once_across_executor_loss,
         ),
@@ -501,6 +506,80 @@ fn second_local_cluster(cluster: &Context, local: &Context) -> Result<(), String
     )?;
     drop(other);
     word_count_equals_local(cluster, local)
+}
+
+/// A broadcast is fetched by each executor once, however many tasks read it; a broadcast
+/// the driver no longer serves fails the job with a message naming it.
+fn broadcasts_reach_each_executor_once(cluster: &Context, _local: &Context) -> Result<(), String> {
+    let table: Vec<u64> = (0..100_000).map(|i| i * 3).collect();
+    let encoded = spate::ship::codec::to_vec(&table)
+        .map_err(|e| e.to_string())?
+        .len() as u64;
+    let before = cluster.broadcast_stats();
+    let bc = cluster.broadcast(table).map_err(|e| e.to_string())?;
+    let got = cluster
+        .range(0, 100, 100)
+        .map_with(bc.clone(), |t, i| t[i as usize * 1000] + t.len() as u64)
+        .collect()
+        .map_err(|e| e.to_string())?;
+    check(
+        "values read through the broadcast",
+        got,
+        (0..100).map(|i| i * 3000 + 100_000).collect(),
+    )?;
+    let after = cluster.broadcast_stats();
+    let fetches = after.fetches - before.fetches;
+    check("fetches (one per executor)", fetches, 2)?;
+    check("bytes sent", after.bytes - before.bytes, 2 * encoded)?;
+    // the driver reads its own value without any fetch
+    check("driver value", bc.len(), 100_000)?;
+
+    let gone = cluster.broadcast(7u32).map_err(|e| e.to_string())?;
+    gone.unpersist();
+    let err = cluster
+        .range(0, 4, 2)
+        .map_with(gone, |g, x| x + i64::from(**g))
+        .collect()
+        .err()
+        .ok_or("a job reading an unpersisted broadcast succeeded")?;
+    let msg = err.to_string();
+    if !msg.contains("broadcast") || !msg.contains("127.0.0.1") {
+        return Err(format!(
+            "the error does not name the broadcast and the driver: {msg}"
+        ));
+    }
+    Ok(())
+}
+
+/// Figures, not a check: with `SPATE_BENCH_BROADCAST=MB`, a broadcast of that many MB read
+/// by 100 tasks on the 2 executors; prints the bytes the driver sent.
+fn broadcast_figures(cluster: &Context, _local: &Context) -> Result<(), String> {
+    let Some(mb) = std::env::var("SPATE_BENCH_BROADCAST")
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+    else {
+        println!("(SPATE_BENCH_BROADCAST not set: nothing measured)");
+        return Ok(());
+    };
+    let value = vec![7u8; mb << 20];
+    let before = cluster.broadcast_stats();
+    let t = std::time::Instant::now();
+    let bc = cluster.broadcast(value).map_err(|e| e.to_string())?;
+    let n = cluster
+        .range(0, 100, 100)
+        .map_with(bc, |v, _| v.len())
+        .collect()
+        .map_err(|e| e.to_string())?;
+    check("tasks", n.len(), 100)?;
+    let after = cluster.broadcast_stats();
+    println!(
+        "broadcast of {mb} MiB read by 100 tasks on 2 executors: {} fetches, {} bytes sent ({:.1} MiB), {:.2} s",
+        after.fetches - before.fetches,
+        after.bytes - before.bytes,
+        (after.bytes - before.bytes) as f64 / (1 << 20) as f64,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Accumulator updates come back from executors and count once per partition: when an

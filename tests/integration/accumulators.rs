@@ -1,4 +1,4 @@
-//! Accumulators: each partition's updates count exactly once.
+//! Shared variables: accumulators count each partition once; broadcasts are shared.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -92,5 +92,37 @@ fn map_side_updates_count_once_when_a_shuffle_is_reused() {
         seen.value(),
         500,
         "the map stage ran once; the second job reused it"
+    );
+}
+
+#[test]
+fn local_broadcasts_are_shared_without_copies() {
+    let ctx = spate::Context::builder()
+        .master("local[2]")
+        .build()
+        .expect("ctx");
+    let table = ctx
+        .broadcast((0..1000u64).collect::<Vec<_>>())
+        .expect("broadcast");
+    let driver_ptr = table.value().as_ptr() as usize;
+    let seen = ctx
+        .range(0, 8, 8)
+        .map_with(table.clone(), |t, i| {
+            (t.as_ptr() as usize, t[i as usize * 100])
+        })
+        .collect()
+        .expect("job");
+    assert!(
+        seen.iter().all(|(p, _)| *p == driver_ptr),
+        "every task read the driver's value"
+    );
+    assert_eq!(
+        seen.iter().map(|s| s.1).collect::<Vec<_>>(),
+        (0..8).map(|i| i * 100).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ctx.broadcast_stats(),
+        spate::BroadcastStats::default(),
+        "nothing sent"
     );
 }

@@ -97,6 +97,13 @@ impl Core {
             sink,
             runtime: rt.handle().clone(),
         });
+        // Broadcasts are fetched from the driver by the first task that reads one.
+        let fetch_rt = rt.handle().clone();
+        spate_core::broadcast::set_fetcher(Box::new(move |source, path| {
+            fetch_rt
+                .block_on(spate_shuffle::client::get(source, path, 3))
+                .map_err(|e| spate_core::Error::Other(e.to_string()))
+        }));
         let (tasks, queue) = unbounded::<LaunchTask>();
         for i in 0..settings.cores.max(1) {
             let queue = queue.clone();

@@ -363,7 +363,7 @@ fn hostname() -> String {
 
 /// The address agents can reach the driver at: configured, else the local address of
 /// the route to the master.
-fn advertised_host(config: &MesosConfig) -> String {
+pub fn advertised_host(config: &MesosConfig) -> String {
     if let Some(h) = &config.advertised_host {
         return h.clone();
     }
