@@ -706,6 +706,24 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
             }
             pump(&mut g);
         }
+        scall::Type::Message => {
+            let Some(m) = call.message else {
+                g.violation("MESSAGE without message".into());
+                return reply(StatusCode::BAD_REQUEST, "Expecting 'message' to be present");
+            };
+            let target = g
+                .agents
+                .iter()
+                .find(|a| a.id == m.agent_id.value)
+                .and_then(|a| a.executors.get(&m.executor_id.value))
+                .and_then(|e| e.tx.clone());
+            if let Some(tx) = target {
+                let _ = tx.send(EEvent {
+                    message: Some(eevent::Message { data: m.data }),
+                    ..eevent(eevent::Type::Message)
+                });
+            }
+        }
         scall::Type::Reconcile => {
             let Some(r) = call.reconcile else {
                 g.violation("RECONCILE without reconcile".into());

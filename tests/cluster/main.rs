@@ -53,6 +53,10 @@ fn main() {
             mesos_executor_runs_a_launched_task,
         ),
         (
+            "cached_partitions_are_read_where_they_live",
+            cached_partitions_are_read_where_they_live,
+        ),
+        (
             "broadcasts_reach_each_executor_once",
             broadcasts_reach_each_executor_once,
         ),
@@ -508,6 +512,134 @@ fn second_local_cluster(cluster: &Context, local: &Context) -> Result<(), String
     word_count_equals_local(cluster, local)
 }
 
+/// Lines in `path` (one per execution of a partition, see `counted`).
+fn runs(path: &str) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// Cached partitions live on executors: later jobs run where they are and do not
+/// recompute them; a killed executor's partitions are recomputed (exact results);
+/// unpersist drops the executors' disk copies.
+fn cached_partitions_are_read_where_they_live(
+    cluster: &Context,
+    local: &Context,
+) -> Result<(), String> {
+    let dir = temp_dir("cache");
+    let log = dir.join("runs").to_string_lossy().into_owned();
+    let marker = dir.join("killed").to_string_lossy().into_owned();
+    let data = |ctx: &Context, log: String| {
+        ctx.range(0, 40_000, 8).map_partitions_with(log, |log, it| {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)
+            {
+                let _ = writeln!(f, "run");
+            }
+            it.map(|x| (x % 100, x)).collect::<Vec<_>>()
+        })
+    };
+    let want: i64 = (0..40_000).sum();
+    let kept = data(cluster, log.clone()).persist(spate::rdd::StorageLevel::Disk);
+    check(
+        "first job",
+        kept.count().map_err(|e| e.to_string())?,
+        40_000,
+    )?;
+    check("partitions computed", runs(&log), 8)?;
+    let sum = kept
+        .values()
+        .reduce(|a, b| a + b)
+        .map_err(|e| e.to_string())?;
+    check("second job", sum, Some(want))?;
+    let groups = kept.group_by_key_n(4).count().map_err(|e| e.to_string())?;
+    check("third job", groups, 100)?;
+    check(
+        "no partition recomputed (tasks ran where they were cached)",
+        runs(&log),
+        8,
+    )?;
+
+    // Kill the executor running the first task of the next job: its cached partitions
+    // are gone, recomputed, and the result is still exact.
+    let total = kept
+        .map_with(marker.clone(), |m, kv| {
+            if first_time(m) {
+                std::process::exit(9);
+            }
+            kv.1
+        })
+        .reduce(|a, b| a + b)
+        .map_err(|e| e.to_string())?;
+    check("after losing an executor", total, Some(want))?;
+    let recomputed = runs(&log) - 8;
+    if recomputed == 0 || recomputed > 8 {
+        return Err(format!("{recomputed} partitions recomputed after the loss"));
+    }
+    let mut pairs = kept.collect().map_err(|e| e.to_string())?;
+    pairs.sort();
+    let mut expect = data(local, dir.join("local-runs").to_string_lossy().into_owned())
+        .collect()
+        .map_err(|e| e.to_string())?;
+    expect.sort();
+    check("cached data equals local", pairs, expect)?;
+
+    let cached_files = || -> usize {
+        let pattern = format!(
+            "{}/spate-{}-*/exec-*/cache/rdd-*",
+            std::env::temp_dir().display(),
+            std::process::id()
+        );
+        glob_count(&pattern)
+    };
+    if cached_files() < 8 {
+        return Err(format!(
+            "expected the disk-level partitions on the executors, found {}",
+            cached_files()
+        ));
+    }
+    kept.unpersist();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cached_files() > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{} cached files left after unpersist",
+                cached_files()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn glob_count(pattern: &str) -> usize {
+    // tiny glob for `<root>/spate-PID-*/exec-*/cache/rdd-*`
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let mut paths = vec![std::path::PathBuf::from("/")];
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let mut next = Vec::new();
+        for p in &paths {
+            if let Some(prefix) = part.strip_suffix('*') {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        if e.file_name().to_string_lossy().starts_with(prefix) {
+                            next.push(e.path());
+                        }
+                    }
+                }
+            } else {
+                let q = p.join(part);
+                if q.exists() {
+                    next.push(q);
+                }
+            }
+        }
+        paths = next;
+    }
+    paths.len()
+}
+
 /// A broadcast is fetched by each executor once, however many tasks read it; a broadcast
 /// the driver no longer serves fails the job with a message naming it.
 fn broadcasts_reach_each_executor_once(cluster: &Context, _local: &Context) -> Result<(), String> {
@@ -519,18 +651,26 @@ fn broadcasts_reach_each_executor_once(cluster: &Context, _local: &Context) -> R
     let bc = cluster.broadcast(table).map_err(|e| e.to_string())?;
     let got = cluster
         .range(0, 100, 100)
-        .map_with(bc.clone(), |t, i| t[i as usize * 1000] + t.len() as u64)
+        .map_with(bc.clone(), |t, i| {
+            let executor = std::env::var("SPATE_EXECUTOR_ID").unwrap_or_default();
+            (t[i as usize * 1000] + t.len() as u64, executor)
+        })
         .collect()
         .map_err(|e| e.to_string())?;
+    let executors: std::collections::BTreeSet<&String> = got.iter().map(|g| &g.1).collect();
     check(
         "values read through the broadcast",
-        got,
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
         (0..100).map(|i| i * 3000 + 100_000).collect(),
     )?;
     let after = cluster.broadcast_stats();
     let fetches = after.fetches - before.fetches;
-    check("fetches (one per executor)", fetches, 2)?;
-    check("bytes sent", after.bytes - before.bytes, 2 * encoded)?;
+    check(
+        "fetches (one per executor that ran tasks)",
+        fetches,
+        executors.len() as u64,
+    )?;
+    check("bytes sent", after.bytes - before.bytes, fetches * encoded)?;
     // the driver reads its own value without any fetch
     check("driver value", bc.len(), 100_000)?;
 

@@ -1,6 +1,7 @@
 //! All integration tests, one binary, one module per area.
 
 mod accumulators;
+mod cache;
 mod errors;
 mod fixtures;
 mod observe;

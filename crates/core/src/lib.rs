@@ -8,6 +8,7 @@
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.
 //! - [`accumulator`]: values tasks add to, applied once per successful partition.
 //! - [`broadcast`]: read-only values shipped to each executor at most once.
+//! - [`cache`]: this process's persisted RDD partitions (memory, disk).
 //! - [`metrics`]: per-task counters (records and bytes read and written, run time).
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
@@ -20,6 +21,7 @@
 pub mod accumulator;
 pub mod aggregator;
 pub mod broadcast;
+pub mod cache;
 pub mod config;
 pub mod data;
 pub mod error;

@@ -63,6 +63,9 @@ pub enum ToExecutor {
     Launch(LaunchTask),
     /// Stop: finish nothing more, exit.
     Shutdown,
+    /// Drop every cached partition of this persisted RDD (also the payload of a Mesos
+    /// framework message).
+    Unpersist(u64),
 }
 
 /// A task as it travels to an executor.
@@ -146,6 +149,8 @@ pub struct Report {
     pub metrics: crate::metrics::TaskMetrics,
     /// `(accumulator id, encoded partial value)`.
     pub accumulators: Vec<(u64, Vec<u8>)>,
+    /// Partitions of persisted RDDs it stored on its executor: `(cache key, partition)`.
+    pub cached: Vec<(u64, usize)>,
 }
 
 /// What a spate executor under Mesos puts in `TaskStatus.data`: the task's state (as in

@@ -250,6 +250,7 @@ fn guarded<O>(f: impl FnOnce() -> Result<O, Error>) -> Result<O, TaskFailure> {
     install_panic_hook();
     crate::metrics::reset();
     crate::accumulator::begin_task();
+    crate::cache::begin_task();
     let started = std::time::Instant::now();
     let was = IN_TASK.with(|t| t.replace(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));

@@ -97,6 +97,7 @@ impl Core {
             sink,
             runtime: rt.handle().clone(),
         });
+        spate_core::cache::set_dir(settings.work_dir.join("cache"));
         // Broadcasts are fetched from the driver by the first task that reads one.
         let fetch_rt = rt.handle().clone();
         spate_core::broadcast::set_fetcher(Box::new(move |source, path| {
@@ -162,6 +163,7 @@ fn task_loop(queue: Receiver<LaunchTask>, shared: Arc<Shared>) {
         let report = Report {
             metrics: spate_core::metrics::current(),
             accumulators,
+            cached: spate_core::cache::take_stored(),
         };
         (shared.sink)(task, state, report);
     }

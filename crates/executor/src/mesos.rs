@@ -414,6 +414,16 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                             }
                             shutting_down = Some(Instant::now());
                         }
+                        Ok(event::Type::Message) => {
+                            // Framework messages carry the same control payloads as the
+                            // local-cluster channel (today: drop a persisted RDD).
+                            let data = e.message.map(|m| m.data).unwrap_or_default();
+                            if let Ok(spate_core::protocol::ToExecutor::Unpersist(key)) =
+                                spate_core::ship::codec::from_slice(&data)
+                            {
+                                spate_core::cache::remove(key);
+                            }
+                        }
                         Ok(event::Type::Error) => {
                             let msg = e.error.map(|er| er.message).unwrap_or_default();
                             tracing::warn!("agent error: {msg}; re-subscribing");

@@ -31,7 +31,7 @@ use crate::listener::{
 use crossbeam_channel::{Receiver, Sender};
 use spate_core::error::Error;
 use spate_core::plan::plan_stages;
-use spate_core::rdd::{RddBase, ShuffleId};
+use spate_core::rdd::{Dependency, RddBase, ShuffleId};
 use spate_core::ship::SerArc;
 use spate_core::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
 use spate_core::task::{ResultJob, TaskFailure, TaskKind, TaskOutput};
@@ -42,6 +42,10 @@ use tracing::{Span, debug, info, info_span, warn};
 
 type StageId = usize;
 type JobId = usize;
+
+/// How long a task waits for a slot on the executor caching its partition before it
+/// runs (and recomputes the partition) elsewhere (Spark's `spark.locality.wait`).
+const LOCALITY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A stage fails after this many fetch-failure resubmissions in a row (Spark's
 /// `spark.stage.maxConsecutiveAttempts`).
@@ -139,6 +143,10 @@ pub(crate) struct DagScheduler {
     failures: HashMap<(StageId, usize), UnitFailures>,
     /// Map partitions whose accumulator updates were applied.
     accumulated: HashSet<(StageId, usize)>,
+    /// Where partitions of persisted RDDs are cached: `(cache key, partition)` → executors.
+    cache_locs: HashMap<(u64, usize), BTreeSet<String>>,
+    /// Since when a queued task has waited for a slot where its cached partition is.
+    locality_wait: HashMap<(StageId, usize), Instant>,
     bus: ListenerBus,
 }
 
@@ -165,6 +173,8 @@ impl DagScheduler {
             executors: BTreeMap::new(),
             failures: HashMap::new(),
             accumulated: HashSet::new(),
+            cache_locs: HashMap::new(),
+            locality_wait: HashMap::new(),
             bus,
         }
     }
@@ -177,7 +187,17 @@ impl DagScheduler {
 
     /// The event loop: runs until `Stop` or until every sender is gone.
     pub(crate) fn run(mut self, events: Receiver<Event>) {
-        for event in events {
+        loop {
+            // Wake up now and then even without events: tasks waiting for locality may
+            // run elsewhere once their wait is over.
+            let event = match events.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.make_offers();
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
             match event {
                 Event::JobSubmitted {
                     job,
@@ -222,6 +242,10 @@ impl DagScheduler {
                     });
                     self.executor_lost(&executor, &reason)
                 }
+                Event::Unpersist { key } => {
+                    self.cache_locs.retain(|(k, _), _| *k != key);
+                    self.backend.unpersist(key);
+                }
                 Event::BackendFailed { reason } => {
                     warn!("backend failed: {reason}");
                     let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
@@ -242,6 +266,11 @@ impl DagScheduler {
             let _ = job.reply.send(JobMessage::Failed(Error::SchedulerStopped(
                 "the context was stopped while the job ran".into(),
             )));
+        }
+        // Local mode caches in this very process: free what this context cached.
+        let keys: BTreeSet<u64> = self.cache_locs.keys().map(|(k, _)| *k).collect();
+        for k in keys {
+            spate_core::cache::remove(k);
         }
         self.backend.stop();
         self.post(|| SchedulerEvent::ApplicationEnd { time: now_ms() });
@@ -476,22 +505,58 @@ impl DagScheduler {
     /// Give queued tasks to executors with free cores, preferring an executor where the
     /// task has not failed before.
     fn make_offers(&mut self) {
-        while !self.queue.is_empty() && self.executors.values().any(|e| e.free > 0) {
-            let Some((stage_id, attempt, unit)) = self.queue.pop_front() else {
-                break;
-            };
+        if self.queue.is_empty() || !self.executors.values().any(|e| e.free > 0) {
+            return;
+        }
+        let now = Instant::now();
+        let mut kept = VecDeque::new();
+        while let Some((stage_id, attempt, unit)) = self.queue.pop_front() {
+            if !self.executors.values().any(|e| e.free > 0) {
+                kept.push_back((stage_id, attempt, unit));
+                continue;
+            }
             let Some(stage) = self.stages.get(&stage_id) else {
+                self.locality_wait.remove(&(stage_id, unit));
                 continue;
             };
             if stage.attempt != attempt
                 || stage.state != StageState::Running
                 || !stage.pending.contains(&unit)
             {
+                self.locality_wait.remove(&(stage_id, unit));
                 continue;
             }
             let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
             let shuffle_locations = self.parent_locations(stage_id);
-            let preferred = preferred_executors(&shuffle_locations);
+            let partition_of_unit = match &stage.kind {
+                StageKind::ShuffleMap { .. } => Some(unit),
+                StageKind::Result { job, .. } => self
+                    .jobs
+                    .get(job)
+                    .and_then(|j| j.partitions.get(unit).copied()),
+            };
+            // Where its partition is cached first, then where much of its shuffle input is.
+            let mut preferred = partition_of_unit
+                .map(|p| self.cached_on(&stage.rdd, p))
+                .unwrap_or_default();
+            // Delay scheduling: a task whose cached partition is on a busy executor waits
+            // a little for a slot there rather than recomputing it elsewhere.
+            let cache_busy = !preferred.is_empty()
+                && preferred
+                    .iter()
+                    .all(|e| self.executors.get(e).is_none_or(|x| x.free == 0))
+                && preferred.iter().any(|e| self.executors.contains_key(e));
+            let since = *self.locality_wait.entry((stage_id, unit)).or_insert(now);
+            if cache_busy && now.duration_since(since) < LOCALITY_WAIT {
+                kept.push_back((stage_id, attempt, unit));
+                continue;
+            }
+            self.locality_wait.remove(&(stage_id, unit));
+            for e in preferred_executors(&shuffle_locations) {
+                if !preferred.contains(&e) {
+                    preferred.push(e);
+                }
+            }
             // Somewhere it has not failed first, then where its input is.
             let pick = self
                 .executors
@@ -505,7 +570,10 @@ impl DagScheduler {
                     )
                 })
                 .cloned();
-            let Some(executor) = pick else { break };
+            let Some(executor) = pick else {
+                kept.push_back((stage_id, attempt, unit));
+                continue;
+            };
             let (kind, partition) = match &stage.kind {
                 StageKind::ShuffleMap { dep, .. } => (TaskKind::ShuffleMap(dep.clone()), unit),
                 StageKind::Result { job, func } => match self.jobs.get(job) {
@@ -559,6 +627,33 @@ impl DagScheduler {
                 },
             );
         }
+        self.queue = kept;
+    }
+
+    /// Executors holding a cached partition `p` of a persisted RDD in the narrow lineage of
+    /// `rdd` (followed while partitions map one to one).
+    fn cached_on(&self, rdd: &Arc<dyn RddBase>, p: usize) -> Vec<String> {
+        if self.cache_locs.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![rdd.clone()];
+        while let Some(r) = stack.pop() {
+            if let Some((key, _)) = r.storage()
+                && let Some(execs) = self.cache_locs.get(&(key, p))
+            {
+                out.extend(execs.iter().cloned());
+                continue;
+            }
+            for dep in r.dependencies() {
+                if let Dependency::Narrow(parent) = dep
+                    && parent.num_partitions() == r.num_partitions()
+                {
+                    stack.push(parent);
+                }
+            }
+        }
+        out
     }
 
     /// Where the map outputs a stage reads are: per parent shuffle, the executor of each
@@ -595,7 +690,14 @@ impl DagScheduler {
             metrics,
             accumulators,
             executor,
+            cached,
         } = report;
+        if result.is_ok() {
+            let at = executor.clone().unwrap_or_else(|| rt.executor.clone());
+            for block in cached {
+                self.cache_locs.entry(block).or_default().insert(at.clone());
+            }
+        }
         self.post(|| SchedulerEvent::TaskEnd {
             time: now_ms(),
             task,
@@ -773,6 +875,11 @@ impl DagScheduler {
     fn executor_lost(&mut self, executor: &str, reason: &str) {
         warn!(executor, reason, "executor lost");
         self.executors.remove(executor);
+        // Its cached partitions are gone: they are recomputed where tasks run next.
+        self.cache_locs.retain(|_, execs| {
+            execs.remove(executor);
+            !execs.is_empty()
+        });
         for stage in self.stages.values_mut() {
             if let StageKind::ShuffleMap { outputs, dep } = &mut stage.kind {
                 for (m, slot) in outputs.iter_mut().enumerate() {

@@ -17,6 +17,8 @@ pub struct TaskReport {
     pub metrics: TaskMetrics,
     /// Its accumulator updates (applied once if it is the first success of its partition).
     pub accumulators: spate_core::accumulator::Updates,
+    /// Partitions of persisted RDDs it stored where it ran.
+    pub cached: Vec<(u64, usize)>,
     /// The executor that ran it, when the backend chose it (Mesos places tasks itself).
     pub executor: Option<String>,
 }
@@ -50,6 +52,9 @@ pub(crate) enum Event {
     },
     /// A backend lost an executor: its tasks and map outputs are gone.
     ExecutorLost { executor: String, reason: String },
+    /// Persisted RDD `key` was unpersisted: forget where its partitions are, tell the
+    /// executors to drop them.
+    Unpersist { key: u64 },
     /// A backend can run nothing any more (e.g. every executor is gone and none can be
     /// started): fail every job with this cause instead of waiting.
     BackendFailed { reason: String },

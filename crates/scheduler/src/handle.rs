@@ -129,6 +129,10 @@ impl JobRunner for Scheduler {
             .collect()
     }
 
+    fn unpersist(&self, key: u64) {
+        let _ = self.events.send(Event::Unpersist { key });
+    }
+
     fn new_rdd_id(&self) -> RddId {
         self.next_rdd.fetch_add(1, Ordering::Relaxed)
     }

@@ -7,6 +7,7 @@
 //! which keeps user-facing signatures such as `map_partitions` free of lifetimes.
 
 mod actions;
+mod cached;
 mod cartesian;
 mod coalesce;
 mod cogroup;
@@ -20,6 +21,7 @@ mod text_file;
 mod union;
 mod zip;
 
+pub use crate::cache::StorageLevel;
 pub use map_partitions::PartitionFn;
 pub use pair::{CoGrouped, FullOuter};
 pub use parallelize::parallelize;
@@ -148,6 +150,8 @@ pub trait JobRunner: Send + Sync + 'static {
     fn new_shuffle_id(&self) -> ShuffleId;
     /// Partition count used when an operation is not told one (cores of the cluster).
     fn default_parallelism(&self) -> usize;
+    /// Drop every cached partition of persisted RDD `key`, wherever it is.
+    fn unpersist(&self, _key: crate::cache::CacheKey) {}
 }
 
 /// Name, id and the user's call site of a node, for plans, logs and error messages.
@@ -212,6 +216,10 @@ pub trait RddBase: Send + Sync + 'static {
     fn id(&self) -> RddId {
         self.meta().id
     }
+    /// For a persisted RDD, its cache key and storage level.
+    fn storage(&self) -> Option<(crate::cache::CacheKey, crate::cache::StorageLevel)> {
+        None
+    }
 }
 
 /// A shippable reference to a lineage node producing `T`.
@@ -227,6 +235,10 @@ pub trait RddNode<T>: RddBase + EncodeSelf {
     /// If the elements are `(K, V)` pairs placed by a known partitioner, that partitioner
     /// (as `Any`, compared with `Partitioner::same_as`). Lets joins skip a shuffle.
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+    /// For a persisted RDD, the RDD it persists.
+    fn uncached(&self) -> Option<NodeRef<T>> {
         None
     }
 }
@@ -302,6 +314,54 @@ impl<T: Data> Rdd<T> {
     /// The RDD id.
     pub fn id(&self) -> RddId {
         self.node.id()
+    }
+
+    /// Keep each partition in memory once computed, for later jobs
+    /// (`persist(StorageLevel::Memory)`). Use the returned RDD.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let squares = ctx.range(0, 1000, 4).map(|x| x * x).cache();
+    /// assert_eq!(squares.count()?, 1000); // computes and keeps the partitions
+    /// assert_eq!(squares.reduce(|a, b| a.max(b))?, Some(999 * 999)); // reads them
+    /// let plain = squares.unpersist(); // drops them; `plain` is the uncached RDD
+    /// assert_eq!(plain.count()?, 1000);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cache(&self) -> Rdd<T> {
+        self.persist(crate::cache::StorageLevel::Memory)
+    }
+
+    /// Keep each partition at `level` once computed: later jobs read it (the scheduler
+    /// runs their tasks where the partition is); a lost partition is recomputed from
+    /// lineage. Use the returned RDD.
+    #[track_caller]
+    pub fn persist(&self, level: crate::cache::StorageLevel) -> Rdd<T> {
+        let meta = NodeMeta::new(&*self.sc, "persist");
+        Rdd::from_node(
+            self.sc.clone(),
+            cached::CachedNode {
+                meta,
+                parent: self.node.clone(),
+                key: crate::cache::new_key(),
+                level,
+            },
+        )
+    }
+
+    /// Drop the cached partitions of a persisted RDD everywhere and return the RDD it
+    /// persisted (not cached). On an RDD that is not persisted, returns it unchanged.
+    pub fn unpersist(&self) -> Rdd<T> {
+        let (Some((key, _)), Some(parent)) = (self.node.storage(), self.node.uncached()) else {
+            return self.clone();
+        };
+        self.sc.unpersist(key);
+        crate::cache::remove(key);
+        Rdd {
+            node: parent,
+            sc: self.sc.clone(),
+        }
     }
 
     /// Number of partitions.

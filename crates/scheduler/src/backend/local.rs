@@ -67,6 +67,7 @@ impl SchedulerBackend for LocalBackend {
                         let report = TaskReport {
                             metrics: spate_core::metrics::current(),
                             accumulators: spate_core::accumulator::take_objects(),
+                            cached: spate_core::cache::take_stored(),
                             executor: None,
                         };
                         events.task_ended_with(launch.id, result, report);

@@ -521,6 +521,14 @@ impl SchedulerBackend for LocalClusterBackend {
         (self.config.executors * self.config.cores).max(1)
     }
 
+    fn unpersist(&mut self, key: u64) {
+        if let Ok(st) = self.state.lock() {
+            for c in st.conns.values() {
+                let _ = c.outbox.send(ToExecutor::Unpersist(key));
+            }
+        }
+    }
+
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
         if let Ok(st) = self.state.lock() {

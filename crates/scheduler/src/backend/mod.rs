@@ -42,6 +42,9 @@ pub trait SchedulerBackend: Send + 'static {
     fn default_parallelism(&self) -> usize;
     /// Stop running tasks and release resources.
     fn stop(&mut self);
+    /// Tell executors to drop the cached partitions of persisted RDD `key` (local mode
+    /// keeps them in the driver's process, where the RDD handle already dropped them).
+    fn unpersist(&mut self, _key: u64) {}
 }
 
 fn failure(f: RemoteFailure) -> TaskFailure {
@@ -96,6 +99,7 @@ pub(crate) fn report_end(
             Updates::Encoded(report.accumulators)
         },
         executor: Some(executor.to_string()),
+        cached: report.cached,
     };
     match ended {
         Ok(TaskResult::Map { records }) => events.task_ended_with(

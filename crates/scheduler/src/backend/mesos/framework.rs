@@ -158,6 +158,8 @@ struct State {
 enum Command {
     /// Tasks were queued.
     Wake,
+    /// Tell every executor to drop persisted RDD `key`.
+    Unpersist(u64),
     /// Tear the framework down, then answer.
     Stop(oneshot::Sender<()>),
 }
@@ -302,6 +304,12 @@ impl SchedulerBackend for MesosBackend {
 
     fn default_parallelism(&self) -> usize {
         self.parallelism
+    }
+
+    fn unpersist(&mut self, key: u64) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Command::Unpersist(key));
+        }
     }
 
     fn stop(&mut self) {
@@ -695,8 +703,9 @@ impl Framework {
                         return;
                     }
                     None => return,
-                    // Queued tasks are looked at once subscribed again.
-                    Some(Command::Wake) => {}
+                    // Queued tasks are looked at once subscribed again; cached blocks
+                    // are dropped with the executors' next message or their exit.
+                    Some(Command::Wake) | Some(Command::Unpersist(_)) => {}
                 },
             }
             backoff = (backoff * 2).min(Duration::from_secs(15));
@@ -717,6 +726,7 @@ impl Framework {
                 cmd = commands.recv() => {
                     match cmd {
                         Some(Command::Wake) => self.revive_if_needed().await,
+                        Some(Command::Unpersist(key)) => self.message_executors(key),
                         Some(Command::Stop(done)) => {
                             self.teardown().await;
                             let _ = done.send(());
@@ -874,6 +884,33 @@ impl Framework {
         c.reconcile = Some(call::Reconcile { tasks });
         if let Err(e) = self.send(c).await {
             tracing::warn!("RECONCILE failed: {e}");
+        }
+    }
+
+    /// Send every live executor a framework MESSAGE to drop persisted RDD `key`.
+    fn message_executors(&self, key: u64) {
+        let Ok(data) =
+            spate_core::ship::codec::to_vec(&spate_core::protocol::ToExecutor::Unpersist(key))
+        else {
+            return;
+        };
+        let targets: Vec<(String, String)> = self.state.lock().map_or_else(
+            |_| Vec::new(),
+            |st| {
+                st.executors
+                    .iter()
+                    .map(|(id, e)| (id.clone(), e.agent.clone()))
+                    .collect()
+            },
+        );
+        for (executor, agent) in targets {
+            let mut c = self.call(call::Type::Message);
+            c.message = Some(call::Message {
+                agent_id: AgentId { value: agent },
+                executor_id: ExecutorId { value: executor },
+                data: data.clone(),
+            });
+            self.send_later(c);
         }
     }
 
