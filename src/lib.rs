@@ -46,6 +46,8 @@ pub use spate_core::{
     text,
 };
 pub use spate_scheduler::listener;
+/// The web UI and terminal progress (also usable to serve an event log again).
+pub use spate_ui as ui;
 
 /// Everything a job usually needs: `use spate::prelude::*;`.
 pub mod prelude {
