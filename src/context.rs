@@ -50,6 +50,7 @@ pub struct ContextBuilder {
     ui: Option<bool>,
     ui_port: Option<String>,
     progress: Option<bool>,
+    speculation: Option<bool>,
 }
 
 /// Framework settings for `mesos://HOST:PORT`. Unset fields come from the environment
@@ -192,6 +193,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Launch a copy of a task that runs much longer than its stage's finished tasks
+    /// (default off; `SPATE_SPECULATION=1`). The first copy to finish counts.
+    pub fn speculation(mut self, on: bool) -> Self {
+        self.speculation = Some(on);
+        self
+    }
+
     /// Serve the web UI (default on, on the first free port from 4040; `--no-ui` or
     /// `SPATE_UI=off` turn it off).
     pub fn ui(mut self, on: bool) -> Self {
@@ -306,6 +314,9 @@ impl ContextBuilder {
             progress: self
                 .progress
                 .unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            speculation: self.speculation.unwrap_or_else(|| {
+                std::env::var("SPATE_SPECULATION").is_ok_and(|v| v == "1" || v == "true")
+            }),
         };
         Context::start(config, cluster)
     }
@@ -320,6 +331,7 @@ struct ClusterSettings {
     event_log: Option<std::path::PathBuf>,
     ui: UiSetting,
     progress: bool,
+    speculation: bool,
 }
 
 /// Whether and where the web UI listens.
@@ -449,6 +461,7 @@ impl Context {
             ui: None,
             ui_port: None,
             progress: None,
+            speculation: None,
         }
     }
 
@@ -487,10 +500,15 @@ impl Context {
             listeners.push(Box::new(log));
         }
         let (app, master) = (config.app_name.clone(), config.master.to_string());
+        let speculation = cluster.speculation;
         let start = move |backend: Box<dyn SchedulerBackend>,
                           shuffle: Arc<dyn spate_core::shuffle::ShuffleService>,
                           max_failures: u32| {
-            Scheduler::start_observed(backend, shuffle, max_failures, listeners, &app, &master)
+            let options = spate_scheduler::SchedulerOptions {
+                max_failures,
+                speculation,
+            };
+            Scheduler::start_observed(backend, shuffle, options, listeners, &app, &master)
         };
         let driver_host = match &config.master {
             Master::Local { .. } => None,

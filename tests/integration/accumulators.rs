@@ -126,3 +126,56 @@ fn local_broadcasts_are_shared_without_copies() {
         "nothing sent"
     );
 }
+
+static SLOW_ONCE: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn a_speculative_copy_finishes_the_job_and_counts_once() {
+    let dir = crate::fixtures::TempDir::new("speculation");
+    let ctx = spate::Context::builder()
+        .master("local[2]")
+        .speculation(true)
+        .event_log(&dir.0)
+        .build()
+        .expect("ctx");
+    let seen = ctx.accumulator(0u64);
+    let total = ctx
+        .range(0, 4000, 4)
+        .map_partitions_with_index_with(seen.clone(), |seen, index, it| {
+            let v: Vec<i64> = it.inspect(|_| seen.add(1)).collect();
+            // the first run of the last partition straggles
+            if index == 3 && !SLOW_ONCE.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(2500));
+            }
+            v
+        })
+        .reduce(|a, b| a + b)
+        .expect("job");
+    assert_eq!(total, Some((0..4000).sum()));
+    // let the straggling original finish too: its success must not count again
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let _ = ctx.range(0, 1, 1).count();
+    assert_eq!(
+        seen.value(),
+        4000,
+        "the copy's updates or the original's, not both"
+    );
+    drop(ctx);
+    let file = std::fs::read_dir(&dir.0)
+        .expect("log dir")
+        .next()
+        .expect("a log")
+        .expect("entry")
+        .path();
+    let starts = spate::listener::read_event_log(&file)
+        .expect("log")
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                spate::listener::SchedulerEvent::TaskStart { partition: 3, .. }
+            )
+        })
+        .count();
+    assert_eq!(starts, 2, "the straggler got one speculative copy");
+}

@@ -187,13 +187,19 @@ fn api(base: &str, path: &str) -> serde_json::Value {
 fn wait_for_job(base: &str, job: usize, want: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let v = api(base, &format!("/api/jobs/{job}"));
+        // Events reach the UI asynchronously: the job may not be there yet.
+        let (status, body) = http_get(base, &format!("/api/jobs/{job}"));
+        let v: serde_json::Value = if status == 200 {
+            serde_json::from_str(&body).expect("json")
+        } else {
+            serde_json::Value::Null
+        };
         if v["job"]["status"] == want {
             return v;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "job {job} never {want}: {v}"
+            "job {job} never {want}: {status} {body}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

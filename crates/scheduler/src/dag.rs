@@ -105,6 +105,7 @@ struct ActiveJob {
 }
 
 struct RunningTask {
+    started: Instant,
     stage: StageId,
     stage_attempt: u32,
     unit: usize,
@@ -147,6 +148,12 @@ pub(crate) struct DagScheduler {
     cache_locs: HashMap<(u64, usize), BTreeSet<String>>,
     /// Since when a queued task has waited for a slot where its cached partition is.
     locality_wait: HashMap<(StageId, usize), Instant>,
+    /// Launch copies of straggling tasks.
+    speculation: bool,
+    /// Units that got a speculative copy.
+    speculated: HashSet<(StageId, usize)>,
+    /// Run times of the tasks of a stage that succeeded (for the straggler threshold).
+    durations: HashMap<StageId, Vec<std::time::Duration>>,
     bus: ListenerBus,
 }
 
@@ -155,6 +162,7 @@ impl DagScheduler {
         backend: Box<dyn SchedulerBackend>,
         shuffle: Arc<dyn ShuffleService>,
         max_failures: u32,
+        speculation: bool,
         bus: ListenerBus,
     ) -> Self {
         DagScheduler {
@@ -175,6 +183,9 @@ impl DagScheduler {
             accumulated: HashSet::new(),
             cache_locs: HashMap::new(),
             locality_wait: HashMap::new(),
+            speculation,
+            speculated: HashSet::new(),
+            durations: HashMap::new(),
             bus,
         }
     }
@@ -193,6 +204,7 @@ impl DagScheduler {
             let event = match events.recv_timeout(std::time::Duration::from_millis(100)) {
                 Ok(e) => e,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.speculate();
                     self.make_offers();
                     continue;
                 }
@@ -527,6 +539,13 @@ impl DagScheduler {
                 continue;
             }
             let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
+            // A speculative copy goes elsewhere than the running original when it can.
+            let running_on: Vec<&String> = self
+                .running
+                .values()
+                .filter(|t| t.stage == stage_id && t.unit == unit)
+                .map(|t| &t.executor)
+                .collect();
             let shuffle_locations = self.parent_locations(stage_id);
             let partition_of_unit = match &stage.kind {
                 StageKind::ShuffleMap { .. } => Some(unit),
@@ -566,6 +585,7 @@ impl DagScheduler {
                 .min_by_key(|name| {
                     (
                         failed_on.is_some_and(|f| f.contains(*name)),
+                        running_on.contains(name),
                         !preferred.contains(*name),
                     )
                 })
@@ -583,13 +603,15 @@ impl DagScheduler {
             };
             let id = self.next_task;
             self.next_task += 1;
-            let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count);
+            let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count)
+                + running_on.len() as u32;
             if let Some(e) = self.executors.get_mut(&executor) {
                 e.free -= 1;
             }
             self.running.insert(
                 id,
                 RunningTask {
+                    started: now,
                     stage: stage_id,
                     stage_attempt: attempt,
                     unit,
@@ -628,6 +650,51 @@ impl DagScheduler {
             );
         }
         self.queue = kept;
+    }
+
+    /// Speculation: once 3/4 of a running stage's tasks are done, a task running longer
+    /// than 1.5 × the median of the finished ones (and at least 100 ms) gets a copy; the
+    /// first to finish counts, the other's output is ignored (results, accumulator
+    /// updates) or is an equally valid map output.
+    fn speculate(&mut self) {
+        if !self.speculation {
+            return;
+        }
+        let mut copies = Vec::new();
+        for (id, stage) in &self.stages {
+            if stage.state != StageState::Running || stage.pending.is_empty() {
+                continue;
+            }
+            let Some(done) = self.durations.get(id).filter(|d| !d.is_empty()) else {
+                continue;
+            };
+            let total = done.len() + stage.pending.len();
+            if done.len() * 4 < total * 3 {
+                continue;
+            }
+            let mut sorted = done.clone();
+            sorted.sort();
+            let threshold =
+                (sorted[sorted.len() / 2] * 3 / 2).max(std::time::Duration::from_millis(100));
+            for t in self.running.values() {
+                if t.stage == *id
+                    && t.stage_attempt == stage.attempt
+                    && stage.pending.contains(&t.unit)
+                    && t.started.elapsed() > threshold
+                    && !self.speculated.contains(&(*id, t.unit))
+                {
+                    copies.push((*id, stage.attempt, t.unit));
+                }
+            }
+        }
+        for (stage, attempt, unit) in copies {
+            self.speculated.insert((stage, unit));
+            if let Some(s) = self.stages.get(&stage) {
+                s.span
+                    .in_scope(|| info!(unit, "speculating: launching a copy of a slow task"));
+            }
+            self.queue.push_back((stage, attempt, unit));
+        }
     }
 
     /// Executors holding a cached partition `p` of a persisted RDD in the narrow lineage of
@@ -693,6 +760,10 @@ impl DagScheduler {
             cached,
         } = report;
         if result.is_ok() {
+            self.durations
+                .entry(rt.stage)
+                .or_default()
+                .push(rt.started.elapsed());
             let at = executor.clone().unwrap_or_else(|| rt.executor.clone());
             for block in cached {
                 self.cache_locs.entry(block).or_default().insert(at.clone());

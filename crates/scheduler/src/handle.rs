@@ -15,6 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+/// How the scheduler treats failing and slow tasks.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerOptions {
+    /// Attempts per task before its job fails.
+    pub max_failures: u32,
+    /// Launch copies of straggling tasks (Spark's `spark.speculation`).
+    pub speculation: bool,
+}
+
 /// A running scheduler. Dropping it (or [`Scheduler::stop`]) stops the loop and the
 /// backend; jobs waiting at that moment fail with [`Error::SchedulerStopped`].
 pub struct Scheduler {
@@ -32,7 +41,17 @@ impl Scheduler {
         shuffle: Arc<dyn ShuffleService>,
         max_failures: u32,
     ) -> Result<Arc<Scheduler>> {
-        Self::start_observed(backend, shuffle, max_failures, Vec::new(), "spate", "")
+        Self::start_observed(
+            backend,
+            shuffle,
+            SchedulerOptions {
+                max_failures,
+                speculation: false,
+            },
+            Vec::new(),
+            "spate",
+            "",
+        )
     }
 
     /// [`Scheduler::start`], telling `listeners` what happens to application `app` on
@@ -40,7 +59,7 @@ impl Scheduler {
     pub fn start_observed(
         mut backend: Box<dyn SchedulerBackend>,
         shuffle: Arc<dyn ShuffleService>,
-        max_failures: u32,
+        options: SchedulerOptions,
         listeners: Vec<Box<dyn Listener>>,
         app: &str,
         master: &str,
@@ -54,7 +73,13 @@ impl Scheduler {
         let (tx, rx) = unbounded();
         backend.start(EventSink { tx: tx.clone() })?;
         let parallelism = backend.default_parallelism();
-        let dag = DagScheduler::new(backend, shuffle, max_failures, bus);
+        let dag = DagScheduler::new(
+            backend,
+            shuffle,
+            options.max_failures,
+            options.speculation,
+            bus,
+        );
         let thread = std::thread::Builder::new()
             .name("spate-dag-scheduler".into())
             .spawn(move || dag.run(rx))

@@ -19,4 +19,4 @@ pub mod listener;
 
 pub use backend::SchedulerBackend;
 pub use backend::local::LocalBackend;
-pub use handle::Scheduler;
+pub use handle::{Scheduler, SchedulerOptions};

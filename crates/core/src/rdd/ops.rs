@@ -216,12 +216,22 @@ impl<T: Data> Rdd<T> {
         )
     }
 
+    /// [`Rdd::map_partitions_with_index`] with explicit state for the closure.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let tagged = ctx
+    ///     .range(0, 4, 2)
+    ///     .map_partitions_with_index_with(100i64, |base, i, it| {
+    ///         let offset = *base * i as i64;
+    ///         it.map(move |x| x + offset)
+    ///     })
+    ///     .collect()?;
+    /// assert_eq!(tagged, vec![0, 1, 102, 103]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[track_caller]
-    pub(crate) fn map_partitions_with_index_with<S: Data, U: Data, I, F>(
-        &self,
-        state: S,
-        f: F,
-    ) -> Rdd<U>
+    pub fn map_partitions_with_index_with<S: Data, U: Data, I, F>(&self, state: S, f: F) -> Rdd<U>
     where
         F: Fn(&S, usize, PartIter<T>) -> I + Copy + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
