@@ -314,6 +314,7 @@ impl ContextBuilder {
             progress: self
                 .progress
                 .unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            quiet: self.progress == Some(false),
             speculation: self.speculation.unwrap_or_else(|| {
                 std::env::var("SPATE_SPECULATION").is_ok_and(|v| v == "1" || v == "true")
             }),
@@ -331,6 +332,8 @@ struct ClusterSettings {
     event_log: Option<std::path::PathBuf>,
     ui: UiSetting,
     progress: bool,
+    /// Say nothing on stderr (`--quiet`).
+    quiet: bool,
     speculation: bool,
 }
 
@@ -485,7 +488,7 @@ impl Context {
                 .map_err(|e| Error::Config(e.to_string()))?;
                 listeners.push(Box::new(store));
                 tracing::info!(url = server.url(), "web UI");
-                if cluster.progress {
+                if !cluster.quiet {
                     eprintln!("spate web UI: {}", server.url());
                 }
                 Some(server)

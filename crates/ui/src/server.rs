@@ -89,10 +89,18 @@ impl UiServer {
                         Err(e) => last = Some(e),
                     }
                 }
-                found.ok_or_else(|| UiError::Bind {
-                    what: format!("{host}:{first}..{}", first.saturating_add(PORT_TRIES)),
-                    source: last.unwrap_or_else(|| std::io::Error::other("no port")),
-                })?
+                // Every usual port is taken (many contexts at once): any free port will do.
+                match found {
+                    Some(l) => l,
+                    None => TcpListener::bind((host, 0)).map_err(|source| UiError::Bind {
+                        what: format!(
+                            "{host}:{first}..{} or any port (last error: {:?})",
+                            first.saturating_add(PORT_TRIES),
+                            last.map(|e| e.to_string())
+                        ),
+                        source,
+                    })?,
+                }
             }
         };
         let addr = listener
