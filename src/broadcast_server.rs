@@ -7,7 +7,6 @@ use hyper::{Response, StatusCode};
 use spate_core::error::{Error, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
 
 /// What the broadcast server has sent so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,8 +26,7 @@ struct Counters {
 pub(crate) struct BroadcastServer {
     addr: String,
     counters: Arc<Counters>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: spate_shuffle::server::ServerThread,
 }
 
 impl BroadcastServer {
@@ -45,42 +43,21 @@ impl BroadcastServer {
             .local_addr()
             .map_err(|e| Error::Other(format!("broadcast server: {e}")))?
             .port();
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::Other(format!("broadcast server: {e}")))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Other(format!("broadcast server runtime: {e}")))?;
         let counters = Arc::new(Counters::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let c = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("spate-broadcast".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    spate_shuffle::server::serve_http(
-                        listener,
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let c = c.clone();
-                            async move { respond(&c, req.uri().path()) }
-                        },
-                        async {
-                            let _ = stopped.await;
-                        },
-                    )
-                    .await;
-                });
-            })
-            .map_err(|e| Error::Other(format!("starting the broadcast server: {e}")))?;
+        let server = spate_shuffle::server::ServerThread::spawn(
+            "spate-broadcast",
+            listener,
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let c = c.clone();
+                async move { respond(&c, req.uri().path()) }
+            },
+        )
+        .map_err(|e| Error::Other(format!("starting the broadcast server: {e}")))?;
         Ok(BroadcastServer {
             addr: format!("{host}:{port}"),
             counters,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -112,17 +89,6 @@ fn respond(c: &Counters, path: &str) -> Response<Full<Bytes>> {
             let mut r = Response::new(Full::new(Bytes::from_static(b"no such broadcast")));
             *r.status_mut() = StatusCode::NOT_FOUND;
             r
-        }
-    }
-}
-
-impl Drop for BroadcastServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

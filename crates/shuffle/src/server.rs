@@ -133,6 +133,60 @@ where
     }
 }
 
+/// An HTTP server on a thread of its own (a small tokio runtime), for the driver's
+/// little servers (web UI, broadcasts). Stops when dropped.
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Serve `listener` (a bound std listener) with `handler` on a thread named `name`.
+    pub fn spawn<H, F>(
+        name: &str,
+        listener: std::net::TcpListener,
+        handler: H,
+    ) -> std::io::Result<ServerThread>
+    where
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        listener.set_nonblocking(true)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    serve_http(listener, handler, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                });
+            })?;
+        Ok(ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,8 @@ use crate::store::Store;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode, header};
+use spate_shuffle::server::ServerThread;
 use std::net::TcpListener;
-use std::thread::JoinHandle;
-use tokio::sync::oneshot;
 
 /// Why the UI could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +31,7 @@ const PORT_TRIES: u16 = 64;
 /// A running UI server; stops when dropped.
 pub struct UiServer {
     url: String,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 fn respond(store: &Store, method: &Method, path: &str) -> Response<Full<Bytes>> {
@@ -106,55 +104,23 @@ impl UiServer {
         let addr = listener
             .local_addr()
             .map_err(|e| UiError::Start(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| UiError::Start(e.to_string()))?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| UiError::Start(e.to_string()))?;
-        let thread = std::thread::Builder::new()
-            .name("spate-ui".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    spate_shuffle::server::serve_http(
-                        listener,
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let store = store.clone();
-                            async move { respond(&store, req.method(), req.uri().path()) }
-                        },
-                        async {
-                            let _ = stopped.await;
-                        },
-                    )
-                    .await;
-                });
-            })
-            .map_err(|e| UiError::Start(e.to_string()))?;
+        let server = ServerThread::spawn(
+            "spate-ui",
+            listener,
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let store = store.clone();
+                async move { respond(&store, req.method(), req.uri().path()) }
+            },
+        )
+        .map_err(|e| UiError::Start(e.to_string()))?;
         Ok(UiServer {
             url: format!("http://{addr}"),
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
     /// `http://host:port`.
     pub fn url(&self) -> &str {
         &self.url
-    }
-}
-
-impl Drop for UiServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -7,7 +7,7 @@
 //! payloads Mesos carries in `TaskInfo.data` / `TaskStatus.data`. An executor is lost when
 //! its process exits or its connection drops; both are reported at once.
 
-use super::{SchedulerBackend, TaskLaunch, report_end};
+use super::{SchedulerBackend, TaskLaunch, block_servers, report_end};
 use crate::event::EventSink;
 use spate_core::error::{Error, Result};
 use spate_core::protocol::{FrameDecoder, LaunchTask, TaskState, ToDriver, ToExecutor, env, frame};
@@ -481,21 +481,9 @@ impl SchedulerBackend for LocalClusterBackend {
                 return self.events_for_failure(task.id, fail(format!("encoding the task: {e}")));
             }
         };
-        let shuffle_locations = task
-            .shuffle_locations
-            .iter()
-            .map(|(s, execs)| {
-                let addrs = execs
-                    .iter()
-                    .map(|e| {
-                        st.conns
-                            .get(e)
-                            .map_or_else(String::new, |c| c.block_server.clone())
-                    })
-                    .collect();
-                (*s, addrs)
-            })
-            .collect();
+        let shuffle_locations = block_servers(&task.shuffle_locations, |e| {
+            st.conns.get(e).map(|c| c.block_server.clone())
+        });
         let msg = ToExecutor::Launch(LaunchTask {
             task: task.id,
             stage: task.stage,

@@ -47,6 +47,26 @@ pub trait SchedulerBackend: Send + 'static {
     fn unpersist(&mut self, _key: u64) {}
 }
 
+/// Map-output locations as executors need them: each executor id replaced by its block
+/// server address (empty when unknown: the reader then reports a fetch failure).
+pub(crate) fn block_servers(
+    locations: &[(usize, Vec<String>)],
+    address_of: impl Fn(&str) -> Option<String>,
+) -> Vec<(usize, Vec<String>)> {
+    locations
+        .iter()
+        .map(|(s, execs)| {
+            (
+                *s,
+                execs
+                    .iter()
+                    .map(|e| address_of(e).unwrap_or_default())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 fn failure(f: RemoteFailure) -> TaskFailure {
     match f {
         RemoteFailure::FetchFailed {

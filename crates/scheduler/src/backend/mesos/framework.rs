@@ -19,7 +19,7 @@
 
 use super::exec_server;
 use super::offers::{Ask, ExecutorNeeds, fit};
-use crate::backend::{SchedulerBackend, TaskLaunch, report_end};
+use crate::backend::{SchedulerBackend, TaskLaunch, block_servers, report_end};
 use crate::event::{EventSink, TaskId};
 use bytes::Bytes;
 use prost::Message as _;
@@ -1134,22 +1134,9 @@ impl Framework {
     ) -> std::result::Result<TaskInfo, String> {
         let envelope =
             seal(&task.kind, &self.secret).map_err(|e| format!("encoding the task: {e}"))?;
-        let shuffle_locations = task
-            .shuffle_locations
-            .iter()
-            .map(|(s, execs)| {
-                let addrs = execs
-                    .iter()
-                    .map(|e| {
-                        st.executors
-                            .get(e)
-                            .and_then(|x| x.block_server.clone())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                (*s, addrs)
-            })
-            .collect();
+        let shuffle_locations = block_servers(&task.shuffle_locations, |e| {
+            st.executors.get(e).and_then(|x| x.block_server.clone())
+        });
         let launch = LaunchTask {
             task: task.id,
             stage: task.stage,
