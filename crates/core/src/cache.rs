@@ -39,8 +39,18 @@ pub fn new_key() -> CacheKey {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A block in memory: the partition, its estimated size, its level, when it was last
+/// read, and how to encode it (for moving it to disk when evicted).
+struct InMemory {
+    value: Arc<dyn Any + Send + Sync>,
+    size: usize,
+    level: StorageLevel,
+    used: u64,
+    encode: fn(&(dyn Any + Send + Sync)) -> Option<Vec<u8>>,
+}
+
 enum Stored {
-    Memory(Arc<dyn Any + Send + Sync>, usize),
+    Memory(InMemory),
     Disk(PathBuf),
 }
 
@@ -48,6 +58,7 @@ enum Stored {
 struct Store {
     blocks: HashMap<(CacheKey, usize), Stored>,
     memory_used: usize,
+    clock: u64,
 }
 
 fn store() -> &'static Mutex<Store> {
@@ -56,8 +67,8 @@ fn store() -> &'static Mutex<Store> {
 }
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
-/// Memory budget for cached partitions, bytes (estimated).
-static BUDGET: AtomicUsize = AtomicUsize::new(1 << 30);
+/// Memory budget for cached partitions, bytes (estimated); 0 = not read yet.
+static BUDGET: AtomicUsize = AtomicUsize::new(0);
 
 /// Where this process writes disk-level partitions (executors: in their work directory).
 /// The default is a directory under the system temp dir.
@@ -65,14 +76,34 @@ pub fn set_dir(dir: PathBuf) {
     let _ = DIR.set(dir);
 }
 
-/// The memory budget for cached partitions (default 1 GiB; `SPATE_CACHE_MEMORY` bytes).
+/// The memory budget for cached partitions (default 1 GiB, or `SPATE_CACHE_MEMORY`
+/// bytes in the process's environment).
 pub fn set_memory_budget(bytes: usize) {
-    BUDGET.store(bytes, Ordering::Relaxed);
+    BUDGET.store(bytes.max(1), Ordering::Relaxed);
+}
+
+fn budget() -> usize {
+    match BUDGET.load(Ordering::Relaxed) {
+        0 => {
+            let b = std::env::var("SPATE_CACHE_MEMORY")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1 << 30)
+                .max(1);
+            BUDGET.store(b, Ordering::Relaxed);
+            b
+        }
+        b => b,
+    }
 }
 
 fn dir() -> PathBuf {
     DIR.get_or_init(|| std::env::temp_dir().join(format!("spate-cache-{}", std::process::id())))
         .clone()
+}
+
+fn encode_vec<T: Data>(v: &(dyn Any + Send + Sync)) -> Option<Vec<u8>> {
+    codec::to_vec(v.downcast_ref::<Vec<T>>()?).ok()
 }
 
 thread_local! {
@@ -93,15 +124,78 @@ pub fn take_stored() -> Vec<(CacheKey, usize)> {
 /// A cached partition, if this process has it.
 pub(crate) fn get<T: Data>(key: CacheKey, p: usize) -> Option<Arc<Vec<T>>> {
     let path = {
-        let s = store().lock().ok()?;
-        match s.blocks.get(&(key, p))? {
-            Stored::Memory(v, _) => return v.clone().downcast::<Vec<T>>().ok(),
+        let mut guard = store().lock().ok()?;
+        let s = &mut *guard;
+        s.clock += 1;
+        match s.blocks.get_mut(&(key, p))? {
+            Stored::Memory(m) => {
+                m.used = s.clock;
+                return m.value.clone().downcast::<Vec<T>>().ok();
+            }
             Stored::Disk(path) => path.clone(),
         }
     };
     // Read outside the lock; a missing or corrupt file is a miss (recompute).
     let bytes = std::fs::read(&path).ok()?;
     codec::from_slice::<Vec<T>>(&bytes).ok().map(Arc::new)
+}
+
+/// Write an encoded partition to the cache directory; its path.
+fn write_file(key: CacheKey, p: usize, bytes: &[u8]) -> Result<PathBuf> {
+    let dir = dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("creating the cache directory", &dir, e))?;
+    let path = dir.join(format!("rdd-{key}-{p}"));
+    let tmp = dir.join(format!(".rdd-{key}-{p}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming", &path, e))?;
+    Ok(path)
+}
+
+/// Make room for `size` bytes by evicting the least recently read memory blocks of other
+/// persisted RDDs (never `key`'s own, as Spark does). Returns the evicted blocks that should
+/// move to disk, or `None` if no room can be made.
+#[allow(clippy::type_complexity)]
+fn make_room(
+    s: &mut Store,
+    key: CacheKey,
+    size: usize,
+) -> Option<Vec<((CacheKey, usize), InMemory)>> {
+    let limit = budget();
+    if size > limit {
+        return None;
+    }
+    let mut candidates: Vec<((CacheKey, usize), u64, usize)> = s
+        .blocks
+        .iter()
+        .filter_map(|(b, st)| match st {
+            Stored::Memory(m) if b.0 != key => Some((*b, m.used, m.size)),
+            _ => None,
+        })
+        .collect();
+    candidates.sort_by_key(|c| c.1);
+    let mut freed = 0;
+    let mut chosen = Vec::new();
+    for (b, _, n) in candidates {
+        if s.memory_used - freed + size <= limit {
+            break;
+        }
+        freed += n;
+        chosen.push(b);
+    }
+    if s.memory_used - freed + size > limit {
+        return None;
+    }
+    let mut to_disk = Vec::new();
+    for b in chosen {
+        if let Some(Stored::Memory(m)) = s.blocks.remove(&b) {
+            s.memory_used -= m.size;
+            if m.level == StorageLevel::MemoryAndDisk {
+                to_disk.push((b, m));
+            }
+        }
+    }
+    Some(to_disk)
 }
 
 /// Store a computed partition at `level`; whether it was stored.
@@ -112,38 +206,52 @@ pub(crate) fn put<T: Data>(
     v: &Arc<Vec<T>>,
 ) -> Result<bool> {
     let size = v.len() * std::mem::size_of::<T>().max(1);
-    let in_memory = level != StorageLevel::Disk
-        && store()
+    let mut evicted = Vec::new();
+    let in_memory = level != StorageLevel::Disk && {
+        let mut guard = store()
             .lock()
-            .map_err(|_| Error::Other("cache store poisoned".into()))
-            .map(|mut s| {
-                if s.memory_used + size > BUDGET.load(Ordering::Relaxed) {
-                    return false;
-                }
+            .map_err(|_| Error::Other("cache store poisoned".into()))?;
+        let s = &mut *guard;
+        if let Some(Stored::Memory(old)) = s.blocks.remove(&(key, p)) {
+            s.memory_used -= old.size;
+        }
+        match make_room(s, key, size) {
+            Some(to_disk) => {
+                evicted = to_disk;
+                s.clock += 1;
                 s.memory_used += size;
-                let old = s.blocks.insert(
+                s.blocks.insert(
                     (key, p),
-                    Stored::Memory(v.clone() as Arc<dyn Any + Send + Sync>, size),
+                    Stored::Memory(InMemory {
+                        value: v.clone() as Arc<dyn Any + Send + Sync>,
+                        size,
+                        level,
+                        used: s.clock,
+                        encode: encode_vec::<T>,
+                    }),
                 );
-                if let Some(Stored::Memory(_, n)) = old {
-                    s.memory_used -= n;
-                }
                 true
-            })?;
+            }
+            None => false,
+        }
+    };
+    // Evicted memory-and-disk blocks of other RDDs go to disk (outside the lock).
+    for ((k, q), m) in evicted {
+        if let Some(bytes) = (m.encode)(m.value.as_ref())
+            && let Ok(path) = write_file(k, q, &bytes)
+            && let Ok(mut s) = store().lock()
+        {
+            s.blocks.entry((k, q)).or_insert(Stored::Disk(path));
+        }
+    }
     let stored = if in_memory {
         true
     } else if level == StorageLevel::Memory {
         false
     } else {
-        let dir = dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("creating the cache directory", &dir, e))?;
-        let path = dir.join(format!("rdd-{key}-{p}"));
-        let tmp = dir.join(format!(".rdd-{key}-{p}.tmp"));
         let bytes = codec::to_vec(v.as_ref())
             .map_err(|e| Error::Other(format!("encoding a cached partition: {e}")))?;
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io("writing", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming", &path, e))?;
+        let path = write_file(key, p, &bytes)?;
         if let Ok(mut s) = store().lock() {
             s.blocks.insert((key, p), Stored::Disk(path));
         }
@@ -166,7 +274,7 @@ pub fn remove(key: CacheKey) {
         .collect();
     for b in gone {
         match s.blocks.remove(&b) {
-            Some(Stored::Memory(_, n)) => s.memory_used -= n,
+            Some(Stored::Memory(m)) => s.memory_used -= m.size,
             Some(Stored::Disk(path)) => {
                 let _ = std::fs::remove_file(path);
             }
@@ -191,12 +299,23 @@ pub fn held(key: CacheKey) -> Vec<usize> {
     v
 }
 
+/// Whether partition `p` of `key` is held in memory (not on disk).
+pub fn in_memory(key: CacheKey, p: usize) -> bool {
+    store()
+        .lock()
+        .is_ok_and(|s| matches!(s.blocks.get(&(key, p)), Some(Stored::Memory(_))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The store is per process: tests that fill it must not overlap.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn levels_store_where_they_say_and_remove_clears() {
+        let _serial = SERIAL.lock();
         let (m, d) = (new_key(), new_key());
         let v = Arc::new(vec![1u64, 2, 3]);
         assert!(put(m, 0, StorageLevel::Memory, &v).expect("memory"));
@@ -212,5 +331,32 @@ mod tests {
         assert_eq!(held(m), vec![0]);
         remove(m);
         assert!(held(m).is_empty());
+    }
+
+    #[test]
+    fn over_budget_the_least_recently_read_other_rdd_makes_room() {
+        let _serial = SERIAL.lock();
+        set_memory_budget(2000); // 100 u64 = 800 bytes: room for two such blocks
+        let (a, b, c) = (new_key(), new_key(), new_key());
+        let block = Arc::new(vec![7u64; 100]);
+        assert!(put(a, 0, StorageLevel::Memory, &block).expect("a"));
+        assert!(put(b, 0, StorageLevel::MemoryAndDisk, &block).expect("b"));
+        assert!(get::<u64>(a, 0).is_some(), "a read last");
+        assert!(put(c, 0, StorageLevel::Memory, &block).expect("c"));
+        assert!(in_memory(a, 0) && in_memory(c, 0));
+        assert!(!in_memory(b, 0), "b was the least recently read");
+        assert_eq!(*get::<u64>(b, 0).expect("b moved to disk"), vec![7u64; 100]);
+        // a block evicts other RDDs' blocks, never its siblings
+        assert!(put(c, 1, StorageLevel::Memory, &block).expect("c1"));
+        assert!(in_memory(c, 0) && in_memory(c, 1) && !in_memory(a, 0));
+        // with only siblings left, a memory-only block that does not fit is not cached
+        assert!(!put(c, 2, StorageLevel::Memory, &block).expect("c2"));
+        assert!(held(c).len() == 2);
+        let huge = Arc::new(vec![0u64; 1000]);
+        assert!(!put(new_key(), 0, StorageLevel::Memory, &huge).expect("too big"));
+        for k in [a, b, c] {
+            remove(k);
+        }
+        set_memory_budget(1 << 30);
     }
 }

@@ -386,6 +386,9 @@ fn stage_page(state: &State, s: &Stage) -> String {
     if let Some(f) = &s.failure {
         let _ = write!(b, "<p class=\"err\">{}</p>", esc(f));
     }
+    if !state.tasks.contains_key(&s.stage) && s.tasks_done + s.tasks_failed > 0 {
+        b.push_str("<p>Task rows of this stage were dropped: the UI keeps the most recent task attempts only.</p>");
+    }
     b.push_str("<table id=\"tasks\"><tr><th>Task</th><th>Partition</th><th>Attempt</th><th>Stage attempt</th><th>Executor</th><th>Status</th><th>Duration</th><th>Input rec</th><th>Input</th><th>Shuffle read rec</th><th>Shuffle read</th><th>Shuffle write rec</th><th>Shuffle write</th><th>Result</th><th>Error</th></tr>");
     for t in state.tasks.get(&s.stage).map_or(&[][..], Vec::as_slice) {
         let _ = write!(

@@ -173,7 +173,15 @@ pub struct State {
     pub executors: BTreeMap<String, Executor>,
     /// Task id → (stage, index in `tasks[stage]`).
     task_index: BTreeMap<u64, (usize, usize)>,
+    /// Task attempts kept; over [`State::max_tasks`], the oldest finished stages lose their
+    /// task rows (their summaries stay).
+    retained: usize,
+    /// Most task attempts kept (0: the default, [`MAX_RETAINED_TASKS`]).
+    pub max_tasks: usize,
 }
+
+/// Task attempts the UI keeps by default (Spark's `spark.ui.retainedTasks`).
+pub const MAX_RETAINED_TASKS: usize = 100_000;
 
 impl State {
     /// Fold one event in.
@@ -332,6 +340,8 @@ impl State {
                 if let Some(x) = self.executors.get_mut(executor) {
                     x.tasks_running += 1;
                 }
+                self.retained += 1;
+                self.trim();
             }
             SchedulerEvent::TaskEnd {
                 time,
@@ -416,6 +426,33 @@ impl State {
                     x.state = "lost";
                     x.reason = Some(reason.clone());
                     x.tasks_running = 0;
+                }
+            }
+        }
+    }
+
+    /// Drop the task rows of the oldest finished stages while over the limit.
+    fn trim(&mut self) {
+        let max = if self.max_tasks == 0 {
+            MAX_RETAINED_TASKS
+        } else {
+            self.max_tasks
+        };
+        while self.retained > max {
+            let oldest = self.tasks.keys().copied().find(|s| {
+                self.stages.get(s).is_some_and(|st| {
+                    st.tasks_running == 0
+                        && matches!(
+                            st.status,
+                            Status::Succeeded | Status::Failed | Status::Skipped
+                        )
+                })
+            });
+            let Some(stage) = oldest else { return };
+            if let Some(list) = self.tasks.remove(&stage) {
+                self.retained -= list.len();
+                for t in list {
+                    self.task_index.remove(&t.task);
                 }
             }
         }
@@ -556,5 +593,68 @@ mod tests {
             Status::Pending,
             "never ran, not skipped: the job failed"
         );
+    }
+
+    #[test]
+    fn old_finished_stages_lose_their_task_rows_over_the_limit() {
+        let mut st = State {
+            max_tasks: 3,
+            ..State::default()
+        };
+        let stages: Vec<StageInfo> = (0..3)
+            .map(|s| StageInfo {
+                stage: s,
+                name: format!("s{s}"),
+                kind: StageKind::ShuffleMap,
+                tasks: 2,
+                parents: vec![],
+            })
+            .collect();
+        st.apply(&SchedulerEvent::JobStart {
+            time: 0,
+            job: 0,
+            rdd: "r".into(),
+            partitions: 2,
+            stages,
+        });
+        let mut task = 0;
+        for stage in 0..3 {
+            for p in 0..2 {
+                st.apply(&SchedulerEvent::TaskStart {
+                    time: 0,
+                    task,
+                    stage,
+                    stage_attempt: 1,
+                    partition: p,
+                    attempt: 0,
+                    executor: "e".into(),
+                });
+                st.apply(&SchedulerEvent::TaskEnd {
+                    time: 1,
+                    task,
+                    stage,
+                    stage_attempt: 1,
+                    partition: p,
+                    attempt: 0,
+                    executor: "e".into(),
+                    status: TaskEndStatus::Success,
+                    error: None,
+                    metrics: TaskMetrics::default(),
+                });
+                task += 1;
+            }
+            st.apply(&SchedulerEvent::StageCompleted {
+                time: 2,
+                stage,
+                attempt: 1,
+                failure: None,
+            });
+        }
+        assert!(
+            !st.tasks.contains_key(&0) && !st.tasks.contains_key(&1),
+            "oldest rows dropped"
+        );
+        assert_eq!(st.tasks[&2].len(), 2);
+        assert_eq!(st.stages[&0].tasks_done, 2, "summaries stay");
     }
 }
