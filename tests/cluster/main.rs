@@ -89,6 +89,10 @@ fn main() {
             mesos_cases::ctrl_c_tears_the_framework_down,
         ),
         (
+            "mesos_aborted_jobs_do_not_launch_queued_tasks",
+            mesos_cases::aborted_jobs_do_not_launch_queued_tasks,
+        ),
+        (
             "mesos_non_acknowledging_framework_is_caught",
             mesos_cases::non_acknowledging_framework_is_caught,
         ),

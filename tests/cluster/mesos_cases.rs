@@ -483,3 +483,57 @@ pub fn bench_wordcount(cluster: &Context, _local: &Context) -> Result<(), String
     teardown(&fake, mesos)?;
     no_violations(&fake)
 }
+
+/// A job that fails while most of its tasks still wait for offers: those tasks are taken
+/// back, never launched (and a later job runs normally).
+pub fn aborted_jobs_do_not_launch_queued_tasks(
+    _cluster: &Context,
+    _local: &Context,
+) -> Result<(), String> {
+    let one_slot = AgentSpec {
+        cpus: 1.1,
+        mem: 2048.0,
+    };
+    let fake = FakeMesos::start(&[one_slot], temp_dir("mesos-cancel"));
+    let ctx = Context::builder()
+        .master(format!("mesos://{}", fake.master))
+        .max_failures(1)
+        .mesos(MesosOptions {
+            task_mem_mb: Some(256.0),
+            executor_mem_mb: Some(64.0),
+            failover_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let err = ctx
+        .range(0, 40, 40)
+        .map(|x| {
+            if x == 0 {
+                panic!("the first partition fails");
+            }
+            x
+        })
+        .count();
+    if !err
+        .as_ref()
+        .is_err_and(|e| e.to_string().contains("the first partition fails"))
+    {
+        return Err(format!("expected the job to fail: {err:?}"));
+    }
+    // give the double time to offer again: nothing of the failed job may launch
+    std::thread::sleep(Duration::from_millis(1500));
+    let launched = fake.log(|l| l.tasks_launched);
+    if launched > 3 {
+        return Err(format!(
+            "{launched} of 40 tasks launched after the job had failed"
+        ));
+    }
+    check(
+        "later job",
+        ctx.range(0, 10, 2).count().map_err(|e| e.to_string())?,
+        10,
+    )?;
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}

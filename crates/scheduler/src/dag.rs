@@ -272,6 +272,7 @@ impl DagScheduler {
                 }
                 Event::Stop => break,
             }
+            self.cancel_stale();
             self.make_offers();
         }
         for (_, job) in self.jobs.drain() {
@@ -650,6 +651,51 @@ impl DagScheduler {
             );
         }
         self.queue = kept;
+    }
+
+    /// Take back tasks a backend still queues whose stage attempt is over (their job ended,
+    /// or a fetch failure restarted the stage): they would only waste resources.
+    fn cancel_stale(&mut self) {
+        if !self.backend.can_cancel() {
+            return;
+        }
+        let stale: Vec<TaskId> = self
+            .running
+            .iter()
+            .filter(|(_, t)| {
+                self.stages
+                    .get(&t.stage)
+                    .is_none_or(|s| s.attempt != t.stage_attempt || s.state != StageState::Running)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        for id in self.backend.cancel(&stale) {
+            if let Some(t) = self.running.remove(&id) {
+                debug!(
+                    task = id,
+                    stage = t.stage,
+                    "cancelled a queued task of a finished stage attempt"
+                );
+                self.post(|| SchedulerEvent::TaskEnd {
+                    time: now_ms(),
+                    task: id,
+                    stage: t.stage,
+                    stage_attempt: t.stage_attempt,
+                    partition: t.partition,
+                    attempt: t.attempt,
+                    executor: t.executor.clone(),
+                    status: TaskEndStatus::Cancelled,
+                    error: None,
+                    metrics: Default::default(),
+                });
+                if let Some(e) = self.executors.get_mut(&t.executor) {
+                    e.free += 1;
+                }
+            }
+        }
     }
 
     /// Speculation: once 3/4 of a running stage's tasks are done, a task running longer

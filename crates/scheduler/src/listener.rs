@@ -56,6 +56,8 @@ pub enum TaskEndStatus {
     Failed,
     /// It could not read a map output; the map output is recomputed.
     FetchFailed,
+    /// Taken back before it started: its stage attempt was over.
+    Cancelled,
 }
 
 /// One observable change. `time` is milliseconds since the Unix epoch.

@@ -123,6 +123,7 @@ fn status_label(s: Status) -> &'static str {
         Status::Succeeded => "succeeded",
         Status::Failed => "failed",
         Status::Skipped => "skipped",
+        Status::Cancelled => "cancelled",
     }
 }
 
@@ -201,7 +202,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}\
 th,td{border:1px solid #ccd;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#eef}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .st{padding:0 .4em;border-radius:3px;font-size:.85em}.succeeded{background:#cfc}.running{background:#cdf}\
-.failed{background:#fcc}.pending{background:#eee}.skipped{background:#eee;color:#888}\
+.failed{background:#fcc}.pending{background:#eee}.skipped,.cancelled{background:#eee;color:#888}\
 .bar{position:relative;width:12em;height:1.2em;background:#eee;border-radius:3px}\
 .bar div{position:absolute;height:100%;background:#9c9;border-radius:3px}\
 .bar span{position:absolute;width:100%;text-align:center;font-size:.8em;line-height:1.5em}\
@@ -498,7 +499,7 @@ pub fn dag_svg(stages: &[&Stage]) -> String {
             Status::Succeeded => "#cfc",
             Status::Running => "#cdf",
             Status::Failed => "#fcc",
-            Status::Pending | Status::Skipped => "#eee",
+            Status::Pending | Status::Skipped | Status::Cancelled => "#eee",
         };
         let name: String = s.name.chars().take(30).collect();
         let _ = write!(

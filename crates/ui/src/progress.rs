@@ -60,7 +60,7 @@ impl Listener for Progress {
                 if let Some((bar, failed)) = self.bars.get_mut(stage) {
                     if *status == TaskEndStatus::Success {
                         bar.inc(1);
-                    } else {
+                    } else if *status != TaskEndStatus::Cancelled {
                         *failed += 1;
                         bar.set_message(format!(", {failed} failed"));
                     }

@@ -24,6 +24,8 @@ pub enum Status {
     Failed,
     /// A stage whose outputs existed already, so its job did not run it.
     Skipped,
+    /// A task taken back before it started.
+    Cancelled,
 }
 
 /// The application.
@@ -354,15 +356,16 @@ impl State {
                 ..
             } => {
                 let ok = *status == TaskEndStatus::Success;
+                let cancelled = *status == TaskEndStatus::Cancelled;
                 let mut launched_on = None;
                 if let Some(&(s, i)) = self.task_index.get(task)
                     && let Some(t) = self.tasks.get_mut(&s).and_then(|l| l.get_mut(i))
                 {
                     launched_on = Some(std::mem::replace(&mut t.executor, executor.clone()));
-                    t.status = if ok {
-                        Status::Succeeded
-                    } else {
-                        Status::Failed
+                    t.status = match (ok, cancelled) {
+                        (true, _) => Status::Succeeded,
+                        (_, true) => Status::Cancelled,
+                        _ => Status::Failed,
                     };
                     t.fetch_failed = *status == TaskEndStatus::FetchFailed;
                     t.error = error.clone();
@@ -375,7 +378,7 @@ impl State {
                     if ok {
                         s.tasks_done += 1;
                         s.metrics.add(metrics);
-                    } else {
+                    } else if !cancelled {
                         s.tasks_failed += 1;
                     }
                 }
@@ -386,7 +389,7 @@ impl State {
                     if ok {
                         x.tasks_done += 1;
                         x.metrics.add(metrics);
-                    } else {
+                    } else if !cancelled {
                         x.tasks_failed += 1;
                     }
                 }

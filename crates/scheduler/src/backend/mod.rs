@@ -45,6 +45,16 @@ pub trait SchedulerBackend: Send + 'static {
     /// Tell executors to drop the cached partitions of persisted RDD `key` (local mode
     /// keeps them in the driver's process, where the RDD handle already dropped them).
     fn unpersist(&mut self, _key: u64) {}
+    /// Whether [`SchedulerBackend::cancel`] can take back tasks (backends that queue
+    /// tasks themselves, like Mesos waiting for offers).
+    fn can_cancel(&self) -> bool {
+        false
+    }
+    /// Take back `tasks` that have not started; returns the ones taken back (they will
+    /// never report an end).
+    fn cancel(&mut self, _tasks: &[TaskId]) -> Vec<TaskId> {
+        Vec::new()
+    }
 }
 
 /// Map-output locations as executors need them: each executor id replaced by its block

@@ -306,6 +306,28 @@ impl SchedulerBackend for MesosBackend {
         self.parallelism
     }
 
+    fn can_cancel(&self) -> bool {
+        true
+    }
+
+    fn cancel(&mut self, tasks: &[TaskId]) -> Vec<TaskId> {
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let before = st.pending.len();
+        st.pending.retain(|t| !tasks.contains(&t.id));
+        if st.pending.len() == before {
+            return Vec::new();
+        }
+        let queued: std::collections::HashSet<TaskId> = st.pending.iter().map(|t| t.id).collect();
+        let inflight = &st.inflight;
+        tasks
+            .iter()
+            .copied()
+            .filter(|t| !queued.contains(t) && !inflight.contains_key(t))
+            .collect()
+    }
+
     fn unpersist(&mut self, key: u64) {
         if let Some(tx) = &self.commands {
             let _ = tx.send(Command::Unpersist(key));
