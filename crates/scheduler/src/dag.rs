@@ -604,6 +604,9 @@ impl DagScheduler {
             };
             let id = self.next_task;
             self.next_task += 1;
+            let avoid: Vec<String> = failed_on
+                .map(|f| f.iter().cloned().collect())
+                .unwrap_or_default();
             let task_attempt = self.failures.get(&(stage_id, unit)).map_or(0, |f| f.count)
                 + running_on.len() as u32;
             if let Some(e) = self.executors.get_mut(&executor) {
@@ -647,6 +650,7 @@ impl DagScheduler {
                     kind,
                     shuffle_locations,
                     preferred,
+                    avoid,
                 },
             );
         }
@@ -805,14 +809,18 @@ impl DagScheduler {
             executor,
             cached,
         } = report;
+        // Where it really ran (under Mesos the backend placed it, not the DAG).
+        let ran_on = executor.unwrap_or_else(|| rt.executor.clone());
         if result.is_ok() {
             self.durations
                 .entry(rt.stage)
                 .or_default()
                 .push(rt.started.elapsed());
-            let at = executor.clone().unwrap_or_else(|| rt.executor.clone());
             for block in cached {
-                self.cache_locs.entry(block).or_default().insert(at.clone());
+                self.cache_locs
+                    .entry(block)
+                    .or_default()
+                    .insert(ran_on.clone());
             }
         }
         self.post(|| SchedulerEvent::TaskEnd {
@@ -822,7 +830,7 @@ impl DagScheduler {
             stage_attempt: rt.stage_attempt,
             partition: rt.partition,
             attempt: rt.attempt,
-            executor: executor.unwrap_or_else(|| rt.executor.clone()),
+            executor: ran_on.clone(),
             status: match &result {
                 Ok(_) => TaskEndStatus::Success,
                 Err(TaskFailure::FetchFailed { .. }) => TaskEndStatus::FetchFailed,
@@ -886,7 +894,15 @@ impl DagScheduler {
             }) => {
                 self.fetch_failed(&rt, shuffle, map, &message);
             }
-            Err(failure) => self.task_failed(rt, failure.message()),
+            Err(failure) => {
+                // Retries avoid where it failed, also when a backend placed it.
+                self.failures
+                    .entry((rt.stage, rt.unit))
+                    .or_default()
+                    .executors
+                    .insert(ran_on);
+                self.task_failed(rt, failure.message())
+            }
         }
     }
 

@@ -30,6 +30,8 @@ pub struct TaskLaunch {
     /// Executors where the task would rather run (they hold much of its input); backends
     /// that choose placement themselves (Mesos offers) use it, others may ignore it.
     pub preferred: Vec<String>,
+    /// Executors where earlier attempts of this task failed: run it elsewhere if possible.
+    pub avoid: Vec<String>,
 }
 
 /// Runs tasks somewhere.

@@ -1006,6 +1006,7 @@ impl Framework {
                     cpus: self.config.task_cpus,
                     mem: self.config.task_mem_mb,
                     preferred: t.preferred.iter().filter_map(agent_of).collect(),
+                    avoid: t.avoid.iter().filter_map(agent_of).collect(),
                 })
                 .collect();
             // An executor is reused only while the master still lists it on the agent.

@@ -19,6 +19,8 @@ pub struct Ask {
     pub mem: f64,
     /// Agents (ids or hostnames) where the task would rather run.
     pub preferred: Vec<String>,
+    /// Agents where it failed before: used only when no other offer fits it.
+    pub avoid: Vec<String>,
 }
 
 /// What an executor needs when it is first started on an agent.
@@ -100,9 +102,10 @@ fn round3(x: f64) -> f64 {
 
 /// Place `asks` into `offers`. Each ask is placed at most once; offers that get nothing
 /// are absent from the result (decline them). `has_executor(offer)` says whether a spate
-/// executor already runs on the offer's agent. Two passes: first every task onto an offer
-/// of an agent it prefers, then the rest anywhere, so an early offer cannot take a task
-/// that a later offer's agent holds the data for.
+/// executor already runs on the offer's agent. Three passes: first every task onto an
+/// offer of an agent it prefers, then the rest anywhere it did not fail before, then
+/// anywhere, so an early offer cannot take a task that a later offer's agent holds the
+/// data for, and a retry moves to another agent when there is one.
 pub fn fit(
     asks: &[Ask],
     offers: &[Offer],
@@ -129,12 +132,22 @@ pub fn fit(
             .iter()
             .any(|p| p == &o.agent_id.value || p == &o.hostname)
     };
+    let avoids = |a: &Ask, o: &Offer| {
+        a.avoid
+            .iter()
+            .any(|p| p == &o.agent_id.value || p == &o.hostname)
+    };
     let mut placed = vec![false; asks.len()];
-    for local_pass in [true, false] {
+    for pass in 0..3 {
         for (i, offer) in offers.iter().enumerate() {
             let slot = &mut slots[i];
             for (j, a) in asks.iter().enumerate() {
-                if placed[j] || (local_pass && !prefers(a, offer)) {
+                let allowed = match pass {
+                    0 => prefers(a, offer) && !avoids(a, offer),
+                    1 => !avoids(a, offer),
+                    _ => true,
+                };
+                if placed[j] || !allowed {
                     continue;
                 }
                 let mut trial = slot.pool.clone();
@@ -213,7 +226,22 @@ mod tests {
             cpus: 1.0,
             mem: 128.0,
             preferred: preferred.iter().map(|s| s.to_string()).collect(),
+            avoid: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_retry_avoids_the_agent_it_failed_on_unless_nothing_else_fits() {
+        let offers = vec![
+            offer("o1", "a1", 4.0, 1024.0),
+            offer("o2", "a2", 4.0, 1024.0),
+        ];
+        let mut retry = ask(7, &[]);
+        retry.avoid = vec!["a1".into()];
+        let p = fit(&[retry.clone()], &offers, EXEC, |_| true);
+        assert_eq!(p[0].offer, 1, "placed on a2");
+        let p = fit(&[retry], &offers[..1], EXEC, |_| true);
+        assert_eq!(p.len(), 1, "still placed when a1 is all there is");
     }
 
     const EXEC: ExecutorNeeds = ExecutorNeeds {
