@@ -7,8 +7,10 @@ use spate::prelude::*;
 use std::hint::black_box;
 
 fn context() -> Context {
+    // The engine's own throughput: no web UI listening to events.
     Context::builder()
         .master("local[2]")
+        .ui(false)
         .build()
         .expect("local context")
 }
