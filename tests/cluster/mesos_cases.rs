@@ -21,7 +21,12 @@ const AGENTS: [AgentSpec; 2] = [
 ];
 
 fn mesos_context(fake: &FakeMesos) -> Result<Context, String> {
-    Context::builder()
+    mesos_context_with(fake, Context::builder())
+}
+
+/// A context on the double, from `builder` (for extra settings).
+fn mesos_context_with(fake: &FakeMesos, builder: spate::ContextBuilder) -> Result<Context, String> {
+    builder
         .master(format!("mesos://{}", fake.master))
         .mesos(MesosOptions {
             task_mem_mb: Some(256.0),
@@ -495,17 +500,7 @@ pub fn aborted_jobs_do_not_launch_queued_tasks(
         mem: 2048.0,
     };
     let fake = FakeMesos::start(&[one_slot], temp_dir("mesos-cancel"));
-    let ctx = Context::builder()
-        .master(format!("mesos://{}", fake.master))
-        .max_failures(1)
-        .mesos(MesosOptions {
-            task_mem_mb: Some(256.0),
-            executor_mem_mb: Some(64.0),
-            failover_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        })
-        .build()
-        .map_err(|e| e.to_string())?;
+    let ctx = mesos_context_with(&fake, Context::builder().max_failures(1))?;
     let err = ctx
         .range(0, 40, 40)
         .map(|x| {

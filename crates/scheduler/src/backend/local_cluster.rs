@@ -396,12 +396,7 @@ fn lost(
 
 impl SchedulerBackend for LocalClusterBackend {
     fn start(&mut self, events: EventSink) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("spate-driver-io")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Other(format!("starting the driver's network runtime: {e}")))?;
+        let rt = crate::backend::driver_runtime("spate-driver-io")?;
         let listener = rt
             .block_on(TcpListener::bind("127.0.0.1:0"))
             .map_err(|e| Error::Other(format!("binding the driver's control port: {e}")))?;

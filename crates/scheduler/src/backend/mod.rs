@@ -79,6 +79,18 @@ pub(crate) fn block_servers(
         .collect()
 }
 
+/// The small tokio runtime a process backend does its network I/O on.
+pub(crate) fn driver_runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            spate_core::error::Error::Other(format!("starting the driver's network runtime: {e}"))
+        })
+}
+
 fn failure(f: RemoteFailure) -> TaskFailure {
     match f {
         RemoteFailure::FetchFailed {

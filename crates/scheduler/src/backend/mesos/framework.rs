@@ -196,12 +196,7 @@ const FIRST_OFFERS_WAIT: Duration = Duration::from_secs(3);
 
 impl SchedulerBackend for MesosBackend {
     fn start(&mut self, events: EventSink) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("spate-mesos")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Other(format!("starting the driver's network runtime: {e}")))?;
+        let rt = crate::backend::driver_runtime("spate-mesos")?;
         let command = rt.block_on(executor_command(&self.config))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let framework = Framework {
