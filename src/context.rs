@@ -558,6 +558,8 @@ impl Context {
                 let secret = Secret::generate().map_err(|e| Error::Config(e.to_string()))?;
                 let mut mesos = MesosConfig::new(address, &config.app_name);
                 cluster.mesos.apply(&mut mesos)?;
+                // Found once above (it may probe the route to the master).
+                mesos.advertised_host = driver_host.clone();
                 mesos.exe = cluster.executor_exe;
                 mesos.spill_bytes = cluster.spill_bytes;
                 start(

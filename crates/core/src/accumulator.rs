@@ -34,6 +34,8 @@ impl<T: std::ops::Add<Output = T>> Func2<T, T, T> for Sum {
 struct Shared<T, M> {
     id: u64,
     value: Mutex<T>,
+    /// The identity, swapped in while the value is moved through `merge`.
+    zero: T,
     merge: M,
 }
 
@@ -46,7 +48,8 @@ trait DriverAcc: Send + Sync {
 impl<T: Data, M: Func2<T, T, T> + Clone> Shared<T, M> {
     fn merge(&self, update: T) {
         if let Ok(mut v) = self.value.lock() {
-            let current = v.clone();
+            // Move the value through `merge` instead of cloning it on every update.
+            let current = std::mem::replace(&mut *v, self.zero.clone());
             *v = self.merge.call(current, update);
         }
     }
@@ -121,6 +124,7 @@ impl<T: Data, M: Func2<T, T, T> + Clone> Accumulator<T, M> {
         let shared = Arc::new(Shared {
             id,
             value: Mutex::new(zero.clone()),
+            zero: zero.clone(),
             merge: merge.clone(),
         });
         let weak: Weak<dyn DriverAcc> = Arc::downgrade(&(shared.clone() as Arc<dyn DriverAcc>));

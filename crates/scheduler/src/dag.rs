@@ -539,15 +539,6 @@ impl DagScheduler {
                 self.locality_wait.remove(&(stage_id, unit));
                 continue;
             }
-            let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
-            // A speculative copy goes elsewhere than the running original when it can.
-            let running_on: Vec<&String> = self
-                .running
-                .values()
-                .filter(|t| t.stage == stage_id && t.unit == unit)
-                .map(|t| &t.executor)
-                .collect();
-            let shuffle_locations = self.parent_locations(stage_id);
             let partition_of_unit = match &stage.kind {
                 StageKind::ShuffleMap { .. } => Some(unit),
                 StageKind::Result { job, .. } => self
@@ -566,12 +557,24 @@ impl DagScheduler {
                     .iter()
                     .all(|e| self.executors.get(e).is_none_or(|x| x.free == 0))
                 && preferred.iter().any(|e| self.executors.contains_key(e));
-            let since = *self.locality_wait.entry((stage_id, unit)).or_insert(now);
-            if cache_busy && now.duration_since(since) < LOCALITY_WAIT {
-                kept.push_back((stage_id, attempt, unit));
-                continue;
+            if cache_busy {
+                let since = *self.locality_wait.entry((stage_id, unit)).or_insert(now);
+                if now.duration_since(since) < LOCALITY_WAIT {
+                    kept.push_back((stage_id, attempt, unit));
+                    continue;
+                }
             }
             self.locality_wait.remove(&(stage_id, unit));
+            // Only for a task that runs now: its inputs' locations and where it must not go.
+            let shuffle_locations = self.parent_locations(stage_id);
+            let failed_on = self.failures.get(&(stage_id, unit)).map(|f| &f.executors);
+            // A speculative copy goes elsewhere than the running original when it can.
+            let running_on: Vec<&String> = self
+                .running
+                .values()
+                .filter(|t| t.stage == stage_id && t.unit == unit)
+                .map(|t| &t.executor)
+                .collect();
             for e in preferred_executors(&shuffle_locations) {
                 if !preferred.contains(&e) {
                     preferred.push(e);
@@ -812,10 +815,12 @@ impl DagScheduler {
         // Where it really ran (under Mesos the backend placed it, not the DAG).
         let ran_on = executor.unwrap_or_else(|| rt.executor.clone());
         if result.is_ok() {
-            self.durations
-                .entry(rt.stage)
-                .or_default()
-                .push(rt.started.elapsed());
+            if self.speculation {
+                self.durations
+                    .entry(rt.stage)
+                    .or_default()
+                    .push(rt.started.elapsed());
+            }
             for block in cached {
                 self.cache_locs
                     .entry(block)

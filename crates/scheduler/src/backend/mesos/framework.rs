@@ -309,18 +309,17 @@ impl SchedulerBackend for MesosBackend {
         let Ok(mut st) = self.state.lock() else {
             return Vec::new();
         };
-        let before = st.pending.len();
-        st.pending.retain(|t| !tasks.contains(&t.id));
-        if st.pending.len() == before {
-            return Vec::new();
-        }
-        let queued: std::collections::HashSet<TaskId> = st.pending.iter().map(|t| t.id).collect();
-        let inflight = &st.inflight;
-        tasks
-            .iter()
-            .copied()
-            .filter(|t| !queued.contains(t) && !inflight.contains_key(t))
-            .collect()
+        // Exactly the tasks still waiting for an offer: anything launched (or already
+        // ended, its report on the way) must end through its own report.
+        let mut taken = Vec::new();
+        st.pending.retain(|t| {
+            let cancel = tasks.contains(&t.id);
+            if cancel {
+                taken.push(t.id);
+            }
+            !cancel
+        });
+        taken
     }
 
     fn unpersist(&mut self, key: u64) {
@@ -1012,17 +1011,11 @@ impl Framework {
                         .any(|e| e.value == info.executor_id.value)
                 })
             };
-            let live: Vec<bool> = offers.iter().map(live).collect();
             let needs = ExecutorNeeds {
                 cpus: self.config.executor_cpus,
                 mem: self.config.executor_mem_mb,
             };
-            let placements = fit(&asks, &offers, needs, |o| {
-                offers
-                    .iter()
-                    .position(|x| x.id == o.id)
-                    .is_some_and(|i| live[i])
-            });
+            let placements = fit(&asks, &offers, needs, live);
             let mut used = vec![false; offers.len()];
             for p in placements {
                 used[p.offer] = true;
