@@ -11,6 +11,7 @@ use spate_executor::role::{Role, current_role};
 use spate_scheduler::backend::local_cluster::{
     DEFAULT_HEARTBEAT_TIMEOUT, LocalClusterBackend, LocalClusterConfig,
 };
+pub use spate_scheduler::backend::mesos::framework::MesosMode;
 use spate_scheduler::backend::mesos::framework::{MesosBackend, MesosConfig};
 use spate_scheduler::listener::{EventLog, Listener};
 use spate_scheduler::{LocalBackend, Scheduler, SchedulerBackend};
@@ -57,6 +58,16 @@ pub struct ContextBuilder {
 /// ([`MesosOptions::from_env`]), then from the defaults named on each field.
 #[derive(Clone, Debug, Default)]
 pub struct MesosOptions {
+    /// Coarse-grained (default: one long-running executor task per agent holding its
+    /// cpus, tasks sent to it directly) or fine-grained (one Mesos task per spate task)
+    /// (`SPATE_MESOS_MODE=coarse|fine`).
+    pub mode: Option<MesosMode>,
+    /// Coarse-grained: the most cpus the executors hold in all (`SPATE_MESOS_MAX_CORES`;
+    /// default: every cpu offered).
+    pub max_cores: Option<f64>,
+    /// How long tasks may wait for resources (no fitting offer, no executor) before the
+    /// running jobs fail saying why (`SPATE_MESOS_OFFER_TIMEOUT`, seconds; default 60).
+    pub offer_timeout: Option<Duration>,
     /// Unix user executors run as on the agents (`SPATE_MESOS_USER`; default: the current
     /// user, which must exist on every agent).
     pub user: Option<String>,
@@ -96,6 +107,11 @@ impl MesosOptions {
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
         MesosOptions {
+            // An invalid value is reported when a Mesos context starts (`check_env`).
+            mode: get("SPATE_MESOS_MODE").and_then(|m| m.parse().ok()),
+            max_cores: num("SPATE_MESOS_MAX_CORES"),
+            offer_timeout: num("SPATE_MESOS_OFFER_TIMEOUT")
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
             user: get("SPATE_MESOS_USER"),
             roles: get("SPATE_MESOS_ROLES")
                 .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
@@ -114,8 +130,23 @@ impl MesosOptions {
         }
     }
 
+    /// Settings in the environment that cannot be used, as an error naming them.
+    fn check_env(get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(m) = get("SPATE_MESOS_MODE") {
+            m.parse::<MesosMode>()
+                .map_err(|e| Error::Config(format!("SPATE_MESOS_MODE: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Fill `config` with what is set here.
     fn apply(self, config: &mut MesosConfig) -> Result<()> {
+        if let Some(m) = self.mode {
+            config.mode = m;
+        }
+        if let Some(t) = self.offer_timeout {
+            config.offer_timeout = t;
+        }
         let positive = |what: &str, v: Option<f64>, min: f64| -> Result<Option<f64>> {
             match v {
                 Some(x) if x.is_nan() || x < min || !x.is_finite() => Err(Error::Config(format!(
@@ -140,7 +171,9 @@ impl MesosOptions {
         }
         if let Some(v) = positive("task cpus", self.task_cpus, 0.01)? {
             config.task_cpus = v;
+            config.task_cpus_set = true;
         }
+        config.max_cores = positive("max cores", self.max_cores, 0.1)?;
         if let Some(v) = positive("task memory (MB)", self.task_mem_mb, 1.0)? {
             config.task_mem_mb = v;
         }
@@ -557,7 +590,9 @@ impl Context {
             Master::Mesos { address } => {
                 let secret = Secret::generate().map_err(|e| Error::Config(e.to_string()))?;
                 let mut mesos = MesosConfig::new(address, &config.app_name);
+                MesosOptions::check_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
                 cluster.mesos.apply(&mut mesos)?;
+                mesos.heartbeat_timeout = cluster.heartbeat_timeout;
                 // Found once above (it may probe the route to the master).
                 mesos.advertised_host = driver_host.clone();
                 mesos.exe = cluster.executor_exe;

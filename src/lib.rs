@@ -29,7 +29,9 @@ pub mod context;
 
 pub use broadcast_server::BroadcastStats;
 
-pub use context::{Context, ContextBuilder, EngineFlags, MesosOptions, split_engine_flags};
+pub use context::{
+    Context, ContextBuilder, EngineFlags, MesosMode, MesosOptions, split_engine_flags,
+};
 
 /// The program's arguments (without the program name) minus the engine's flags
 /// (`--master`, `--event-log`, `--ui-port`, `--no-ui`, `--quiet`), for its own parsing.

@@ -31,7 +31,8 @@ pub enum Master {
 }
 
 const FORMS: &str = "expected local, local[N], local[*], local[N,MAX_FAILURES], \
-                     local-cluster[N], local-cluster[N,CORES,MEM_MB] or mesos://HOST:PORT";
+                     local-cluster[N], local-cluster[N,CORES,MEM_MB], mesos://HOST:PORT or \
+                     mesos://zk://HOST:PORT[,HOST:PORT]/PATH";
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -92,6 +93,17 @@ impl FromStr for Master {
             };
         }
         if let Some(addr) = s.strip_prefix("mesos://") {
+            // Masters found through ZooKeeper: zk://HOST:PORT[,HOST:PORT]/PATH (checked in
+            // full when the framework starts).
+            if let Some(zk) = addr.strip_prefix("zk://") {
+                let (servers, path) = zk.split_once('/').ok_or_else(bad)?;
+                if servers.is_empty() || path.is_empty() {
+                    return Err(bad());
+                }
+                return Ok(Master::Mesos {
+                    address: addr.to_string(),
+                });
+            }
             let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
             if host.is_empty() || port.parse::<u16>().is_err() {
                 return Err(bad());
@@ -210,6 +222,14 @@ mod tests {
                 address: "10.0.0.1:5050".into()
             })
         );
+        assert_eq!(
+            "mesos://zk://10.0.0.1:2181,10.0.0.2:2181/mesos"
+                .parse::<Master>()
+                .ok(),
+            Some(Master::Mesos {
+                address: "zk://10.0.0.1:2181,10.0.0.2:2181/mesos".into()
+            })
+        );
     }
 
     #[test]
@@ -221,6 +241,8 @@ mod tests {
             "local[1,2,3]",
             "yarn",
             "mesos://host",
+            "mesos://zk://host:2181",
+            "mesos://zk:///mesos",
             "local-cluster[]",
         ] {
             let e = bad.parse::<Master>().expect_err(bad).to_string();

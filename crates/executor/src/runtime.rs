@@ -43,6 +43,9 @@ pub struct ExecutorConfig {
     pub cores: usize,
     /// Map-side memory budget per task, bytes.
     pub spill_bytes: usize,
+    /// Address the block server listens on (other executors and the driver fetch from
+    /// it): `SPATE_BIND_HOST`, default loopback.
+    pub bind: String,
 }
 
 /// Default map-side memory budget per task.
@@ -58,7 +61,18 @@ impl ExecutorConfig {
             executor: var(env::EXECUTOR_ID)?,
             secret: Secret::from_hex(&var(env::SECRET)?)
                 .map_err(|e| ExecutorError::Env(format!("{}: {e}", env::SECRET)))?,
-            work_dir: PathBuf::from(var(env::WORK_DIR)?),
+            // Relative to where the executor starts (a Mesos sandbox), which may not stay
+            // the current directory.
+            work_dir: {
+                let dir = PathBuf::from(var(env::WORK_DIR)?);
+                if dir.is_relative() {
+                    std::env::current_dir()
+                        .map_err(|e| ExecutorError::Env(format!("current directory: {e}")))?
+                        .join(dir)
+                } else {
+                    dir
+                }
+            },
             cores: var(env::CORES)?
                 .parse()
                 .map_err(|_| ExecutorError::Env(format!("{} is not a number", env::CORES)))?,
@@ -68,6 +82,10 @@ impl ExecutorConfig {
                 })?,
                 Err(_) => DEFAULT_SPILL_BYTES,
             },
+            bind: std::env::var("SPATE_BIND_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into()),
         })
     }
 }
@@ -109,7 +127,7 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             work_dir: config.work_dir.clone(),
             cores: config.cores,
             spill_bytes: config.spill_bytes,
-            bind: "127.0.0.1".into(),
+            bind: config.bind.clone(),
         },
         Arc::new(move |task, state, report| {
             let _ = sink_tx.send(ToDriver::Status(TaskStatus {

@@ -10,11 +10,13 @@
 //!
 //! - [`http`]: calls with the exact headers, stream id, leader redirects and 503 retries;
 //!   SUBSCRIBE as a live event stream with an idle watchdog.
+//! - [`zk`]: the leading master of a `zk://` master URL, followed through ZooKeeper.
 //!
 //! Content type for both directions: [`PROTOBUF`].
 
 pub mod http;
 pub mod recordio;
+pub mod zk;
 
 /// Generated wire types.
 #[allow(clippy::all, missing_docs)]
@@ -71,6 +73,11 @@ pub fn reason_name(reason: i32) -> Option<&'static str> {
 
 /// Reason code of reconciliation answers (no uuid, no data).
 pub const REASON_RECONCILIATION: i32 = 9;
+/// `TaskStatus.reason`: the agent lost its connection to the master (it may come back;
+/// its executors are usually gone with it).
+pub const REASON_AGENT_DISCONNECTED: i32 = 10;
+/// `TaskStatus.reason`: the master removed the agent.
+pub const REASON_AGENT_REMOVED: i32 = 11;
 
 #[cfg(test)]
 mod tests {

@@ -894,10 +894,10 @@ impl DagScheduler {
             Err(TaskFailure::FetchFailed {
                 shuffle,
                 map,
+                executor,
                 message,
-                ..
             }) => {
-                self.fetch_failed(&rt, shuffle, map, &message);
+                self.fetch_failed(&rt, shuffle, map, &executor, &message);
             }
             Err(failure) => {
                 // Retries avoid where it failed, also when a backend placed it.
@@ -961,7 +961,14 @@ impl DagScheduler {
     /// missing map partitions run again, then the stage. Reports from tasks of an older
     /// attempt are ignored: the output they missed may already have been recomputed, and
     /// unregistering it again would throw the fresh output away.
-    fn fetch_failed(&mut self, rt: &RunningTask, shuffle: ShuffleId, map: usize, message: &str) {
+    fn fetch_failed(
+        &mut self,
+        rt: &RunningTask,
+        shuffle: ShuffleId,
+        map: usize,
+        executor: &str,
+        message: &str,
+    ) {
         let Some(stage) = self.stages.get_mut(&rt.stage) else {
             return;
         };
@@ -1002,6 +1009,11 @@ impl DagScheduler {
             }
             self.shuffle.remove_map_output(shuffle, map);
         }
+        if message.contains(spate_shuffle::client::UNREACHABLE) {
+            // Its block server is gone (a lost machine): every output it held is lost,
+            // not just this one; re-run them all now rather than one per fetch failure.
+            self.forget_outputs_of(executor);
+        }
         if failures > MAX_STAGE_ATTEMPTS {
             let msg = format!("fetch failed {failures} times in a row; last: {message}");
             self.abort_stage(rt.stage, rt.unit, failures, msg);
@@ -1010,14 +1022,8 @@ impl DagScheduler {
         self.submit_stage(rt.stage);
     }
 
-    fn executor_lost(&mut self, executor: &str, reason: &str) {
-        warn!(executor, reason, "executor lost");
-        self.executors.remove(executor);
-        // Its cached partitions are gone: they are recomputed where tasks run next.
-        self.cache_locs.retain(|_, execs| {
-            execs.remove(executor);
-            !execs.is_empty()
-        });
+    /// Unregister every map output held by `executor`.
+    fn forget_outputs_of(&mut self, executor: &str) {
         for stage in self.stages.values_mut() {
             if let StageKind::ShuffleMap { outputs, dep } = &mut stage.kind {
                 for (m, slot) in outputs.iter_mut().enumerate() {
@@ -1028,6 +1034,17 @@ impl DagScheduler {
                 }
             }
         }
+    }
+
+    fn executor_lost(&mut self, executor: &str, reason: &str) {
+        warn!(executor, reason, "executor lost");
+        self.executors.remove(executor);
+        // Its cached partitions are gone: they are recomputed where tasks run next.
+        self.cache_locs.retain(|_, execs| {
+            execs.remove(executor);
+            !execs.is_empty()
+        });
+        self.forget_outputs_of(executor);
         let lost: Vec<TaskId> = self
             .running
             .iter()

@@ -7,6 +7,10 @@ use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// Start of the message of a fetch that could not reach the block server at all (the
+/// scheduler then takes every output of that executor as lost).
+pub const UNREACHABLE: &str = "block server unreachable";
+
 /// Why a GET failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
@@ -20,7 +24,7 @@ impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FetchError::NotFound => f.write_str("not found on the block server"),
-            FetchError::Unreachable(m) => write!(f, "block server unreachable: {m}"),
+            FetchError::Unreachable(m) => write!(f, "{UNREACHABLE}: {m}"),
         }
     }
 }

@@ -7,21 +7,17 @@
 //! payloads Mesos carries in `TaskInfo.data` / `TaskStatus.data`. An executor is lost when
 //! its process exits or its connection drops; both are reported at once.
 
-use super::{SchedulerBackend, TaskLaunch, block_servers, report_end};
+use super::control::{Control, ControlHooks};
+use super::{SchedulerBackend, TaskLaunch};
 use crate::event::EventSink;
 use spate_core::error::{Error, Result};
-use spate_core::protocol::{FrameDecoder, LaunchTask, TaskState, ToDriver, ToExecutor, env, frame};
-use spate_core::ship::{Secret, exe_id, seal};
-use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
-use std::collections::HashMap;
+use spate_core::protocol::{ToExecutor, env};
+use spate_core::ship::{Secret, exe_id};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 /// How long executors get to register at start.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,20 +45,29 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Executor processes by id, shared with their watchers.
 type Children = Arc<Mutex<Vec<(String, Arc<Mutex<Child>>)>>>;
 
-struct Conn {
-    outbox: mpsc::UnboundedSender<ToExecutor>,
-    block_server: String,
-}
-
+/// What the local cluster keeps of the control channel's news.
 #[derive(Default)]
 struct State {
-    conns: HashMap<String, Conn>,
-    /// Tasks sent and not yet ended: what they run (to decode their results).
-    inflight: HashMap<u64, TaskKind>,
-    refused: Vec<String>,
-    registered: usize,
+    refused: Mutex<Vec<String>>,
+    registered: AtomicUsize,
     /// Executors declared lost while their process still runs: the watcher kills them.
-    to_kill: Vec<String>,
+    to_kill: Mutex<Vec<String>>,
+}
+
+impl ControlHooks for Arc<State> {
+    fn registered(&self, _executor: &str, _cores: usize) {
+        self.registered.fetch_add(1, Ordering::SeqCst);
+    }
+    fn refused(&self, _executor: &str, message: &str) {
+        if let Ok(mut r) = self.refused.lock() {
+            r.push(message.to_string());
+        }
+    }
+    fn lost(&self, executor: &str, _why: &str, silent: bool) {
+        if silent && let Ok(mut k) = self.to_kill.lock() {
+            k.push(executor.to_string());
+        }
+    }
 }
 
 /// Backend of executor processes on this machine.
@@ -71,7 +76,8 @@ pub struct LocalClusterBackend {
     secret: Secret,
     work_root: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
-    state: Arc<Mutex<State>>,
+    state: Arc<State>,
+    control: Option<Arc<Control>>,
     children: Children,
     stopping: Arc<AtomicBool>,
     /// Set once every executor registered.
@@ -96,7 +102,8 @@ impl LocalClusterBackend {
             secret,
             work_root,
             runtime: None,
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(State::default()),
+            control: None,
             children: Arc::new(Mutex::new(Vec::new())),
             stopping: Arc::new(AtomicBool::new(false)),
             running: Arc::new(AtomicBool::new(false)),
@@ -104,7 +111,12 @@ impl LocalClusterBackend {
         }
     }
 
-    fn spawn_executors(&mut self, driver_addr: &str, events: &EventSink) -> Result<()> {
+    fn spawn_executors(
+        &mut self,
+        driver_addr: &str,
+        control: Arc<Control>,
+        events: &EventSink,
+    ) -> Result<()> {
         // /proc/self/exe is the image this process runs, even if the file was rebuilt since.
         let exe = self
             .config
@@ -120,6 +132,7 @@ impl LocalClusterBackend {
             spill_bytes: self.config.spill_bytes,
             work_root: self.work_root.clone(),
             state: self.state.clone(),
+            control,
             events: events.clone(),
             stopping: self.stopping.clone(),
             running: self.running.clone(),
@@ -146,7 +159,8 @@ struct Spawner {
     cores: usize,
     spill_bytes: Option<usize>,
     work_root: PathBuf,
-    state: Arc<Mutex<State>>,
+    state: Arc<State>,
+    control: Arc<Control>,
     events: EventSink,
     stopping: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
@@ -208,26 +222,18 @@ impl Spawner {
                 .ok()
                 .and_then(|mut c| c.try_wait().ok().flatten());
             if let Some(status) = status {
-                // Report once: whoever removes the connection (this watcher or the
-                // connection reader) reports the loss.
-                let known = self
-                    .state
-                    .lock()
-                    .ok()
-                    .is_some_and(|mut st| st.conns.remove(id).is_some());
-                if known {
-                    self.events
-                        .executor_lost(id, &format!("executor process exited ({status})"));
-                }
+                // Reported once, by whoever notices first (this watcher or the connection).
+                self.control
+                    .lose(id, &format!("executor process exited ({status})"), false);
                 let _ = std::fs::remove_dir_all(self.work_root.join(id));
                 self.replace(id);
                 return;
             }
             let doomed = self
                 .state
+                .to_kill
                 .lock()
-                .ok()
-                .is_some_and(|st| st.to_kill.iter().any(|k| k == id));
+                .is_ok_and(|k| k.iter().any(|k| k == id));
             if doomed && let Ok(mut c) = child.lock() {
                 let _ = c.kill();
             }
@@ -250,7 +256,7 @@ impl Spawner {
             Err(Error::Other("too many executors lost".into()))
         };
         if let Err(e) = outcome {
-            let live = self.state.lock().map_or(0, |st| st.conns.len());
+            let live = self.control.connected();
             tracing::warn!(executor = lost, "not replacing a lost executor: {e}");
             if live == 0 {
                 self.events.backend_failed(&format!(
@@ -261,196 +267,53 @@ impl Spawner {
     }
 }
 
-/// Handle one executor connection: registration, then status updates until it closes.
-async fn serve_executor(
-    stream: TcpStream,
-    state: Arc<Mutex<State>>,
-    events: EventSink,
-    stopping: Arc<AtomicBool>,
-    heartbeat_timeout: Duration,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (outbox, mut rx) = mpsc::unbounded_channel::<ToExecutor>();
-    tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let Ok(bytes) = frame(&msg) else { continue };
-            if writer.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut decoder = FrameDecoder::default();
-    let mut buf = vec![0u8; 64 << 10];
-    let mut me: Option<String> = None;
-    loop {
-        let n = match tokio::time::timeout(heartbeat_timeout, reader.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => n,
-            Err(_) => {
-                let why = format!("no heartbeat for {heartbeat_timeout:?}");
-                if let (Some(id), Ok(mut st)) = (me.as_ref(), state.lock()) {
-                    st.to_kill.push(id.clone());
-                }
-                return lost(&state, &events, &stopping, me.as_deref(), &why);
-            }
-        };
-        decoder.push(&buf[..n]);
-        loop {
-            let msg = match decoder.next_frame::<ToDriver>() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("dropping executor connection: {e}");
-                    return lost(
-                        &state,
-                        &events,
-                        &stopping,
-                        me.as_deref(),
-                        "sent a malformed frame",
-                    );
-                }
-            };
-            match msg {
-                ToDriver::Register {
-                    executor,
-                    exe_id: theirs,
-                    cores,
-                    block_server,
-                    pid,
-                } => {
-                    if theirs != exe_id() {
-                        let msg = format!(
-                            "executor {executor} (pid {pid}) runs a different build of the program \
-                             (binary {theirs:016x}, driver {:016x}); redeploy the executor with the driver's exact binary",
-                            exe_id()
-                        );
-                        let _ = outbox.send(ToExecutor::Refused(msg.clone()));
-                        if let Ok(mut st) = state.lock() {
-                            st.refused.push(msg);
-                        }
-                        return;
-                    }
-                    tracing::info!(executor, pid, block_server, "executor registered");
-                    if let Ok(mut st) = state.lock() {
-                        st.conns.insert(
-                            executor.clone(),
-                            Conn {
-                                outbox: outbox.clone(),
-                                block_server,
-                            },
-                        );
-                        st.registered += 1;
-                    }
-                    let _ = outbox.send(ToExecutor::Registered);
-                    let address = state
-                        .lock()
-                        .ok()
-                        .and_then(|st| st.conns.get(&executor).map(|c| c.block_server.clone()));
-                    events.executor_added_at(&executor, cores, address.as_deref());
-                    me = Some(executor);
-                }
-                ToDriver::Heartbeat => {}
-                ToDriver::Status(status) => {
-                    let Some(executor) = me.clone() else { continue };
-                    let ended = match status.state {
-                        TaskState::Running => continue,
-                        TaskState::Finished(r) => Ok(r),
-                        TaskState::Failed(f) => Err(f),
-                    };
-                    let kind = state
-                        .lock()
-                        .ok()
-                        .and_then(|mut st| st.inflight.remove(&status.task));
-                    let Some(kind) = kind else { continue };
-                    report_end(&events, status.task, &kind, &executor, ended, status.report);
-                }
-            }
-        }
-    }
-    lost(
-        &state,
-        &events,
-        &stopping,
-        me.as_deref(),
-        "control connection closed",
-    );
-}
-
-fn lost(
-    state: &Mutex<State>,
-    events: &EventSink,
-    stopping: &AtomicBool,
-    executor: Option<&str>,
-    why: &str,
-) {
-    let Some(executor) = executor else { return };
-    let known = state
-        .lock()
-        .ok()
-        .is_some_and(|mut st| st.conns.remove(executor).is_some());
-    if known && !stopping.load(Ordering::SeqCst) {
-        events.executor_lost(executor, why);
-    }
-}
-
 impl SchedulerBackend for LocalClusterBackend {
     fn start(&mut self, events: EventSink) -> Result<()> {
         let rt = crate::backend::driver_runtime("spate-driver-io")?;
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| Error::Other(format!("binding the driver's control port: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Other(format!("driver control port: {e}")))?
-            .to_string();
-        let (state, ev, stopping) = (self.state.clone(), events.clone(), self.stopping.clone());
-        let timeout = self.config.heartbeat_timeout;
-        rt.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_executor(
-                    stream,
-                    state.clone(),
-                    ev.clone(),
-                    stopping.clone(),
-                    timeout,
-                ));
-            }
-        });
+        let (control, addr) = rt.block_on(Control::start(
+            "127.0.0.1",
+            events.clone(),
+            self.secret.clone(),
+            self.config.heartbeat_timeout,
+            Box::new(self.state.clone()),
+        ))?;
         self.runtime = Some(rt);
         self.events = Some(events.clone());
-        self.spawn_executors(&addr, &events)?;
+        self.control = Some(control.clone());
+        self.spawn_executors(&addr.to_string(), control, &events)?;
         // Wait until every executor registered (or one was refused, or died).
         let deadline = Instant::now() + REGISTER_TIMEOUT;
         loop {
-            let (registered, refused) = match self.state.lock() {
-                Ok(st) => (st.registered, st.refused.first().cloned()),
-                Err(_) => return Err(Error::Other("backend state poisoned".into())),
-            };
+            let registered = self.state.registered.load(Ordering::SeqCst);
+            let refused = self
+                .state
+                .refused
+                .lock()
+                .ok()
+                .and_then(|r| r.first().cloned());
             if let Some(msg) = refused {
                 self.stop();
                 return Err(Error::Config(msg));
             }
-            if registered == self.config.executors {
+            if registered >= self.config.executors {
                 // From now on a lost executor is replaced (not during start-up, where a
                 // death means something is wrong with the binary or the machine).
                 self.running.store(true, Ordering::SeqCst);
                 return Ok(());
             }
             let exited = self.children.lock().ok().and_then(|cs| {
-                cs.iter()
-                    .find(|(_, c)| {
-                        c.lock()
-                            .ok()
-                            .and_then(|mut c| c.try_wait().ok().flatten())
-                            .is_some()
-                    })
-                    .map(|(id, _)| id.clone())
+                cs.iter().find_map(|(id, c)| {
+                    let status = c
+                        .lock()
+                        .ok()
+                        .and_then(|mut c| c.try_wait().ok().flatten())?;
+                    Some((id.clone(), status))
+                })
             });
-            if let Some(id) = exited {
+            if let Some((id, status)) = exited {
                 self.stop();
                 return Err(Error::Other(format!(
-                    "executor {id} exited before registering (see its stderr above)"
+                    "executor {id} exited before registering ({status}; see its stderr above)"
                 )));
             }
             if Instant::now() > deadline {
@@ -465,38 +328,18 @@ impl SchedulerBackend for LocalClusterBackend {
     }
 
     fn launch(&mut self, executor: &str, task: TaskLaunch) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        let fail = |message: String| Err(TaskFailure::Error { message });
-        let envelope = match seal(&task.kind, &self.secret) {
-            Ok(e) => e,
-            Err(e) => {
-                drop(st);
-                return self.events_for_failure(task.id, fail(format!("encoding the task: {e}")));
+        match &self.control {
+            Some(c) => c.launch(executor, task),
+            None => {
+                if let Some(events) = &self.events {
+                    events.task_ended(
+                        task.id,
+                        Err(spate_core::task::TaskFailure::Error {
+                            message: "the local cluster is not running".into(),
+                        }),
+                    );
+                }
             }
-        };
-        let shuffle_locations = block_servers(&task.shuffle_locations, |e| {
-            st.conns.get(e).map(|c| c.block_server.clone())
-        });
-        let msg = ToExecutor::Launch(LaunchTask {
-            task: task.id,
-            stage: task.stage,
-            partition: task.partition,
-            attempt: task.attempt,
-            envelope,
-            shuffle_locations,
-        });
-        let sent = st
-            .conns
-            .get(executor)
-            .is_some_and(|c| c.outbox.send(msg).is_ok());
-        if sent {
-            // Still under the state lock: the executor's status cannot overtake this.
-            st.inflight.insert(task.id, task.kind);
-        } else {
-            drop(st);
-            self.events_for_failure(task.id, fail(format!("executor {executor} is gone")));
         }
     }
 
@@ -505,19 +348,15 @@ impl SchedulerBackend for LocalClusterBackend {
     }
 
     fn unpersist(&mut self, key: u64) {
-        if let Ok(st) = self.state.lock() {
-            for c in st.conns.values() {
-                let _ = c.outbox.send(ToExecutor::Unpersist(key));
-            }
+        if let Some(c) = &self.control {
+            c.broadcast(ToExecutor::Unpersist(key));
         }
     }
 
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        if let Ok(st) = self.state.lock() {
-            for c in st.conns.values() {
-                let _ = c.outbox.send(ToExecutor::Shutdown);
-            }
+        if let Some(c) = &self.control {
+            c.shutdown();
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         let children: Vec<_> = self
@@ -540,15 +379,5 @@ impl SchedulerBackend for LocalClusterBackend {
             rt.shutdown_background();
         }
         let _ = std::fs::remove_dir_all(&self.work_root);
-    }
-}
-
-impl LocalClusterBackend {
-    /// A task that could not be handed to its executor ends at once, as a failure, so the
-    /// scheduler retries it instead of waiting forever.
-    fn events_for_failure(&self, task: u64, result: std::result::Result<TaskOutput, TaskFailure>) {
-        if let Some(events) = &self.events {
-            events.task_ended(task, result);
-        }
     }
 }

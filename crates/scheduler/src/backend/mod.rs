@@ -2,6 +2,7 @@
 //! [`SchedulerBackend`]. A backend only runs what it is told where it is told and reports
 //! back through an [`EventSink`]; every decision stays in the DAG scheduler.
 
+pub(crate) mod control;
 pub mod local;
 pub mod local_cluster;
 pub mod mesos;

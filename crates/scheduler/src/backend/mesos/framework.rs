@@ -17,8 +17,10 @@
 //! running tasks are reconciled; an ERROR event fails every job with its message.
 //! TEARDOWN on stop and on Ctrl-C leaves no executor behind.
 
+use super::coarse::{self, Coarse};
 use super::exec_server;
 use super::offers::{Ask, ExecutorNeeds, fit};
+use crate::backend::control::Control;
 use crate::backend::{SchedulerBackend, TaskLaunch, block_servers, report_end};
 use crate::event::{EventSink, TaskId};
 use bytes::Bytes;
@@ -34,6 +36,7 @@ use spate_mesos::v1::{
     FrameworkInfo, Offer, OfferId, TaskId as MesosTaskId, TaskInfo, command_info, environment,
     executor_info, framework_info, offer,
 };
+use spate_mesos::zk::{self, LeaderWatch, ZkUrl};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -54,9 +57,49 @@ const REFUSE_IDLE: f64 = 3600.0;
 /// Filter on the unused part of accepted offers.
 const REFUSE_ACCEPTED: f64 = 1.0;
 
+/// How tasks reach executors under Mesos.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MesosMode {
+    /// One long-running Mesos task per agent holds the agent's cpus and runs a spate
+    /// executor; the driver sends it tasks directly over the same channel as
+    /// `local-cluster` (no offer cycle per task). Spark's default.
+    #[default]
+    Coarse,
+    /// Every spate task is a Mesos task launched on an offer into a custom executor per
+    /// agent, its status returned in Mesos status updates (dpark's way): resources go back
+    /// to the cluster between tasks, at the cost of an offer cycle per wave of tasks.
+    Fine,
+}
+
+impl std::str::FromStr for MesosMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "coarse" | "coarse-grained" => Ok(MesosMode::Coarse),
+            "fine" | "fine-grained" => Ok(MesosMode::Fine),
+            other => Err(Error::Config(format!(
+                "unknown Mesos mode {other:?}: expected \"coarse\" or \"fine\""
+            ))),
+        }
+    }
+}
+
 /// Settings of the Mesos framework.
 #[derive(Clone, Debug)]
 pub struct MesosConfig {
+    /// Coarse-grained (default) or fine-grained tasks.
+    pub mode: MesosMode,
+    /// Coarse-grained: the most cpus all executors together hold (default: every cpu
+    /// offered).
+    pub max_cores: Option<f64>,
+    /// How long tasks may wait without any offer that fits them (fine-grained) or without
+    /// any executor (coarse-grained) before the running jobs fail, saying why.
+    pub offer_timeout: Duration,
+    /// Coarse-grained: an executor silent this long is lost.
+    pub heartbeat_timeout: Duration,
+    /// Whether `task_cpus` was chosen by the user; if not, fine-grained tasks shrink to
+    /// fit agents too small for a default task next to its executor.
+    pub task_cpus_set: bool,
     /// `host:port` of a master (any master: a non-leader redirects to the leader).
     pub master: String,
     /// Framework name shown in the Mesos UI.
@@ -101,6 +144,11 @@ impl MesosConfig {
     /// Defaults for a master at `host:port`.
     pub fn new(master: &str, name: &str) -> Self {
         MesosConfig {
+            mode: MesosMode::default(),
+            max_cores: None,
+            offer_timeout: Duration::from_secs(60),
+            heartbeat_timeout: Duration::from_secs(10),
+            task_cpus_set: false,
             master: master.to_string(),
             name: name.to_string(),
             user: None,
@@ -153,11 +201,19 @@ struct State {
     subscribed: Option<std::result::Result<String, String>>,
     /// Task slots in the first batch of offers.
     first_offer_slots: Option<usize>,
+    /// Fine-grained cpus per task (the configured ones, or shrunk to fit the agents).
+    task_cpus: f64,
+    /// Since when tasks wait for an offer that fits (fine) or for any executor (coarse).
+    waiting_since: Option<Instant>,
+    /// The largest offer seen lately: (cpus, mem, agent), for the no-fit message.
+    largest_offer: Option<(f64, f64, String)>,
 }
 
 enum Command {
     /// Tasks were queued.
     Wake,
+    /// Kill a coarse executor's Mesos task (it stopped answering).
+    Kill(String),
     /// Tell every executor to drop persisted RDD `key`.
     Unpersist(u64),
     /// Tear the framework down, then answer.
@@ -169,6 +225,10 @@ pub struct MesosBackend {
     config: Arc<MesosConfig>,
     secret: Secret,
     state: Arc<Mutex<State>>,
+    /// Coarse executors and the agents given up on (both modes).
+    coarse: Arc<Mutex<Coarse>>,
+    /// Coarse mode: the executors' control channel.
+    control: Option<Arc<Control>>,
     runtime: Option<tokio::runtime::Runtime>,
     commands: Option<mpsc::UnboundedSender<Command>>,
     events: Option<EventSink>,
@@ -178,10 +238,16 @@ pub struct MesosBackend {
 impl MesosBackend {
     /// A backend that subscribes to `config.master` when started.
     pub fn new(config: MesosConfig, secret: Secret) -> Self {
+        let state = State {
+            task_cpus: config.task_cpus,
+            ..State::default()
+        };
         MesosBackend {
             config: Arc::new(config),
             secret,
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(state)),
+            coarse: Arc::new(Mutex::new(Coarse::default())),
+            control: None,
             runtime: None,
             commands: None,
             events: None,
@@ -192,17 +258,73 @@ impl MesosBackend {
 
 /// How long `start` waits for the first SUBSCRIBED, and then for the first offers.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// With ZooKeeper: how long to wait for a leading master before trying the last one.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
 const FIRST_OFFERS_WAIT: Duration = Duration::from_secs(3);
+/// Coarse mode: how long `start` waits for the executors of the first offers to register
+/// (the default parallelism is their cores).
+const FIRST_EXECUTORS_WAIT: Duration = Duration::from_secs(30);
 
 impl SchedulerBackend for MesosBackend {
     fn start(&mut self, events: EventSink) -> Result<()> {
         let rt = crate::backend::driver_runtime("spate-mesos")?;
         let command = rt.block_on(executor_command(&self.config))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let coarse = self.config.mode == MesosMode::Coarse;
+        let mut control_addr = None;
+        if coarse {
+            let host = advertised_host(&self.config);
+            let bind = if host.parse::<std::net::IpAddr>().is_ok() {
+                host.clone()
+            } else {
+                "0.0.0.0".into()
+            };
+            let (asks, mut asked) = mpsc::unbounded_channel();
+            let hooks = super::coarse::Hooks {
+                coarse: self.coarse.clone(),
+                asks,
+            };
+            let (control, addr) = rt.block_on(Control::start(
+                &bind,
+                events.clone(),
+                self.secret.clone(),
+                self.config.heartbeat_timeout,
+                Box::new(hooks),
+            ))?;
+            // Forward the channel's requests to the event loop.
+            let kills = tx.clone();
+            rt.spawn(async move {
+                while let Some(super::coarse::Ask::Kill(e)) = asked.recv().await {
+                    let _ = kills.send(Command::Kill(e));
+                }
+            });
+            control_addr = Some(format!("{host}:{}", addr.port()));
+            self.control = Some(control);
+        }
+        let leader = match self.config.master.strip_prefix("zk://") {
+            Some(_) => {
+                let url = ZkUrl::parse(&self.config.master)
+                    .map_err(|e| Error::Config(format!("Mesos master: {e}")))?;
+                let watch = rt
+                    .block_on(zk::watch_leader(&url, Duration::from_secs(10)))
+                    .map_err(|e| Error::Config(format!("finding the leading Mesos master: {e}")))?;
+                tracing::info!(
+                    leader = watch.current_leader(),
+                    zk = %url,
+                    "leading Mesos master from ZooKeeper"
+                );
+                Some(watch)
+            }
+            None => None,
+        };
         let framework = Framework {
+            leader,
             config: self.config.clone(),
             secret: self.secret.clone(),
             state: self.state.clone(),
+            coarse: self.coarse.clone(),
+            control: self.control.clone(),
+            control_addr,
             events: events.clone(),
             endpoint: Endpoint {
                 addr: self.config.master.clone(),
@@ -215,17 +337,7 @@ impl SchedulerBackend for MesosBackend {
             command,
         };
         rt.spawn(framework.run(rx));
-        let ctrl_c = tx.clone();
-        rt.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let (done, wait) = oneshot::channel();
-                if ctrl_c.send(Command::Stop(done)).is_ok() {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
-                }
-                eprintln!("interrupted: the Mesos framework was torn down");
-                std::process::exit(130);
-            }
-        });
+        rt.spawn(tear_down_on_signals(tx.clone(), self.control.clone()));
         self.runtime = Some(rt);
         self.commands = Some(tx);
         self.events = Some(events.clone());
@@ -237,6 +349,7 @@ impl SchedulerBackend for MesosBackend {
                     tracing::info!(
                         framework = id,
                         master = self.config.master,
+                        mode = ?self.config.mode,
                         "subscribed to Mesos"
                     );
                     break;
@@ -263,6 +376,29 @@ impl SchedulerBackend for MesosBackend {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
+        if coarse {
+            // The executors the first offers started: wait until they registered (or
+            // ended), so jobs start with all of them and the parallelism is their cores.
+            let deadline = Instant::now() + FIRST_EXECUTORS_WAIT;
+            let cores = loop {
+                let (starting, cores) = self.coarse.lock().map_or((0, 0), |c| {
+                    (
+                        c.executors.values().filter(|e| !e.registered).count(),
+                        c.executors
+                            .values()
+                            .filter(|e| e.registered)
+                            .map(|e| e.threads)
+                            .sum::<usize>(),
+                    )
+                });
+                if starting == 0 || Instant::now() > deadline {
+                    break cores;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            self.parallelism = self.config.default_parallelism.unwrap_or(cores.max(2));
+            return Ok(());
+        }
         self.parallelism = self
             .config
             .default_parallelism
@@ -272,6 +408,9 @@ impl SchedulerBackend for MesosBackend {
     }
 
     fn launch(&mut self, executor: &str, task: TaskLaunch) {
+        if let Some(control) = &self.control {
+            return control.launch(executor, task);
+        }
         debug_assert_eq!(executor, POOL);
         let failed = match self.state.lock() {
             Ok(mut st) => match st.failed.clone() {
@@ -302,7 +441,7 @@ impl SchedulerBackend for MesosBackend {
     }
 
     fn can_cancel(&self) -> bool {
-        true
+        self.control.is_none()
     }
 
     fn cancel(&mut self, tasks: &[TaskId]) -> Vec<TaskId> {
@@ -323,6 +462,9 @@ impl SchedulerBackend for MesosBackend {
     }
 
     fn unpersist(&mut self, key: u64) {
+        if let Some(control) = &self.control {
+            return control.broadcast(spate_core::protocol::ToExecutor::Unpersist(key));
+        }
         if let Some(tx) = &self.commands {
             let _ = tx.send(Command::Unpersist(key));
         }
@@ -332,6 +474,11 @@ impl SchedulerBackend for MesosBackend {
         let Some(rt) = self.runtime.take() else {
             return;
         };
+        // Coarse executors exit when told (their Mesos tasks finish); TEARDOWN then ends
+        // whatever is left.
+        if let Some(control) = &self.control {
+            control.shutdown();
+        }
         if let Some(tx) = self.commands.take() {
             let (done, wait) = oneshot::channel();
             if tx.send(Command::Stop(done)).is_ok() {
@@ -341,6 +488,51 @@ impl SchedulerBackend for MesosBackend {
         }
         rt.shutdown_background();
     }
+}
+
+/// The next leader ZooKeeper names (`Some(None)`: none right now); `None` when there is no
+/// watch (never resolves) or it ended.
+async fn leader_changed(
+    watch: &mut Option<tokio::sync::watch::Receiver<Option<String>>>,
+) -> Option<Option<String>> {
+    match watch {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP tear the framework down before the process exits, so the
+/// master frees the executors' resources at once instead of after the failover timeout.
+async fn tear_down_on_signals(
+    commands: mpsc::UnboundedSender<Command>,
+    control: Option<Arc<Control>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot watch for signals: the framework is not torn down on them");
+        return;
+    };
+    let (name, code) = tokio::select! {
+        _ = int.recv() => ("interrupted", 130),
+        _ = term.recv() => ("terminated (SIGTERM)", 143),
+        _ = hup.recv() => ("hung up (SIGHUP)", 129),
+    };
+    if let Some(c) = &control {
+        c.shutdown();
+    }
+    let (done, wait) = oneshot::channel();
+    if commands.send(Command::Stop(done)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+    }
+    eprintln!("{name}: the Mesos framework was torn down");
+    std::process::exit(code);
 }
 
 /// `Authorization: Basic …` when a principal and secret are configured.
@@ -391,16 +583,23 @@ pub fn advertised_host(config: &MesosConfig) -> String {
     if let Some(h) = &config.advertised_host {
         return h.clone();
     }
-    let master_host = config
-        .master
-        .rsplit_once(':')
-        .map_or(config.master.as_str(), |(h, _)| h);
+    // With ZooKeeper, the route to its first server (masters run next to it).
+    let master = match config.master.strip_prefix("zk://") {
+        Some(zk) => zk
+            .split(['/', ','])
+            .next()
+            .unwrap_or_default()
+            .rsplit_once('@')
+            .map_or(zk.split(['/', ',']).next().unwrap_or_default(), |(_, h)| h),
+        None => config.master.as_str(),
+    };
+    let master_host = master.rsplit_once(':').map_or(master, |(h, _)| h);
     if master_host == "localhost" || master_host.starts_with("127.") {
         return "127.0.0.1".into();
     }
     std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
-            s.connect(&config.master)?;
+            s.connect(master)?;
             s.local_addr()
         })
         .map(|a| a.ip().to_string())
@@ -412,8 +611,8 @@ pub fn advertised_host(config: &MesosConfig) -> String {
 /// the binary is served.
 async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (uris, value, argv0) = match &config.executor_uri {
-        Some(path) if path.starts_with('/') => (Vec::new(), path.clone(), path.clone()),
+    let (uris, value, argv0, sha) = match &config.executor_uri {
+        Some(path) if path.starts_with('/') => (Vec::new(), path.clone(), path.clone(), None),
         Some(uri) => {
             let name = uri
                 .rsplit('/')
@@ -425,6 +624,7 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
                 vec![fetch_uri(uri.clone(), &name)],
                 format!("./{name}"),
                 name,
+                None,
             )
         }
         None => {
@@ -455,6 +655,7 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
                 .local_addr()
                 .map_err(|e| Error::Other(format!("executable server: {e}")))?
                 .port();
+            let sha = sha256_hex(&bytes);
             let path = exec_server::exec_path(exe_id(), &name);
             let url = format!("http://{host}:{port}{path}");
             tracing::info!(url, "serving the executor binary to Mesos agents");
@@ -464,7 +665,12 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
                 Bytes::from(bytes),
                 std::future::pending(),
             ));
-            (vec![fetch_uri(url, &name)], format!("./{name}"), name)
+            (
+                vec![fetch_uri(url, &name)],
+                format!("./{name}"),
+                name,
+                Some(sha),
+            )
         }
     };
     let mut vars = Vec::new();
@@ -474,19 +680,53 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         vars.push(("RUST_LOG".into(), filter));
     }
+    let variables = vars
+        .into_iter()
+        .map(|(name, value)| env_var(&name, &value))
+        .collect();
+    let (shell, value, arguments) = match sha {
+        // The fetched binary is checked before it runs: a truncated or mixed-up download
+        // (e.g. agents sharing a fetcher cache) may crash before spate's own checks.
+        Some(sha) => (true, checked_launch(&value, &sha, &args), Vec::new()),
+        None => (false, value, std::iter::once(argv0).chain(args).collect()),
+    };
     Ok(CommandInfo {
         uris,
-        environment: Some(Environment {
-            variables: vars
-                .into_iter()
-                .map(|(name, value)| env_var(&name, &value))
-                .collect(),
-        }),
-        shell: Some(false),
+        environment: Some(Environment { variables }),
+        shell: Some(shell),
         value: Some(value),
-        arguments: std::iter::once(argv0).chain(args).collect(),
+        arguments,
         user: None,
     })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A shell command that runs `exe` with `args` only if its SHA-256 is `sha` (when the
+/// agent has `sha256sum`), else exits with [`coarse::CORRUPT_EXIT`] saying why.
+fn checked_launch(exe: &str, sha: &str, args: &[String]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut cmd = format!(
+        "if command -v sha256sum >/dev/null 2>&1 && ! echo {} | sha256sum -c --status; then \
+         echo {} >&2; exit {}; fi; exec {}",
+        quote(&format!("{sha}  {exe}")),
+        quote(&format!(
+            "spate: corrupt download: {exe} does not have the SHA-256 of the driver's binary ({sha})"
+        )),
+        coarse::CORRUPT_EXIT,
+        quote(exe)
+    );
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a));
+    }
+    cmd
 }
 
 fn fetch_uri(value: String, name: &str) -> command_info::Uri {
@@ -500,7 +740,7 @@ fn fetch_uri(value: String, name: &str) -> command_info::Uri {
     }
 }
 
-fn env_var(name: &str, value: &str) -> environment::Variable {
+pub(crate) fn env_var(name: &str, value: &str) -> environment::Variable {
     environment::Variable {
         name: name.into(),
         r#type: Some(environment::variable::Type::Value as i32),
@@ -538,7 +778,7 @@ fn is_terminal(state: i32) -> bool {
 }
 
 /// A status without spate's data, in words: state, reason, message, where.
-fn describe(status: &v1::TaskStatus, agent: &str) -> String {
+pub(crate) fn describe(status: &v1::TaskStatus, agent: &str) -> String {
     let mut s = format!(
         "Mesos reported task {} {} on agent {agent}",
         status.task_id.value,
@@ -561,6 +801,12 @@ struct Framework {
     config: Arc<MesosConfig>,
     secret: Secret,
     state: Arc<Mutex<State>>,
+    coarse: Arc<Mutex<Coarse>>,
+    /// Coarse mode: the executors' control channel and the address they connect to.
+    control: Option<Arc<Control>>,
+    control_addr: Option<String>,
+    /// With a `zk://` master: the leading master as ZooKeeper names it.
+    leader: Option<LeaderWatch>,
     events: EventSink,
     endpoint: Endpoint,
     auth: Option<String>,
@@ -652,6 +898,13 @@ impl Framework {
         let mut backoff = Duration::from_millis(250);
         let mut disconnected: Option<Instant> = None;
         loop {
+            if let Some(leader) = &mut self.leader {
+                // Subscribe to the master ZooKeeper names as leading now.
+                match leader.wait_for_leader(LEADER_WAIT).await {
+                    Ok(addr) => self.endpoint.addr = addr,
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
             let mut sub = self.call(call::Type::Subscribe);
             let idle = !self.pending_is_empty();
             self.suppressed = false;
@@ -659,7 +912,10 @@ impl Framework {
                 framework_info: self.framework_info(),
                 // Re-subscribing resets suppression: stay suppressed if nothing waits
                 // (but the first subscription wants offers, to size the parallelism).
-                suppressed_roles: if !idle && self.framework_id.is_some() {
+                // Coarse mode never suppresses: it needs offers whenever an agent has no
+                // executor.
+                suppressed_roles: if !idle && self.framework_id.is_some() && self.control.is_none()
+                {
                     self.suppressed = true;
                     self.config.roles.clone()
                 } else {
@@ -721,7 +977,7 @@ impl Framework {
                     None => return,
                     // Queued tasks are looked at once subscribed again; cached blocks
                     // are dropped with the executors' next message or their exit.
-                    Some(Command::Wake) | Some(Command::Unpersist(_)) => {}
+                    Some(Command::Wake | Command::Unpersist(_) | Command::Kill(_)) => {}
                 },
             }
             backoff = (backoff * 2).min(Duration::from_secs(15));
@@ -736,12 +992,32 @@ impl Framework {
         resubscribed: bool,
     ) -> Ended {
         let mut first_event = true;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut leader = self.leader.as_ref().map(LeaderWatch::subscribe);
         loop {
             let record = tokio::select! {
                 r = stream.next_record() => r,
+                changed = leader_changed(&mut leader) => {
+                    match changed {
+                        Some(Some(addr)) if addr != self.endpoint.addr => {
+                            return Ended::Dropped(format!("the leading master is now {addr}"));
+                        }
+                        // No leader for now: the stream ends if ours is gone.
+                        Some(_) => continue,
+                        None => {
+                            leader = None;
+                            continue;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.watch_waiting();
+                    continue;
+                }
                 cmd = commands.recv() => {
                     match cmd {
                         Some(Command::Wake) => self.revive_if_needed().await,
+                        Some(Command::Kill(executor)) => self.kill_executor(&executor),
                         Some(Command::Unpersist(key)) => self.message_executors(key),
                         Some(Command::Stop(done)) => {
                             self.teardown().await;
@@ -793,7 +1069,12 @@ impl Framework {
                 }
                 Ok(event::Type::Offers) => {
                     let offers = event.offers.map(|o| o.offers).unwrap_or_default();
-                    self.on_offers(offers).await;
+                    self.note_offers(&offers);
+                    if self.control.is_some() {
+                        self.on_offers_coarse(offers).await;
+                    } else {
+                        self.on_offers(offers).await;
+                    }
                 }
                 Ok(event::Type::Rescind) => {
                     // Offers are answered at once and never held: nothing to take back.
@@ -879,22 +1160,25 @@ impl Framework {
     }
 
     async fn reconcile(&mut self) {
-        let tasks: Vec<call::reconcile::Task> = self.state.lock().map_or_else(
+        let task = |id: String, agent: &str| call::reconcile::Task {
+            task_id: MesosTaskId { value: id },
+            agent_id: Some(AgentId {
+                value: agent.to_string(),
+            }),
+        };
+        let mut tasks: Vec<call::reconcile::Task> = self.state.lock().map_or_else(
             |_| Vec::new(),
             |st| {
                 st.inflight
                     .iter()
-                    .map(|(id, t)| call::reconcile::Task {
-                        task_id: MesosTaskId {
-                            value: mesos_task_id(*id),
-                        },
-                        agent_id: Some(AgentId {
-                            value: t.agent.clone(),
-                        }),
-                    })
+                    .map(|(id, t)| task(mesos_task_id(*id), &t.agent))
                     .collect()
             },
         );
+        // Coarse executors: one that ended while the master was away is lost.
+        if let Ok(c) = self.coarse.lock() {
+            tasks.extend(c.executors.iter().map(|(id, e)| task(id.clone(), &e.agent)));
+        }
         tracing::info!(tasks = tasks.len(), "RECONCILE");
         let mut c = self.call(call::Type::Reconcile);
         c.reconcile = Some(call::Reconcile { tasks });
@@ -947,12 +1231,13 @@ impl Framework {
         st: &mut State,
         offer: &Offer,
         resources: Vec<v1::Resource>,
+        task_cpus: f64,
     ) -> ExecutorInfo {
         st.next_executor += 1;
         let id = format!("spate-exec-{}", st.next_executor);
         // Task threads: as many as this agent's offered cpus can run at once.
         let cpus = super::offers::total(&offer.resources, "cpus");
-        let threads = ((cpus / self.config.task_cpus.max(0.001)).ceil() as usize).max(1);
+        let threads = ((cpus / task_cpus.max(0.001)).ceil() as usize).max(1);
         let mut command = self.command.clone();
         if let Some(env) = command.environment.as_mut() {
             env.variables
@@ -977,9 +1262,10 @@ impl Framework {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
+            let task_cpus = st.task_cpus;
             if st.first_offer_slots.is_none() {
                 // Task slots: what each agent fits next to its executor.
-                let per_task = self.config.task_cpus.max(0.001);
+                let per_task = task_cpus.max(0.001);
                 st.first_offer_slots = Some(
                     offers
                         .iter()
@@ -997,7 +1283,7 @@ impl Framework {
                 .iter()
                 .map(|t| Ask {
                     task: t.id,
-                    cpus: self.config.task_cpus,
+                    cpus: task_cpus,
                     mem: self.config.task_mem_mb,
                     preferred: t.preferred.iter().filter_map(agent_of).collect(),
                     avoid: t.avoid.iter().filter_map(agent_of).collect(),
@@ -1015,7 +1301,31 @@ impl Framework {
                 cpus: self.config.executor_cpus,
                 mem: self.config.executor_mem_mb,
             };
-            let placements = fit(&asks, &offers, needs, live);
+            // Agents given up on (a bad binary, executors that crash) get no tasks.
+            let bad = self.coarse.lock().map_or_else(
+                |_| Vec::new(),
+                |c| {
+                    offers
+                        .iter()
+                        .map(|o| c.bad_agents.contains_key(&o.agent_id.value))
+                        .collect()
+                },
+            );
+            let usable: Vec<Offer> = offers
+                .iter()
+                .zip(bad.iter().chain(std::iter::repeat(&false)))
+                .map(|(o, bad)| {
+                    let mut o = o.clone();
+                    if *bad {
+                        o.resources.clear();
+                    }
+                    o
+                })
+                .collect();
+            let placements = fit(&asks, &usable, needs, live);
+            if !placements.is_empty() {
+                st.waiting_since = None;
+            }
             let mut used = vec![false; offers.len()];
             for p in placements {
                 used[p.offer] = true;
@@ -1023,7 +1333,7 @@ impl Framework {
                 let agent = offer.agent_id.value.clone();
                 let info = match p.executor {
                     Some(resources) => {
-                        let info = self.new_executor_info(&mut st, offer, resources);
+                        let info = self.new_executor_info(&mut st, offer, resources, task_cpus);
                         let threads = info
                             .command
                             .iter()
@@ -1182,7 +1492,11 @@ impl Framework {
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        self.handle_update(&status, &agent);
+        if status.task_id.value.starts_with(coarse::EXECUTOR_PREFIX) {
+            self.on_executor_update(&status, &agent);
+        } else {
+            self.handle_update(&status, &agent);
+        }
         // Acknowledge after handling, every update with a uuid and only those.
         if let Some(uuid) = status.uuid.clone() {
             let mut c = self.call(call::Type::Acknowledge);
@@ -1240,15 +1554,16 @@ impl Framework {
         let fail = |message: String| Err(TaskFailure::Error { message });
         let executor = inflight.executor.as_str();
         match data {
-            Some(d) if d.exe_id != exe_id() => self.events.task_ended(
-                task,
-                fail(format!(
+            Some(d) if d.exe_id != exe_id() => {
+                let why = format!(
                     "executor {executor} on agent {agent} runs a different build of the program \
                      (binary {:016x}, driver {:016x}); redeploy the executor with the driver's exact binary",
                     d.exe_id,
                     exe_id()
-                )),
-            ),
+                );
+                self.events.task_ended(task, fail(why.clone()));
+                self.remove_broken_executor(executor, agent, &why);
+            }
             Some(StatusData {
                 state: TaskState::Finished(r),
                 report,
@@ -1263,15 +1578,86 @@ impl Framework {
                 state: TaskState::Running,
                 ..
             })
-            | None => self.events.task_ended(task, fail(describe(status, agent))),
+            | None => {
+                self.events.task_ended(task, fail(describe(status, agent)));
+                // An agent that lost its master usually lost its executors too: their map
+                // outputs are gone now, not when the master removes the agent (75 s later).
+                if status.state == v1::TaskState::TaskLost as i32
+                    && status.reason == Some(spate_mesos::REASON_AGENT_DISCONNECTED)
+                {
+                    self.on_failure(event::Failure {
+                        agent_id: Some(AgentId {
+                            value: agent.to_string(),
+                        }),
+                        executor_id: Some(ExecutorId {
+                            value: executor.to_string(),
+                        }),
+                        status: None,
+                    });
+                }
+            }
         }
+    }
+
+    /// A fine-grained executor that cannot run this program's tasks (a different build):
+    /// shut it down and use its agent no more, instead of retrying tasks there.
+    fn remove_broken_executor(&mut self, executor: &str, agent: &str, why: &str) {
+        if let Ok(mut c) = self.coarse.lock() {
+            c.failed_to_start(agent, why, true);
+        }
+        let mut c = self.call(call::Type::Shutdown);
+        c.shutdown = Some(call::Shutdown {
+            executor_id: ExecutorId {
+                value: executor.to_string(),
+            },
+            agent_id: AgentId {
+                value: agent.to_string(),
+            },
+        });
+        self.send_later(c);
+        self.on_failure(event::Failure {
+            agent_id: Some(AgentId {
+                value: agent.to_string(),
+            }),
+            executor_id: Some(ExecutorId {
+                value: executor.to_string(),
+            }),
+            status: None,
+        });
     }
 
     /// An executor (or a whole agent) is gone: its running tasks failed and its map
     /// outputs are lost.
     fn on_failure(&mut self, f: event::Failure) {
         let agent = f.agent_id.map(|a| a.value);
-        let lost: Vec<(String, String, Vec<TaskId>)> = {
+        if let Some(control) = &self.control {
+            // Coarse: a removed agent takes its executor with it (its task's TASK_LOST
+            // usually said so already).
+            let gone: Vec<String> = self.coarse.lock().map_or_else(
+                |_| Vec::new(),
+                |mut c| {
+                    let ids: Vec<String> = c
+                        .executors
+                        .iter()
+                        .filter(|(_, e)| agent.as_deref() == Some(e.agent.as_str()))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in &ids {
+                        c.executors.remove(id);
+                    }
+                    ids
+                },
+            );
+            for id in gone {
+                let why = format!(
+                    "agent {} was removed with executor {id}",
+                    agent.as_deref().unwrap_or("?")
+                );
+                control.lose(&id, &why, false);
+            }
+            return;
+        }
+        let lost: Vec<(String, String, Vec<TaskId>, bool)> = {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
@@ -1304,11 +1690,12 @@ impl Framework {
                     for t in &tasks {
                         st.inflight.remove(t);
                     }
-                    Some((id, entry.agent, tasks))
+                    let started = entry.block_server.is_some();
+                    Some((id, entry.agent, tasks, started))
                 })
                 .collect()
         };
-        for (executor, agent, tasks) in lost {
+        for (executor, agent, tasks, started) in lost {
             let why = match (&f.executor_id, f.status) {
                 (Some(_), Some(s)) => {
                     format!("executor {executor} on agent {agent} terminated (wait status {s})")
@@ -1317,6 +1704,14 @@ impl Framework {
                 (None, _) => format!("agent {agent} was lost with executor {executor}"),
             };
             tracing::warn!("{why}");
+            if !started
+                && f.executor_id.is_some()
+                && let Ok(mut c) = self.coarse.lock()
+            {
+                // Never heard from: it crashed on start (a broken binary, a missing
+                // library); after two of those the agent gets no more tasks.
+                c.failed_to_start(&agent, &why, false);
+            }
             for t in tasks {
                 self.events.task_ended(
                     t,
@@ -1327,6 +1722,252 @@ impl Framework {
             }
             self.events.executor_lost(&executor, &why);
         }
+    }
+}
+
+/// Seconds an offer declined in coarse mode stays away (REVIVE clears it when an
+/// executor ends and its agent is needed again).
+const COARSE_REFUSE: f64 = 120.0;
+
+impl Framework {
+    /// Remember the largest offer (for the no-fit message); in fine-grained mode, shrink
+    /// default-sized tasks on the first offers when no agent fits one next to an executor.
+    fn note_offers(&self, offers: &[Offer]) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        for o in offers {
+            let (cpus, mem) = (
+                super::offers::total(&o.resources, "cpus"),
+                super::offers::total(&o.resources, "mem"),
+            );
+            if st.largest_offer.as_ref().is_none_or(|l| cpus > l.0) {
+                st.largest_offer = Some((cpus, mem, o.agent_id.value.clone()));
+            }
+        }
+        if self.control.is_none() && st.first_offer_slots.is_none() && !self.config.task_cpus_set {
+            let biggest = offers
+                .iter()
+                .map(|o| super::offers::total(&o.resources, "cpus"))
+                .fold(0.0, f64::max);
+            let room = biggest - self.config.executor_cpus;
+            if biggest > 0.0 && room + 1e-9 < st.task_cpus && room >= 0.1 {
+                let cpus = (room * 1000.0).floor() / 1000.0;
+                tracing::info!(
+                    "the largest agent offers {biggest} cpus: tasks use {cpus} cpus each (set SPATE_TASK_CPUS to choose)"
+                );
+                st.task_cpus = cpus;
+            }
+        }
+    }
+
+    /// Coarse mode: start one executor on each offered agent that has none.
+    async fn on_offers_coarse(&mut self, offers: Vec<Offer>) {
+        let sizes = coarse::Sizes {
+            task_cpus: self.config.task_cpus,
+            task_mem: self.config.task_mem_mb,
+            executor_mem: self.config.executor_mem_mb,
+            max_cores: self.config.max_cores,
+        };
+        let planned = match self.coarse.lock() {
+            Ok(mut c) => coarse::plan(&mut c, &offers, sizes),
+            Err(_) => Vec::new(),
+        };
+        let any_executor = self.coarse.lock().is_ok_and(|c| !c.executors.is_empty());
+        if let Ok(mut st) = self.state.lock() {
+            st.first_offer_slots
+                .get_or_insert(planned.iter().map(|p| p.threads).sum());
+        }
+        let Some(driver) = self.control_addr.clone() else {
+            return;
+        };
+        let mut used = vec![false; offers.len()];
+        for p in &planned {
+            used[p.offer] = true;
+            let offer = &offers[p.offer];
+            let vars = [
+                (env::DRIVER, driver.clone()),
+                (env::EXECUTOR_ID, p.executor.clone()),
+                (env::SECRET, self.secret.to_hex()),
+                (env::CORES, p.threads.to_string()),
+                (env::WORK_DIR, "spate-work".to_string()),
+            ];
+            let task =
+                coarse::executor_task(p, offer, &self.config.name, self.command.clone(), &vars);
+            tracing::info!(
+                executor = p.executor,
+                agent = offer.agent_id.value,
+                cpus = p.cpus,
+                mem = p.mem,
+                threads = p.threads,
+                "starting a coarse-grained executor"
+            );
+            let mut c = self.call(call::Type::Accept);
+            c.accept = Some(call::Accept {
+                offer_ids: vec![offer.id.clone()],
+                operations: vec![offer::Operation {
+                    r#type: Some(offer::operation::Type::Launch as i32),
+                    launch: Some(offer::operation::Launch {
+                        task_infos: vec![task],
+                    }),
+                    ..Default::default()
+                }],
+                filters: Some(Filters {
+                    refuse_seconds: Some(COARSE_REFUSE),
+                }),
+            });
+            if let Err(e) = self.send(c).await {
+                tracing::warn!(executor = p.executor, "launching an executor failed: {e}");
+                if let Ok(mut c) = self.coarse.lock() {
+                    c.executors.remove(&p.executor);
+                }
+            }
+        }
+        let declined: Vec<OfferId> = offers
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| !**u)
+            .map(|(o, _)| o.id.clone())
+            .collect();
+        if !declined.is_empty() {
+            let mut c = self.call(call::Type::Decline);
+            c.decline = Some(call::Decline {
+                offer_ids: declined,
+                filters: Some(Filters {
+                    // Without any executor, look again soon; otherwise these agents have
+                    // one (or are too small or given up on) until an executor ends.
+                    refuse_seconds: Some(if any_executor {
+                        COARSE_REFUSE
+                    } else {
+                        REFUSE_BUSY
+                    }),
+                }),
+            });
+            self.send_later(c);
+        }
+    }
+
+    /// Coarse mode: the Mesos task of an executor changed state.
+    fn on_executor_update(&mut self, status: &v1::TaskStatus, agent: &str) {
+        let id = status.task_id.value.clone();
+        if !is_terminal(status.state) {
+            tracing::debug!(
+                executor = id,
+                state = state_name(status.state),
+                "executor task"
+            );
+            return;
+        }
+        let Some(entry) = self
+            .coarse
+            .lock()
+            .ok()
+            .and_then(|mut c| c.executors.remove(&id))
+        else {
+            return;
+        };
+        let (why, fatal) = coarse::ended_why(status, agent);
+        if entry.registered {
+            // At once, also when the agent merely disconnected (TASK_LOST): its block
+            // server is gone with it, so its map outputs are recomputed elsewhere now.
+            if let Some(control) = &self.control {
+                control.lose(&id, &format!("executor {id} ended: {why}"), false);
+            }
+        } else {
+            tracing::warn!(executor = id, "executor ended before registering: {why}");
+            if let Ok(mut c) = self.coarse.lock() {
+                c.failed_to_start(&entry.agent, &why, fatal);
+            }
+        }
+        // Its agent may take a new executor: clear the decline filters.
+        let mut c = self.call(call::Type::Revive);
+        c.revive = Some(call::Revive {
+            roles: self.config.roles.clone(),
+        });
+        self.send_later(c);
+    }
+
+    /// Coarse mode: kill the Mesos task of an executor that stopped answering.
+    fn kill_executor(&self, executor: &str) {
+        let agent = self
+            .coarse
+            .lock()
+            .ok()
+            .and_then(|c| c.executors.get(executor).map(|e| e.agent.clone()));
+        let mut c = self.call(call::Type::Kill);
+        c.kill = Some(call::Kill {
+            task_id: MesosTaskId {
+                value: executor.to_string(),
+            },
+            agent_id: agent.map(|value| AgentId { value }),
+            kill_policy: None,
+        });
+        self.send_later(c);
+    }
+
+    /// Tasks that wait too long for resources fail the running jobs with why, instead of
+    /// hanging: no offer fits a task (fine) or no executor runs (coarse).
+    fn watch_waiting(&self) {
+        let coarse = self.control.is_some();
+        let (executors, bad) = self.coarse.lock().map_or((0, Vec::new()), |c| {
+            let mut bad: Vec<String> = c
+                .bad_agents
+                .iter()
+                .map(|(a, why)| format!("{a}: {why}"))
+                .collect();
+            bad.sort();
+            (c.executors.len(), bad)
+        });
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let waiting = if coarse {
+            executors == 0
+        } else {
+            !st.pending.is_empty()
+        };
+        if !waiting {
+            st.waiting_since = None;
+            st.largest_offer = None;
+            return;
+        }
+        let since = *st.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.config.offer_timeout {
+            return;
+        }
+        st.waiting_since = Some(Instant::now());
+        let largest = match &st.largest_offer {
+            Some((c, m, a)) => {
+                format!("the largest offer seen had {c} cpus and {m} MB (agent {a})")
+            }
+            None => "no offer arrived (is an agent registered with free resources?)".into(),
+        };
+        let waited = self.config.offer_timeout;
+        let mut why = if coarse {
+            format!(
+                "no spate executor could start on Mesos for {waited:?}: one needs at least \
+                 {} cpus and {} MB on an agent; {largest}",
+                coarse::MIN_CPUS,
+                self.config.executor_mem_mb + self.config.task_mem_mb
+            )
+        } else {
+            format!(
+                "no Mesos offer fit a task for {waited:?}: a task needs {} cpus and {} MB, \
+                 plus {} cpus and {} MB for the executor on an agent without one; {largest}; \
+                 lower SPATE_TASK_CPUS / SPATE_EXECUTOR_CPUS or use coarse-grained mode",
+                st.task_cpus,
+                self.config.task_mem_mb,
+                self.config.executor_cpus,
+                self.config.executor_mem_mb
+            )
+        };
+        if !bad.is_empty() {
+            why.push_str(&format!("; agents not used: {}", bad.join("; ")));
+        }
+        st.largest_offer = None;
+        drop(st);
+        tracing::warn!("{why}");
+        self.events.backend_failed(&why);
     }
 }
 

@@ -10,6 +10,7 @@
 //!   ACCEPT/DECLINE, SUPPRESS/REVIVE, UPDATE → task ends + ACKNOWLEDGE, FAILURE → executor
 //!   lost, re-subscription + RECONCILE, ERROR, TEARDOWN).
 
+pub(crate) mod coarse;
 pub mod exec_server;
 pub mod framework;
 pub mod offers;
