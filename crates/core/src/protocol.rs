@@ -25,6 +25,11 @@ pub mod env {
     pub const CORES: &str = "SPATE_EXECUTOR_CORES";
     /// Map-side memory budget per task, bytes.
     pub const SPILL_BYTES: &str = "SPATE_SPILL_BYTES";
+    /// Address the block server listens on (an agent's IP under Mesos).
+    pub const BIND_HOST: &str = "SPATE_BIND_HOST";
+    /// `host:port` a fine-grained Mesos executor stays connected to; it exits when the
+    /// connection closes (the driver process is gone, however it died).
+    pub const DRIVER_ALIVE: &str = "SPATE_DRIVER_ALIVE";
 }
 
 /// Executor → driver.

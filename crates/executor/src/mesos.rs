@@ -102,7 +102,7 @@ impl MesosExecutorConfig {
             spill_bytes: opt(env::SPILL_BYTES)
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(DEFAULT_SPILL_BYTES),
-            bind: opt("SPATE_BIND_HOST").unwrap_or(agent_ip),
+            bind: opt(env::BIND_HOST).unwrap_or(agent_ip),
             agent,
         })
     }
@@ -275,6 +275,36 @@ enum Input {
     Event(Box<Event>),
     StreamEnded(String),
     Status(u64, TaskState, Report),
+    DriverGone,
+}
+
+
+/// Resolves when the driver process is gone: its liveness connection closes (or cannot be
+/// made for a minute). Without the variable, never. A driver that dies without TEARDOWN
+/// leaves its framework registered until the failover timeout; its executors need not
+/// hold their resources that long.
+async fn driver_gone(addr: Option<String>) {
+    let Some(addr) = addr else {
+        return std::future::pending().await;
+    };
+    let started = Instant::now();
+    let mut conn = loop {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() > Duration::from_secs(60) => {
+                tracing::warn!("cannot reach the driver at {addr}: {e}");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
@@ -307,7 +337,10 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
         },
         block_server,
     };
+    let alive = std::env::var(env::DRIVER_ALIVE).ok().filter(|a| !a.is_empty());
     let outcome = core.runtime().block_on(async {
+        let gone = driver_gone(alive);
+        tokio::pin!(gone);
         let mut shutting_down: Option<Instant> = None;
         'subscribe: loop {
             // Retry SUBSCRIBE about every second until the agent answers (it may return
@@ -345,9 +378,14 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                         Err(e) => Input::StreamEnded(e.to_string()),
                     },
                     Some((task, state, report)) = status_rx.recv() => Input::Status(task, state, report),
+                    () = &mut gone, if shutting_down.is_none() => Input::DriverGone,
                     _ = tokio::time::sleep(Duration::from_millis(100)), if shutting_down.is_some() => continue,
                 };
                 match input {
+                    Input::DriverGone => {
+                        tracing::warn!("the driver is gone; exiting");
+                        return Ok(());
+                    }
                     Input::Status(task, state, report) => {
                         if let Some(id) = ex.books.ids.get(&task).cloned() {
                             ex.update(id, state, report).await;

@@ -82,7 +82,7 @@ impl ExecutorConfig {
                 })?,
                 Err(_) => DEFAULT_SPILL_BYTES,
             },
-            bind: std::env::var("SPATE_BIND_HOST")
+            bind: std::env::var(env::BIND_HOST)
                 .ok()
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "127.0.0.1".into()),

@@ -5,7 +5,8 @@
 //!   task placement on executor cores.
 //! - [`event`]: the events and the sink backends report through.
 //! - [`backend`]: the [`backend::SchedulerBackend`] trait, the one deployment seam, with
-//!   the local thread-pool backend.
+//!   the local thread-pool, local-cluster and Mesos backends and the executor control
+//!   channel the process backends share.
 //! - [`listener`]: events for observers ([`listener::SchedulerEvent`]), the bus that
 //!   delivers them off the scheduler's thread, and the JSON-lines event log.
 //! - [`handle`]: [`handle::Scheduler`], the driver-side handle that implements

@@ -1,6 +1,10 @@
 //! The deployment seam: local threads, local-cluster processes and Mesos all implement
 //! [`SchedulerBackend`]. A backend only runs what it is told where it is told and reports
 //! back through an [`EventSink`]; every decision stays in the DAG scheduler.
+//!
+//! - `control`: the driver's TCP channel to executor processes (local-cluster and
+//!   coarse-grained Mesos).
+//! - [`local`], [`local_cluster`], [`mesos`]: the backends.
 
 pub(crate) mod control;
 pub mod local;

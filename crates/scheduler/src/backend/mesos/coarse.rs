@@ -177,7 +177,7 @@ pub(crate) fn executor_task(
             vars.iter()
                 .map(|(k, v)| super::framework::env_var(k, v))
                 .chain(std::iter::once(super::framework::env_var(
-                    "SPATE_BIND_HOST",
+                    spate_core::protocol::env::BIND_HOST,
                     &agent_host(offer),
                 ))),
         );

@@ -271,14 +271,9 @@ impl SchedulerBackend for MesosBackend {
         let command = rt.block_on(executor_command(&self.config))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let coarse = self.config.mode == MesosMode::Coarse;
-        let mut control_addr = None;
-        if coarse {
+        let control_addr = if coarse {
             let host = advertised_host(&self.config);
-            let bind = if host.parse::<std::net::IpAddr>().is_ok() {
-                host.clone()
-            } else {
-                "0.0.0.0".into()
-            };
+            let bind = bind_ip(&host);
             let (asks, mut asked) = mpsc::unbounded_channel();
             let hooks = super::coarse::Hooks {
                 coarse: self.coarse.clone(),
@@ -298,9 +293,27 @@ impl SchedulerBackend for MesosBackend {
                     let _ = kills.send(Command::Kill(e));
                 }
             });
-            control_addr = Some(format!("{host}:{}", addr.port()));
             self.control = Some(control);
-        }
+            format!("{host}:{}", addr.port())
+        } else {
+            // Fine-grained executors hold a connection to this port and exit when it
+            // closes: when this process is gone, however it died.
+            let host = advertised_host(&self.config);
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind((bind_ip(&host).as_str(), 0)))
+                .map_err(|e| Error::Other(format!("binding the driver's liveness port: {e}")))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| Error::Other(format!("driver liveness port: {e}")))?
+                .port();
+            rt.spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((conn, _)) = listener.accept().await {
+                    held.push(conn);
+                }
+            });
+            format!("{host}:{port}")
+        };
         let leader = match self.config.master.strip_prefix("zk://") {
             Some(_) => {
                 let url = ZkUrl::parse(&self.config.master)
@@ -535,6 +548,15 @@ async fn tear_down_on_signals(
     std::process::exit(code);
 }
 
+/// The IP to listen on for agents to reach `host`: itself when it is an IP, else all.
+fn bind_ip(host: &str) -> String {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        host.to_string()
+    } else {
+        "0.0.0.0".into()
+    }
+}
+
 /// `Authorization: Basic …` when a principal and secret are configured.
 fn basic_auth(config: &MesosConfig) -> Option<String> {
     use base64::Engine as _;
@@ -641,11 +663,7 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
                 .filter(|n| !n.is_empty() && !n.contains(' '))
                 .unwrap_or_else(|| "spate-executor".into());
             let host = advertised_host(config);
-            let bind_ip = if host.parse::<std::net::IpAddr>().is_ok() {
-                host.clone()
-            } else {
-                "0.0.0.0".into()
-            };
+            let bind_ip = bind_ip(&host);
             let listener = tokio::net::TcpListener::bind((bind_ip.as_str(), 0))
                 .await
                 .map_err(|e| {
@@ -802,9 +820,10 @@ struct Framework {
     secret: Secret,
     state: Arc<Mutex<State>>,
     coarse: Arc<Mutex<Coarse>>,
-    /// Coarse mode: the executors' control channel and the address they connect to.
+    /// Coarse mode: the executors' control channel. The address executors connect to:
+    /// that channel (coarse) or the driver's liveness port (fine).
     control: Option<Arc<Control>>,
-    control_addr: Option<String>,
+    control_addr: String,
     /// With a `zk://` master: the leading master as ZooKeeper names it.
     leader: Option<LeaderWatch>,
     events: EventSink,
@@ -1175,9 +1194,16 @@ impl Framework {
                     .collect()
             },
         );
-        // Coarse executors: one that ended while the master was away is lost.
+        // Coarse executors that have not registered yet: one that ended while the master
+        // was away would otherwise be waited for. Registered ones are known to be alive
+        // (or lost) through their own connection, whatever a new master knows.
         if let Ok(c) = self.coarse.lock() {
-            tasks.extend(c.executors.iter().map(|(id, e)| task(id.clone(), &e.agent)));
+            tasks.extend(
+                c.executors
+                    .iter()
+                    .filter(|(_, e)| !e.registered)
+                    .map(|(id, e)| task(id.clone(), &e.agent)),
+            );
         }
         tracing::info!(tasks = tasks.len(), "RECONCILE");
         let mut c = self.call(call::Type::Reconcile);
@@ -1244,6 +1270,8 @@ impl Framework {
                 .push(env_var(env::SECRET, &self.secret.to_hex()));
             env.variables
                 .push(env_var(env::CORES, &threads.to_string()));
+            env.variables
+                .push(env_var(env::DRIVER_ALIVE, &self.control_addr));
         }
         ExecutorInfo {
             r#type: Some(executor_info::Type::Custom as i32),
@@ -1778,9 +1806,7 @@ impl Framework {
             st.first_offer_slots
                 .get_or_insert(planned.iter().map(|p| p.threads).sum());
         }
-        let Some(driver) = self.control_addr.clone() else {
-            return;
-        };
+        let driver = self.control_addr.clone();
         let mut used = vec![false; offers.len()];
         for p in &planned {
             used[p.offer] = true;
@@ -1858,12 +1884,15 @@ impl Framework {
             );
             return;
         }
-        let Some(entry) = self
-            .coarse
-            .lock()
-            .ok()
-            .and_then(|mut c| c.executors.remove(&id))
-        else {
+        let Some(entry) = self.coarse.lock().ok().and_then(|mut c| {
+            // A new leading master answers for agents that have not re-registered with it
+            // yet; a connected executor's own channel is the truth.
+            let connected = c.executors.get(&id).is_some_and(|e| e.registered);
+            if connected && status.reason == Some(spate_mesos::REASON_RECONCILIATION) {
+                return None;
+            }
+            c.executors.remove(&id)
+        }) else {
             return;
         };
         let (why, fatal) = coarse::ended_why(status, agent);
@@ -2000,6 +2029,52 @@ mod tests {
         assert!(is_terminal(v1::TaskState::TaskError as i32));
         assert!(!is_terminal(v1::TaskState::TaskRunning as i32));
         assert!(!is_terminal(v1::TaskState::TaskStarting as i32));
+    }
+
+    #[test]
+    fn the_launch_command_runs_only_the_binary_with_the_drivers_hash() {
+        let dir = std::env::temp_dir().join(format!("spate-checked-launch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let exe = dir.join("prog");
+        let script = b"#!/bin/sh\necho \"ran $1 $2\"\n";
+        std::fs::write(&exe, script).expect("write");
+        std::process::Command::new("chmod")
+            .args(["755", &exe.to_string_lossy()])
+            .status()
+            .expect("chmod");
+        let run = |sha: &str| {
+            std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(checked_launch(
+                    "./prog",
+                    sha,
+                    &["it's".to_string(), "b c".to_string()],
+                ))
+                .current_dir(&dir)
+                .output()
+                .expect("sh")
+        };
+        let good = run(&sha256_hex(script));
+        assert_eq!(good.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&good.stdout), "ran it's b c\n");
+        let bad = run(&sha256_hex(b"another binary"));
+        assert_eq!(bad.status.code(), Some(coarse::CORRUPT_EXIT));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("corrupt download"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn zk_masters_route_through_their_first_server() {
+        let c = MesosConfig::new("zk://127.0.0.1:2181,10.0.0.2:2181/mesos", "a");
+        assert_eq!(advertised_host(&c), "127.0.0.1");
+        let c = MesosConfig::new("zk://u:p@localhost:2181/mesos", "a");
+        assert_eq!(advertised_host(&c), "127.0.0.1");
+        assert_eq!("fine".parse::<MesosMode>().ok(), Some(MesosMode::Fine));
+        assert_eq!(
+            "Coarse-grained".parse::<MesosMode>().ok(),
+            Some(MesosMode::Coarse)
+        );
+        assert!("medium".parse::<MesosMode>().is_err());
     }
 
     #[test]

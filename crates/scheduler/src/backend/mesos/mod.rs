@@ -6,6 +6,8 @@
 //! - [`exec_server`]: the driver serves its own executable over HTTP for the agents'
 //!   fetcher (`GET`/`HEAD` with `Content-Length`, at a URL naming the binary's hash).
 //!
+//! - `coarse`: coarse-grained mode (the default): one long-running executor task per
+//!   agent, tasks sent over the driver's control channel.
 //! - [`framework`]: the backend itself: the subscription's event loop (OFFERS →
 //!   ACCEPT/DECLINE, SUPPRESS/REVIVE, UPDATE → task ends + ACKNOWLEDGE, FAILURE → executor
 //!   lost, re-subscription + RECONCILE, ERROR, TEARDOWN).
