@@ -15,11 +15,7 @@ rounds=${2:-3}
 mode=${3:-coarse}
 work=${SPATE_BENCH_DIR:-${TMPDIR:-/tmp}/spate-bench}
 mkdir -p "$work"
-corpus="$work/corpus_$size.txt"
-if [ ! -s "$corpus" ]; then
-  python3 -c 'import numpy' 2>/dev/null || pip install -q numpy
-  python3 "$shared/bench/gen_corpus.py" "$corpus" "$size"
-fi
+corpus=$("$here/scripts/bench-corpus.sh" "$size")
 export SPATE_MESOS_RUN="$work/mesos-run"
 cluster="$shared/mesos/cluster.sh"
 url=$("$cluster" start --agents 2 --cpus 1 --base-port 35050 | tail -1)

@@ -15,11 +15,7 @@ rounds=${2:-3}
 # outside the workspace, so the copied rust-wc builds as its own package
 work=${SPATE_BENCH_DIR:-${TMPDIR:-/tmp}/spate-bench}
 mkdir -p "$work"
-corpus="$work/corpus_$size.txt"
-if [ ! -s "$corpus" ]; then
-  python3 -c 'import numpy' 2>/dev/null || pip install -q numpy
-  python3 "$shared/bench/gen_corpus.py" "$corpus" "$size"
-fi
+corpus=$("$here/scripts/bench-corpus.sh" "$size")
 if [ ! -x "$work/rust-wc/target/release/rust-wc" ]; then
   rm -rf "$work/rust-wc" && cp -r "$shared/bench/rust-wc" "$work/rust-wc"
   (cd "$work/rust-wc" && cargo build --release -q)

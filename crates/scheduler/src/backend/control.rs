@@ -8,11 +8,11 @@
 //! both talk to it the same way. An executor is lost when its connection drops or it is
 //! silent for the heartbeat timeout; the owner hears of it through [`ControlHooks`].
 
-use super::{TaskLaunch, block_servers, report_end};
+use super::{TaskLaunch, launch_message, report_end};
 use crate::event::EventSink;
 use spate_core::error::{Error, Result};
-use spate_core::protocol::{FrameDecoder, LaunchTask, TaskState, ToDriver, ToExecutor, frame};
-use spate_core::ship::{Secret, exe_id, seal};
+use spate_core::protocol::{FrameDecoder, TaskState, ToDriver, ToExecutor, frame};
+use spate_core::ship::{Secret, exe_id};
 use spate_core::task::{TaskFailure, TaskKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,30 +104,20 @@ impl Control {
     /// Send `task` to `executor`; a task that cannot be sent ends at once as a failure.
     pub(crate) fn launch(&self, executor: &str, task: TaskLaunch) {
         let fail = |message: String| Err(TaskFailure::Error { message });
-        let envelope = match seal(&task.kind, &self.secret) {
-            Ok(e) => e,
-            Err(e) => {
-                return self
-                    .events
-                    .task_ended(task.id, fail(format!("encoding the task: {e}")));
-            }
-        };
         let Ok(mut st) = self.state.lock() else {
             return self
                 .events
                 .task_ended(task.id, fail("executor channel state poisoned".into()));
         };
-        let shuffle_locations = block_servers(&task.shuffle_locations, |e| {
+        let msg = match launch_message(&task, &self.secret, |e| {
             st.conns.get(e).map(|c| c.block_server.clone())
-        });
-        let msg = ToExecutor::Launch(LaunchTask {
-            task: task.id,
-            stage: task.stage,
-            partition: task.partition,
-            attempt: task.attempt,
-            envelope,
-            shuffle_locations,
-        });
+        }) {
+            Ok(m) => ToExecutor::Launch(m),
+            Err(message) => {
+                drop(st);
+                return self.events.task_ended(task.id, fail(message));
+            }
+        };
         let sent = st
             .conns
             .get(executor)

@@ -84,6 +84,25 @@ pub(crate) fn block_servers(
         .collect()
 }
 
+/// What an executor process is sent to run `task`: its kind sealed with the application
+/// secret, map outputs located by block server address.
+pub(crate) fn launch_message(
+    task: &TaskLaunch,
+    secret: &spate_core::ship::Secret,
+    address_of: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<spate_core::protocol::LaunchTask, String> {
+    let envelope = spate_core::ship::seal(&task.kind, secret)
+        .map_err(|e| format!("encoding the task: {e}"))?;
+    Ok(spate_core::protocol::LaunchTask {
+        task: task.id,
+        stage: task.stage,
+        partition: task.partition,
+        attempt: task.attempt,
+        envelope,
+        shuffle_locations: block_servers(&task.shuffle_locations, address_of),
+    })
+}
+
 /// The small tokio runtime a process backend does its network I/O on.
 pub(crate) fn driver_runtime(name: &str) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -21,13 +21,13 @@ use super::coarse::{self, Coarse};
 use super::exec_server;
 use super::offers::{Ask, ExecutorNeeds, fit};
 use crate::backend::control::Control;
-use crate::backend::{SchedulerBackend, TaskLaunch, block_servers, report_end};
+use crate::backend::{SchedulerBackend, TaskLaunch, launch_message, report_end};
 use crate::event::{EventSink, TaskId};
 use bytes::Bytes;
 use prost::Message as _;
 use spate_core::error::{Error, Result};
-use spate_core::protocol::{LaunchTask, StatusData, TaskState, env};
-use spate_core::ship::{Secret, exe_id, seal};
+use spate_core::protocol::{StatusData, TaskState, env};
+use spate_core::ship::{Secret, exe_id};
 use spate_core::task::{TaskFailure, TaskKind};
 use spate_mesos::http::{Endpoint, EventStream, HttpError, Retry, post};
 use spate_mesos::v1::scheduler::{Call, Event, call, event};
@@ -1481,19 +1481,9 @@ impl Framework {
         resources: Vec<v1::Resource>,
         executor: &ExecutorInfo,
     ) -> std::result::Result<TaskInfo, String> {
-        let envelope =
-            seal(&task.kind, &self.secret).map_err(|e| format!("encoding the task: {e}"))?;
-        let shuffle_locations = block_servers(&task.shuffle_locations, |e| {
+        let launch = launch_message(task, &self.secret, |e| {
             st.executors.get(e).and_then(|x| x.block_server.clone())
-        });
-        let launch = LaunchTask {
-            task: task.id,
-            stage: task.stage,
-            partition: task.partition,
-            attempt: task.attempt,
-            envelope,
-            shuffle_locations,
-        };
+        })?;
         let data = spate_core::ship::codec::to_vec(&launch)
             .map_err(|e| format!("encoding the task: {e}"))?;
         Ok(TaskInfo {
@@ -1613,15 +1603,7 @@ impl Framework {
                 if status.state == v1::TaskState::TaskLost as i32
                     && status.reason == Some(spate_mesos::REASON_AGENT_DISCONNECTED)
                 {
-                    self.on_failure(event::Failure {
-                        agent_id: Some(AgentId {
-                            value: agent.to_string(),
-                        }),
-                        executor_id: Some(ExecutorId {
-                            value: executor.to_string(),
-                        }),
-                        status: None,
-                    });
+                    self.executor_failed(executor, agent);
                 }
             }
         }
@@ -1643,6 +1625,11 @@ impl Framework {
             },
         });
         self.send_later(c);
+        self.executor_failed(executor, agent);
+    }
+
+    /// `executor` on `agent` is gone, as if the master had said so in a FAILURE event.
+    fn executor_failed(&mut self, executor: &str, agent: &str) {
         self.on_failure(event::Failure {
             agent_id: Some(AgentId {
                 value: agent.to_string(),
