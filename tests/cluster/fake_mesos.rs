@@ -1,19 +1,48 @@
 //! A Mesos master with agents, on loopback (test support, never the product).
 //!
 //! Speaks the v1 scheduler API (`/api/v1/scheduler`) and, per agent, the executor API
-//! (`/api/v1/executor`) like Mesos 1.x does: a RecordIO event stream per subscription,
-//! offers of each agent's free cpus/mem (not while suppressed or filtered), ACCEPT/LAUNCH
-//! that fetches the executor over HTTP (HEAD first when cached), starts it as a process
-//! with the Mesos environment and relays its updates and acknowledgements, FAILURE when
-//! an executor process exits, RECONCILE answers, TEARDOWN that shuts executors down.
+//! (`/api/v1/executor`) like Mesos 1.12 does: a RecordIO event stream per subscription,
+//! offers of each agent's free cpus/mem made in batches every allocation interval (1 s by
+//! default, as `--allocation_interval`; at once after SUBSCRIBE and REVIVE), not while
+//! suppressed or filtered; ACCEPT/LAUNCH of custom-executor tasks (the executor is
+//! fetched over HTTP, HEAD first when cached, started as a process with the Mesos
+//! environment, its updates and acknowledgements relayed, FAILURE when it exits) and of
+//! command tasks (`TaskInfo.command`: run in their own sandbox by the agent's "command
+//! executor", which reports TASK_STARTING, TASK_RUNNING and, when the command exits,
+//! TASK_FINISHED or TASK_FAILED "Command exited with status N"); KILL, SHUTDOWN,
+//! RECONCILE, TEARDOWN (executors shut down, killed after their grace period); and a lost
+//! agent as the real master sees it (TASK_LOST / REASON_AGENT_DISCONNECTED at once,
+//! FAILURE only when the agent is removed, 75 s later by default).
 //!
 //! It enforces the protocol's rules and records each broken one as a violation (and, as
 //! Mesos does, answers 400 or a TASK_ERROR): exact content types, `Accept` on SUBSCRIBE,
 //! no stream id on SUBSCRIBE and the right one on every other call, MULTI_ROLE without
 //! `role`, matching framework ids, offers used once and only by their framework, task
-//! resources within the offer and in its role, one identical `ExecutorInfo` per executor
-//! id, every forwarded update with a uuid acknowledged (within [`ACK_DEADLINE`]) and no
-//! acknowledgement of anything else. Tests fail on any violation.
+//! resources within the offer and in its role, exactly one of `command` / `executor` per
+//! task, one identical `ExecutorInfo` per executor id, every forwarded update with a uuid
+//! acknowledged (within [`ACK_DEADLINE`]) and no acknowledgement of anything else, no
+//! executor API calls from a command task. Tests fail on any violation.
+//!
+//! Where it still deliberately differs from a real Mesos 1.12 master and agent:
+//! - one framework at a time; scalar cpus/mem only (no disk, ports, reservations, roles
+//!   other than `*`); offers never expire;
+//! - HEARTBEAT every second (real: 15 s), and unacknowledged updates are re-sent every
+//!   [`UPDATE_RETRY`] (real: 10 s, doubling);
+//! - it flags an update not acknowledged within [`ACK_DEADLINE`] (real Mesos just waits);
+//! - processes run as the test's user with no isolation, and a sandbox is
+//!   `<agent dir>/<executor or task id>` (real: `.../runs/<container id>`); no fetcher
+//!   cache (HEAD is still checked when `cache` is set) and no archive extraction;
+//! - the command executor's own 0.1 cpu / 32 MB are not modelled at all (real Mesos adds
+//!   them on the agent without taking them from the offer, so offers are the same);
+//! - command executors send no updates of their own beyond the task's (no health checks,
+//!   no TASK_KILLING: spate does not ask for TASK_KILLING_STATE);
+//! - a lost agent's tasks get TASK_LOST [`DISCONNECT_NOTICE`] after the agent dies; its
+//!   processes die at once, the agent never comes back, and at removal the framework gets
+//!   only FAILURE for the agent (no TASK_UNREACHABLE: spate is not PARTITION_AWARE);
+//! - RECONCILE answers for every task ever launched (real: only tasks the master still
+//!   tracks; finished and acknowledged ones count as unknown);
+//! - no failover timeout: a framework whose subscription dropped stays until it comes
+//!   back or the double is dropped.
 
 use crate::fake_agent::EventBody;
 use bytes::Bytes;
@@ -25,12 +54,12 @@ use prost::Message as _;
 use spate_mesos::v1::executor::{Call as ECall, Event as EEvent, call as ecall, event as eevent};
 use spate_mesos::v1::scheduler::{Call as SCall, Event as SEvent, call as scall, event as sevent};
 use spate_mesos::v1::{
-    self, AgentId, ExecutorId, ExecutorInfo, FrameworkId, Offer, OfferId, Resource, TaskId,
-    TaskInfo, TaskState, TaskStatus, resource, task_status, value,
+    self, AgentId, CommandInfo, ExecutorId, ExecutorInfo, FrameworkId, Offer, OfferId, Resource,
+    TaskId, TaskInfo, TaskState, TaskStatus, resource, task_status, value,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,14 +71,49 @@ type Body = BoxBody<Bytes, Infallible>;
 pub const ACK_DEADLINE: Duration = Duration::from_secs(4);
 /// The agent re-sends an unacknowledged update this often (Mesos: 10 s, doubling).
 const UPDATE_RETRY: Duration = Duration::from_secs(2);
+/// From an agent's death to TASK_LOST for its tasks (the real master notices the broken
+/// connection at once; observed: within a second).
+pub const DISCONNECT_NOTICE: Duration = Duration::from_millis(500);
+/// SIGTERM to SIGKILL when the command executor kills its task (Mesos: 3 s for KILL;
+/// shutdown grace period minus about 2 s on SHUTDOWN).
+const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long a custom executor has to exit after SHUTDOWN (`--executor_shutdown_grace_period`).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const PROTOBUF: &str = "application/x-protobuf";
 const EPS: f64 = 0.0005;
+const REASON_RECONCILIATION: i32 = 9;
+const REASON_AGENT_DISCONNECTED: i32 = 10;
+const REASON_AGENT_REMOVED: i32 = 11;
+const REASON_TASK_INVALID: i32 = 14;
+const REASON_CONTAINER_LAUNCH_FAILED: i32 = 21;
+const REASON_EXECUTOR_TERMINATED: i32 = 1;
+const REASON_TASK_KILLED_DURING_LAUNCH: i32 = 30;
 
 /// Resources of one agent.
 #[derive(Clone, Copy, Debug)]
 pub struct AgentSpec {
     pub cpus: f64,
     pub mem: f64,
+}
+
+/// The master's timing (its flags that matter to a batch framework).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Batch allocation period, `--allocation_interval` (Mesos default 1 s): freed or
+    /// declined resources are offered again only at the next batch.
+    pub allocation_interval: Duration,
+    /// From an agent's disconnection to its removal (and FAILURE):
+    /// `--agent_ping_timeout` × `--max_agent_ping_timeouts` (Mesos default 15 s × 5).
+    pub agent_removal_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allocation_interval: Duration::from_secs(1),
+            agent_removal_delay: Duration::from_secs(75),
+        }
+    }
 }
 
 struct Framework {
@@ -59,6 +123,9 @@ struct Framework {
     suppressed: bool,
     removed: bool,
     roles: Vec<String>,
+    /// `FrameworkInfo.checkpoint`: a disconnected agent's tasks of a checkpointing
+    /// framework are kept until the agent is removed.
+    checkpoint: bool,
 }
 
 struct Offered {
@@ -67,13 +134,34 @@ struct Offered {
     mem: f64,
 }
 
+/// An executor on an agent: a custom one, or the command executor of one command task
+/// (whose id is the task's).
 struct Exec {
-    info: ExecutorInfo,
+    /// `None` for a command executor: the master never sees an ExecutorInfo for it, so
+    /// it is neither in `Offer.executor_ids` nor told about in FAILURE.
+    info: Option<ExecutorInfo>,
     cpus: f64,
     mem: f64,
     tx: Option<mpsc::UnboundedSender<EEvent>>,
     queued: Vec<TaskInfo>,
     child: Option<Arc<Mutex<Child>>>,
+    /// Being killed (KILL, SHUTDOWN, TEARDOWN): a command that then exits non-zero is
+    /// TASK_KILLED, and one not yet started never starts.
+    killing: bool,
+}
+
+impl Exec {
+    fn new(info: Option<ExecutorInfo>, cpus: f64, mem: f64) -> Self {
+        Exec {
+            info,
+            cpus,
+            mem,
+            tx: None,
+            queued: Vec::new(),
+            child: None,
+            killing: false,
+        }
+    }
 }
 
 struct Agent {
@@ -82,11 +170,21 @@ struct Agent {
     spec: AgentSpec,
     used_cpus: f64,
     used_mem: f64,
-    offered: bool,
+    /// Resources in outstanding offers (as in Mesos, resources freed meanwhile are
+    /// offered separately at the next batch).
+    offered_cpus: f64,
+    offered_mem: f64,
     /// A DECLINE/ACCEPT filter: until when, and the refused cpus and mem. As in Mesos,
     /// it only holds back offers that are no larger than what was refused.
     filter: Option<(Instant, f64, f64)>,
+    /// The agent process runs (false after [`FakeMesos::kill_agent`]).
     alive: bool,
+    /// When the master saw it disconnect.
+    lost_at: Option<Instant>,
+    /// Its tasks were reported TASK_LOST (REASON_AGENT_DISCONNECTED).
+    lost_reported: bool,
+    /// Removed after `agent_removal_delay` (FAILURE sent).
+    removed: bool,
     executors: HashMap<String, Exec>,
     sandboxes: PathBuf,
 }
@@ -94,10 +192,15 @@ struct Agent {
 struct Task {
     agent: usize,
     executor: String,
+    /// A command task (run by the agent's command executor).
+    command: bool,
     cpus: f64,
     mem: f64,
     state: i32,
+    /// Terminal in the agent's books (its resources are free).
     terminal: bool,
+    /// The framework has been sent a terminal update for it.
+    reported: bool,
     queue: VecDeque<TaskStatus>,
     /// Forwarded, not yet acknowledged: the update, when first sent (while connected),
     /// when last sent.
@@ -117,10 +220,16 @@ pub struct Log {
     pub subscribes: Vec<SCall>,
     /// Executor binaries fetched (GETs).
     pub fetches: usize,
-    /// Executor processes started.
+    /// Custom executor processes started.
     pub executors_started: usize,
-    /// Tasks launched.
+    /// Tasks launched (custom-executor and command tasks).
     pub tasks_launched: usize,
+    /// Command tasks launched: agent index and task id.
+    pub command_tasks: Vec<(usize, String)>,
+    /// Command task processes started.
+    pub commands_started: usize,
+    /// Agents removed (after `agent_removal_delay`), by index.
+    pub removed_agents: Vec<usize>,
 }
 
 struct Inner {
@@ -130,6 +239,11 @@ struct Inner {
     tasks: HashMap<String, Task>,
     next: u64,
     log: Log,
+    options: Options,
+    /// When the next batch allocation runs.
+    next_allocation: Instant,
+    /// Allocate at the next tick (after SUBSCRIBE or REVIVE, as Mesos does).
+    allocate_now: bool,
 }
 
 impl Inner {
@@ -154,11 +268,53 @@ impl Inner {
         self.framework.as_ref().is_some_and(|f| f.tx.is_some())
     }
 
+    fn removed(&self) -> bool {
+        self.framework.as_ref().is_none_or(|f| f.removed)
+    }
+
     fn framework_id(&self) -> String {
         self.framework
             .as_ref()
             .map(|f| f.id.clone())
             .unwrap_or_default()
+    }
+
+    /// Outstanding offers are void (rescinded or the subscription is gone).
+    fn clear_offers(&mut self) {
+        self.offers.clear();
+        for a in &mut self.agents {
+            a.offered_cpus = 0.0;
+            a.offered_mem = 0.0;
+        }
+    }
+
+    /// Send a master-generated terminal update (no uuid) for `task`, which the master
+    /// then forgets.
+    fn master_terminal(&mut self, task: &str, state: TaskState, reason: i32, message: &str) {
+        let Some(t) = self.tasks.get_mut(task) else {
+            return;
+        };
+        let agent = t.agent;
+        if !t.terminal {
+            self.agents[agent].used_cpus -= t.cpus;
+            self.agents[agent].used_mem -= t.mem;
+        }
+        t.terminal = true;
+        t.reported = true;
+        t.state = state as i32;
+        t.queue.clear();
+        t.unacked = None;
+        let agent_id = self.agents[agent].id.clone();
+        let st = status(
+            task,
+            &agent_id,
+            state,
+            task_status::Source::Master,
+            reason,
+            message,
+            false,
+        );
+        self.send(update_event(st));
     }
 }
 
@@ -180,6 +336,21 @@ fn update_event(status: TaskStatus) -> SEvent {
     SEvent {
         update: Some(sevent::Update { status }),
         ..sevent(sevent::Type::Update)
+    }
+}
+
+fn failure_event(agent: &str, executor: Option<&str>, wait_status: Option<i32>) -> SEvent {
+    SEvent {
+        failure: Some(sevent::Failure {
+            agent_id: Some(AgentId {
+                value: agent.to_string(),
+            }),
+            executor_id: executor.map(|e| ExecutorId {
+                value: e.to_string(),
+            }),
+            status: wait_status,
+        }),
+        ..sevent(sevent::Type::Failure)
     }
 }
 
@@ -267,6 +438,44 @@ fn is_terminal(state: i32) -> bool {
     )
 }
 
+fn alive(child: &Mutex<Child>) -> bool {
+    child
+        .lock()
+        .expect("lock")
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_none()
+}
+
+/// Send `signal` (`TERM`, `KILL`) to the process group `child` leads: every process the
+/// double starts leads its own group, so a shell command's children go with it (as the
+/// command executor kills the task's process tree).
+fn signal_group(child: &Mutex<Child>, signal: &str) {
+    if !alive(child) {
+        return;
+    }
+    let pid = child.lock().expect("lock").id();
+    let sent = Command::new("/bin/sh")
+        .args(["-c", &format!("kill -s {signal} -- -{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !sent && signal == "KILL" {
+        let _ = child.lock().expect("lock").kill();
+    }
+}
+
+/// SIGTERM now, SIGKILL after `grace` if still alive (needs a runtime).
+fn terminate_later(child: Arc<Mutex<Child>>, grace: Duration) {
+    signal_group(&child, "TERM");
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        signal_group(&child, "KILL");
+    });
+}
+
 /// The double: a master at [`FakeMesos::master`] and its agents.
 pub struct FakeMesos {
     /// `host:port` of the master.
@@ -277,8 +486,13 @@ pub struct FakeMesos {
 }
 
 impl FakeMesos {
-    /// Start a master and one agent per spec.
+    /// Start a master with the default [`Options`] and one agent per spec.
     pub fn start(agents: &[AgentSpec], root: PathBuf) -> FakeMesos {
+        Self::start_with(agents, root, Options::default())
+    }
+
+    /// Start a master with `options` and one agent per spec.
+    pub fn start_with(agents: &[AgentSpec], root: PathBuf, options: Options) -> FakeMesos {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -291,6 +505,9 @@ impl FakeMesos {
             tasks: HashMap::new(),
             next: 0,
             log: Log::default(),
+            options,
+            next_allocation: Instant::now(),
+            allocate_now: false,
         }));
         let master = rt.block_on(async {
             let m = serve(inner.clone(), None).await;
@@ -304,9 +521,13 @@ impl FakeMesos {
                     spec: *spec,
                     used_cpus: 0.0,
                     used_mem: 0.0,
-                    offered: false,
+                    offered_cpus: 0.0,
+                    offered_mem: 0.0,
                     filter: None,
                     alive: true,
+                    lost_at: None,
+                    lost_reported: false,
+                    removed: false,
                     executors: HashMap::new(),
                     sandboxes,
                 });
@@ -323,7 +544,17 @@ impl FakeMesos {
                     beat = Instant::now();
                     g.send(sevent(sevent::Type::Heartbeat));
                 }
-                allocate(&mut g);
+                let now = Instant::now();
+                if now >= g.next_allocation {
+                    let interval = g.options.allocation_interval;
+                    let next = g.next_allocation + interval;
+                    g.next_allocation = if next > now { next } else { now + interval };
+                    g.allocate_now = true;
+                }
+                if std::mem::take(&mut g.allocate_now) {
+                    allocate(&mut g);
+                }
+                watch_lost_agents(&mut g);
                 pump(&mut g);
             }
         });
@@ -340,17 +571,13 @@ impl FakeMesos {
         f(&self.inner.lock().expect("lock").log)
     }
 
-    /// Executor processes still running.
+    /// Executor and command task processes still running.
     pub fn live_executors(&self) -> usize {
         let g = self.inner.lock().expect("lock");
         g.agents
             .iter()
             .flat_map(|a| a.executors.values())
-            .filter(|e| {
-                e.child
-                    .as_ref()
-                    .is_some_and(|c| c.lock().expect("lock").try_wait().ok().flatten().is_none())
-            })
+            .filter(|e| e.child.as_deref().is_some_and(alive))
             .count()
     }
 
@@ -364,15 +591,22 @@ impl FakeMesos {
         })
     }
 
-    /// The agent disappears: its executors are killed, its tasks become TASK_LOST
-    /// (REASON_AGENT_REMOVED) and the framework gets FAILURE for the agent.
+    /// The agent's machine dies: its executors and command tasks die with it (so their
+    /// servers refuse connections at once), its offers are rescinded and no more are
+    /// made, its pending updates are gone. As in Mesos, the master notices the broken
+    /// connection: [`DISCONNECT_NOTICE`] later its tasks become TASK_LOST with
+    /// REASON_AGENT_DISCONNECTED (for a framework that does not checkpoint), and only
+    /// after `agent_removal_delay` is the agent removed and the framework sent FAILURE.
     pub fn kill_agent(&self, idx: usize) {
         let mut g = self.inner.lock().expect("lock");
-        let agent_id = g.agents[idx].id.clone();
+        if !g.agents[idx].alive {
+            return;
+        }
         g.agents[idx].alive = false;
+        g.agents[idx].lost_at = Some(Instant::now());
         for e in g.agents[idx].executors.values() {
             if let Some(c) = &e.child {
-                let _ = c.lock().expect("lock").kill();
+                signal_group(c, "KILL");
             }
         }
         let rescinded: Vec<String> = g
@@ -390,38 +624,17 @@ impl FakeMesos {
                 ..sevent(sevent::Type::Rescind)
             });
         }
-        let lost: Vec<String> = g
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.agent == idx && !t.terminal)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in lost {
-            if let Some(t) = g.tasks.get_mut(&id) {
-                t.terminal = true;
-                t.state = TaskState::TaskLost as i32;
-                t.queue.clear();
-                t.unacked = None;
-            }
-            let st = status(
-                &id,
-                &agent_id,
-                TaskState::TaskLost,
-                task_status::Source::Master,
-                11,
-                "Agent removed",
-                false,
-            );
-            g.send(update_event(st));
+        g.agents[idx].offered_cpus = 0.0;
+        g.agents[idx].offered_mem = 0.0;
+        for t in g.tasks.values_mut().filter(|t| t.agent == idx) {
+            t.queue.clear();
+            t.unacked = None;
         }
-        g.send(SEvent {
-            failure: Some(sevent::Failure {
-                agent_id: Some(AgentId { value: agent_id }),
-                executor_id: None,
-                status: None,
-            }),
-            ..sevent(sevent::Type::Failure)
-        });
+    }
+
+    /// Whether agent `idx` has been removed (FAILURE sent).
+    pub fn agent_removed(&self, idx: usize) -> bool {
+        self.inner.lock().expect("lock").agents[idx].removed
     }
 
     /// The subscription connection breaks (as in a network blip): the stream ends, offers
@@ -432,10 +645,7 @@ impl FakeMesos {
             f.tx = None;
             f.stream_id = None;
         }
-        g.offers.clear();
-        for a in &mut g.agents {
-            a.offered = false;
-        }
+        g.clear_offers();
     }
 
     /// Send the framework an ERROR event (e.g. "Framework failed over") and close its
@@ -470,12 +680,61 @@ impl Drop for FakeMesos {
         if let Ok(g) = self.inner.lock() {
             for e in g.agents.iter().flat_map(|a| a.executors.values()) {
                 if let Some(c) = &e.child {
-                    let _ = c.lock().map(|mut c| c.kill());
+                    signal_group(c, "KILL");
                 }
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
         let _ = &self.rt;
+    }
+}
+
+/// A lost agent's progress through the master: TASK_LOST for its tasks once the
+/// disconnection is noticed, removal (FAILURE for the agent) after the ping timeouts.
+fn watch_lost_agents(g: &mut Inner) {
+    let checkpoint = g.framework.as_ref().is_some_and(|f| f.checkpoint);
+    for i in 0..g.agents.len() {
+        let Some(at) = g.agents[i].lost_at else {
+            continue;
+        };
+        let tasks_of = |g: &Inner| -> Vec<String> {
+            let mut v: Vec<String> = g
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.agent == i && !t.reported)
+                .map(|(id, _)| id.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let host = g.agents[i].addr.split(':').next().unwrap_or("").to_string();
+        if !g.agents[i].lost_reported && at.elapsed() >= DISCONNECT_NOTICE {
+            g.agents[i].lost_reported = true;
+            if !checkpoint {
+                for id in tasks_of(g) {
+                    g.master_terminal(
+                        &id,
+                        TaskState::TaskLost,
+                        REASON_AGENT_DISCONNECTED,
+                        &format!("Slave {host} disconnected"),
+                    );
+                }
+            }
+        }
+        if !g.agents[i].removed && at.elapsed() >= g.options.agent_removal_delay {
+            g.agents[i].removed = true;
+            g.log.removed_agents.push(i);
+            for id in tasks_of(g) {
+                g.master_terminal(
+                    &id,
+                    TaskState::TaskLost,
+                    REASON_AGENT_REMOVED,
+                    &format!("Slave {host} removed: health check timed out"),
+                );
+            }
+            let agent_id = g.agents[i].id.clone();
+            g.send(failure_event(&agent_id, None, None));
+        }
     }
 }
 
@@ -614,12 +873,25 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
             let f = g.framework.as_mut().expect("framework");
             f.removed = true;
             f.tx = None;
-            g.offers.clear();
+            g.clear_offers();
+            // Every executor is shut down: a custom one gets SHUTDOWN and its grace
+            // period, a command executor kills its task.
             for a in &mut g.agents {
-                a.offered = false;
-                for e in a.executors.values() {
+                for e in a.executors.values_mut() {
+                    e.killing = true;
                     if let Some(tx) = &e.tx {
                         let _ = tx.send(eevent(eevent::Type::Shutdown));
+                    }
+                    if let Some(c) = &e.child {
+                        let c = c.clone();
+                        if e.info.is_some() {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                                signal_group(&c, "KILL");
+                            });
+                        } else {
+                            terminate_later(c, KILL_GRACE);
+                        }
                     }
                 }
             }
@@ -641,7 +913,8 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
                 match g.offers.remove(&id.value) {
                     Some(o) => {
                         let a = &mut g.agents[o.agent];
-                        a.offered = false;
+                        a.offered_cpus -= o.cpus;
+                        a.offered_mem -= o.mem;
                         a.filter = (refuse > 0.0).then(|| {
                             (
                                 Instant::now() + Duration::from_secs_f64(refuse.min(1e6)),
@@ -661,10 +934,31 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
             for a in &mut g.agents {
                 a.filter = None;
             }
+            g.allocate_now = true;
         }
         scall::Type::Suppress => {
             if let Some(f) = g.framework.as_mut() {
                 f.suppressed = true;
+            }
+        }
+        scall::Type::Kill => {
+            let Some(k) = call.kill else {
+                g.violation("KILL without kill".into());
+                return reply(StatusCode::BAD_REQUEST, "Expecting 'kill' to be present");
+            };
+            kill_task(&mut g, &k.task_id.value);
+        }
+        scall::Type::Shutdown => {
+            let Some(s) = call.shutdown else {
+                g.violation("SHUTDOWN without shutdown".into());
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'shutdown' to be present",
+                );
+            };
+            let idx = g.agents.iter().position(|a| a.id == s.agent_id.value);
+            if let Some(i) = idx {
+                shutdown_executor(&mut g, i, &s.executor_id.value);
             }
         }
         scall::Type::Acknowledge => {
@@ -747,20 +1041,12 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
                             &agent,
                             state,
                             task_status::Source::Master,
-                            9,
+                            REASON_RECONCILIATION,
                             "Reconciliation: Latest task state",
                             false,
                         )
                     }
-                    None => status(
-                        &id,
-                        "",
-                        TaskState::TaskLost,
-                        task_status::Source::Master,
-                        9,
-                        "Reconciliation: Task is unknown",
-                        false,
-                    ),
+                    None => unknown_task(&id),
                 };
                 g.send(update_event(st));
             }
@@ -768,6 +1054,114 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
         _ => {}
     }
     reply(StatusCode::ACCEPTED, "")
+}
+
+/// The master's answer about a task it does not know (observed on 1.12).
+fn unknown_task(id: &str) -> TaskStatus {
+    status(
+        id,
+        "",
+        TaskState::TaskLost,
+        task_status::Source::Master,
+        REASON_RECONCILIATION,
+        "Reconciliation: Task is unknown",
+        false,
+    )
+}
+
+/// KILL: a command task's process is killed (TASK_KILLED when it exits); a custom
+/// executor's task is killed by its executor (the agent reports TASK_KILLED itself for
+/// one not yet delivered); a task the master no longer tracks gets TASK_LOST.
+fn kill_task(g: &mut Inner, id: &str) {
+    let Some(t) = g.tasks.get(id) else {
+        let st = unknown_task(id);
+        g.send(update_event(st));
+        return;
+    };
+    if t.reported && t.unacked.is_none() && t.queue.is_empty() {
+        // Finished and acknowledged: the master has forgotten it.
+        let st = unknown_task(id);
+        g.send(update_event(st));
+        return;
+    }
+    let (idx, exec, command, terminal) = (t.agent, t.executor.clone(), t.command, t.terminal);
+    if terminal || !g.agents[idx].alive {
+        return;
+    }
+    let Some(e) = g.agents[idx].executors.get_mut(&exec) else {
+        return;
+    };
+    if command {
+        e.killing = true;
+        if let Some(c) = &e.child {
+            terminate_later(c.clone(), KILL_GRACE);
+        }
+        // Not started yet: `run_command` sees `killing` and reports TASK_KILLED.
+        return;
+    }
+    if let Some(tx) = &e.tx {
+        let _ = tx.send(EEvent {
+            kill: Some(eevent::Kill {
+                task_id: TaskId { value: id.into() },
+                kill_policy: None,
+            }),
+            ..eevent(eevent::Type::Kill)
+        });
+        return;
+    }
+    e.queued.retain(|q| q.task_id.value != id);
+    let agent_id = g.agents[idx].id.clone();
+    let st = status(
+        id,
+        &agent_id,
+        TaskState::TaskKilled,
+        task_status::Source::Agent,
+        REASON_TASK_KILLED_DURING_LAUNCH,
+        "Killed before delivery to the executor",
+        true,
+    );
+    agent_terminal(g, idx, st);
+}
+
+/// SHUTDOWN of an executor: a custom one gets SHUTDOWN and is killed after its grace
+/// period; a command executor kills its task.
+fn shutdown_executor(g: &mut Inner, idx: usize, id: &str) {
+    let Some(e) = g.agents[idx].executors.get_mut(id) else {
+        return;
+    };
+    e.killing = true;
+    if let Some(tx) = &e.tx {
+        let _ = tx.send(eevent(eevent::Type::Shutdown));
+    }
+    if let Some(c) = e.child.clone() {
+        if e.info.is_some() {
+            tokio::spawn(async move {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                signal_group(&c, "KILL");
+            });
+        } else {
+            terminate_later(c, KILL_GRACE);
+        }
+    }
+}
+
+/// A terminal update from the agent or an executor for a task of agent `idx`: the task's
+/// resources are free and the update is queued for the framework (a second terminal
+/// update is dropped).
+fn agent_terminal(g: &mut Inner, idx: usize, st: TaskStatus) {
+    let Some(t) = g.tasks.get_mut(&st.task_id.value) else {
+        return;
+    };
+    if t.terminal {
+        return;
+    }
+    t.terminal = true;
+    t.state = st.state;
+    let (c, m) = (t.cpus, t.mem);
+    t.queue.push_back(st);
+    g.agents[idx].used_cpus -= c;
+    g.agents[idx].used_mem -= m;
+    pump(g);
 }
 
 fn subscribe(
@@ -856,6 +1250,7 @@ fn subscribe(
                 suppressed: false,
                 removed: false,
                 roles: fi.roles.clone(),
+                checkpoint: fi.checkpoint.unwrap_or(false),
             });
         }
         (None, _) => {
@@ -867,6 +1262,7 @@ fn subscribe(
                 suppressed: false,
                 removed: false,
                 roles: fi.roles.clone(),
+                checkpoint: fi.checkpoint.unwrap_or(false),
             });
         }
     }
@@ -895,11 +1291,9 @@ fn subscribe(
     f.tx = Some(tx);
     // Offers made to an earlier subscription are void; unacknowledged updates are
     // re-sent (as the agents retry them).
-    g.offers.clear();
+    g.clear_offers();
+    g.allocate_now = true;
     let now = Instant::now();
-    for a in &mut g.agents {
-        a.offered = false;
-    }
     for t in g.tasks.values_mut() {
         if let Some(u) = t.unacked.as_mut() {
             u.1 = now;
@@ -909,6 +1303,8 @@ fn subscribe(
     stream_response(rx, &stream)
 }
 
+/// One batch allocation: offer each connected agent's resources that are neither used
+/// nor in an outstanding offer (Mesos `--min_allocatable_resources`: cpus 0.01, mem 32).
 fn allocate(g: &mut Inner) {
     let Some(f) = g.framework.as_ref() else {
         return;
@@ -921,24 +1317,35 @@ fn allocate(g: &mut Inner) {
     let mut offers = Vec::new();
     for i in 0..g.agents.len() {
         let a = &g.agents[i];
-        let (cpus, mem) = (a.spec.cpus - a.used_cpus, a.spec.mem - a.used_mem);
+        let cpus = ((a.spec.cpus - a.used_cpus - a.offered_cpus) * 1000.0).round() / 1000.0;
+        let mem = (a.spec.mem - a.used_mem - a.offered_mem).floor();
         let filtered = a
             .filter
             .is_some_and(|(t, c, m)| t > now && cpus <= c + EPS && mem <= m + EPS);
-        if !a.alive || a.offered || filtered {
-            continue;
-        }
-        if cpus < 0.01 || mem < 32.0 {
+        if !a.alive || filtered || cpus < 0.01 || mem < 32.0 {
             continue;
         }
         let executor_ids = a
             .executors
-            .keys()
-            .map(|e| ExecutorId { value: e.clone() })
+            .iter()
+            .filter(|(_, e)| e.info.is_some())
+            .map(|(id, _)| ExecutorId { value: id.clone() })
             .collect();
         let (agent_id, addr) = (a.id.clone(), a.addr.clone());
+        let (host, port) = addr.split_once(':').unwrap_or(("127.0.0.1", "0"));
+        let url = v1::Url {
+            scheme: "http".into(),
+            address: v1::Address {
+                hostname: Some(host.into()),
+                ip: Some(host.into()),
+                port: port.parse().unwrap_or(0),
+            },
+            path: Some("/slave(1)".into()),
+            ..Default::default()
+        };
         let id = g.next_id("offer");
-        g.agents[i].offered = true;
+        g.agents[i].offered_cpus += cpus;
+        g.agents[i].offered_mem += mem;
         g.offers.insert(
             id.clone(),
             Offered {
@@ -951,11 +1358,9 @@ fn allocate(g: &mut Inner) {
             id: OfferId { value: id },
             framework_id: FrameworkId { value: fid.clone() },
             agent_id: AgentId { value: agent_id },
-            hostname: addr.split(':').next().unwrap_or("127.0.0.1").to_string(),
-            resources: vec![
-                res("cpus", (cpus * 1000.0).round() / 1000.0),
-                res("mem", mem.floor()),
-            ],
+            hostname: host.to_string(),
+            url: Some(url),
+            resources: vec![res("cpus", cpus), res("mem", mem)],
             executor_ids,
             allocation_info: Some(resource::AllocationInfo {
                 role: Some("*".into()),
@@ -987,6 +1392,7 @@ fn pump(g: &mut Inner) {
             if let Some(u) = &st.uuid {
                 t.sent_uuids.insert(u.clone());
             }
+            t.reported |= is_terminal(st.state);
             t.unacked = Some((st.clone(), now, now));
             out.push(st);
         } else if let Some(u) = t.unacked.as_mut() {
@@ -1023,7 +1429,8 @@ fn accept_offers(g: &mut Inner, a: scall::Accept, inner: &Arc<Mutex<Inner>>) {
                     valid = false;
                 }
                 agent = Some(o.agent);
-                g.agents[o.agent].offered = false;
+                g.agents[o.agent].offered_cpus -= o.cpus;
+                g.agents[o.agent].offered_mem -= o.mem;
                 cpus += o.cpus;
                 mem += o.mem;
             }
@@ -1073,23 +1480,11 @@ fn accept_offers(g: &mut Inner, a: scall::Accept, inner: &Arc<Mutex<Inner>>) {
                     t.agent_id.value
                 ));
             }
-            if t.command.is_some() || t.executor.is_none() {
-                bad("a custom executor task needs `executor` and no `command`".into());
-            }
             if t.resources.is_empty() {
                 bad("no resources".into());
             }
-            let Some(info) = &t.executor else { continue };
-            if info.command.is_none() {
-                bad("ExecutorInfo without command".into());
-            }
-            if info
-                .r#type
-                .is_some_and(|ty| ty != v1::executor_info::Type::Custom as i32)
-            {
-                bad("ExecutorInfo type is not CUSTOM".into());
-            }
-            for r in t.resources.iter().chain(&info.resources) {
+            let info_resources = t.executor.iter().flat_map(|e| &e.resources);
+            for r in t.resources.iter().chain(info_resources) {
                 let role = r.allocation_info.as_ref().and_then(|a| a.role.as_deref());
                 if role != Some("*") {
                     bad(format!(
@@ -1100,12 +1495,48 @@ fn accept_offers(g: &mut Inner, a: scall::Accept, inner: &Arc<Mutex<Inner>>) {
             }
             need.0 += scalar(&t.resources, "cpus");
             need.1 += scalar(&t.resources, "mem");
+            let info = match (&t.command, &t.executor) {
+                (Some(_), Some(_)) | (None, None) => {
+                    // The real master's words (master/validation.cpp).
+                    bad(
+                        "Task should have at least one (but not both) of CommandInfo or \
+                         ExecutorInfo present"
+                            .into(),
+                    );
+                    continue;
+                }
+                (Some(c), None) => {
+                    // The agent's command executor runs it; its id is the task's.
+                    if c.value.as_deref().is_none_or(str::is_empty) {
+                        bad("CommandInfo without a value".into());
+                    }
+                    if g.agents[i].executors.contains_key(&t.task_id.value) {
+                        bad("an executor with the task's id runs on the agent".into());
+                    }
+                    continue;
+                }
+                (None, Some(info)) => info,
+            };
+            if info.command.is_none() {
+                bad("ExecutorInfo without command".into());
+            }
+            if info
+                .r#type
+                .is_some_and(|ty| ty != v1::executor_info::Type::Custom as i32)
+            {
+                bad("ExecutorInfo type is not CUSTOM".into());
+            }
             let id = info.executor_id.value.clone();
-            let existing = g.agents[i]
-                .executors
-                .get(&id)
-                .map(|e| e.info.clone())
-                .or_else(|| new_execs.get(&id).cloned());
+            let existing = match g.agents[i].executors.get(&id) {
+                Some(e) => match &e.info {
+                    Some(info) => Some(info.clone()),
+                    None => {
+                        bad(format!("executor id {id} is a command task's"));
+                        continue;
+                    }
+                },
+                None => new_execs.get(&id).cloned(),
+            };
             match existing {
                 Some(e) if e.encode_to_vec() != info.encode_to_vec() => {
                     bad(format!(
@@ -1133,7 +1564,7 @@ fn accept_offers(g: &mut Inner, a: scall::Accept, inner: &Arc<Mutex<Inner>>) {
                     &agent_id,
                     TaskState::TaskError,
                     task_status::Source::Master,
-                    14,
+                    REASON_TASK_INVALID,
                     &errors.join("; "),
                     false,
                 );
@@ -1150,57 +1581,63 @@ fn accept_offers(g: &mut Inner, a: scall::Accept, inner: &Arc<Mutex<Inner>>) {
                 mem - need.1,
             )
         });
+        let fid = g.framework_id();
+        let checkpoint = g.framework.as_ref().is_some_and(|f| f.checkpoint);
+        let addr = g.agents[i].addr.clone();
+        let env_of = |executor: String| Env {
+            framework: fid.clone(),
+            agent_addr: addr.clone(),
+            agent_id: agent_id.clone(),
+            executor,
+            checkpoint,
+        };
         for (id, info) in new_execs {
             let (c, m) = (
                 scalar(&info.resources, "cpus"),
                 scalar(&info.resources, "mem"),
             );
-            g.agents[i].executors.insert(
-                id.clone(),
-                Exec {
-                    info: info.clone(),
-                    cpus: c,
-                    mem: m,
-                    tx: None,
-                    queued: Vec::new(),
-                    child: None,
-                },
-            );
-            let fid = g.framework_id();
-            let (addr, sandbox) = (g.agents[i].addr.clone(), g.agents[i].sandboxes.join(&id));
-            tokio::spawn(start_executor(
-                inner.clone(),
-                i,
-                id,
-                info,
-                fid,
-                addr,
-                agent_id.clone(),
-                sandbox,
-            ));
+            g.agents[i]
+                .executors
+                .insert(id.clone(), Exec::new(Some(info.clone()), c, m));
+            let sandbox = g.agents[i].sandboxes.join(&id);
+            let env = env_of(id.clone());
+            tokio::spawn(start_executor(inner.clone(), i, info, env, sandbox));
         }
         for t in tasks {
             g.log.tasks_launched += 1;
-            let exec = t
-                .executor
-                .as_ref()
-                .map(|e| e.executor_id.value.clone())
-                .unwrap_or_default();
+            let id = t.task_id.value.clone();
+            let command = t.command.is_some();
+            let exec = match &t.executor {
+                Some(e) => e.executor_id.value.clone(),
+                None => id.clone(),
+            };
             g.tasks.insert(
-                t.task_id.value.clone(),
+                id.clone(),
                 Task {
                     agent: i,
                     executor: exec.clone(),
+                    command,
                     cpus: scalar(&t.resources, "cpus"),
                     mem: scalar(&t.resources, "mem"),
                     state: TaskState::TaskStaging as i32,
                     terminal: false,
+                    reported: false,
                     queue: VecDeque::new(),
                     unacked: None,
                     sent_uuids: HashSet::new(),
                     late: false,
                 },
             );
+            if let Some(c) = t.command {
+                g.log.command_tasks.push((i, id.clone()));
+                g.agents[i]
+                    .executors
+                    .insert(id.clone(), Exec::new(None, 0.0, 0.0));
+                let sandbox = g.agents[i].sandboxes.join(&id);
+                let env = env_of(id);
+                tokio::spawn(run_command(inner.clone(), i, c, env, sandbox));
+                continue;
+            }
             if let Some(e) = g.agents[i].executors.get_mut(&exec) {
                 match &e.tx {
                     Some(tx) => {
@@ -1230,8 +1667,17 @@ async fn agent_api(req: Request<Incoming>, inner: Arc<Mutex<Inner>>, idx: usize)
         return reply(StatusCode::BAD_REQUEST, "Framework cannot be found");
     }
     let exec_id = call.executor_id.value.clone();
-    if !g.agents[idx].executors.contains_key(&exec_id) {
-        return reply(StatusCode::BAD_REQUEST, "Executor cannot be found");
+    match g.agents[idx].executors.get(&exec_id) {
+        None => return reply(StatusCode::BAD_REQUEST, "Executor cannot be found"),
+        Some(e) if e.info.is_none() => {
+            // A command task's process is not an executor: the agent's command executor
+            // holds that id.
+            g.violation(format!(
+                "command task {exec_id} called the executor API as its executor"
+            ));
+            return reply(StatusCode::BAD_REQUEST, "Executor cannot be found");
+        }
+        Some(_) => {}
     }
     let removed = g.framework.as_ref().is_some_and(|f| f.removed);
     match ecall::Type::try_from(call.r#type.unwrap_or(0)) {
@@ -1319,16 +1765,13 @@ async fn agent_api(req: Request<Incoming>, inner: Arc<Mutex<Inner>>, idx: usize)
             if t.terminal {
                 return reply(StatusCode::ACCEPTED, ""); // a second terminal update is dropped
             }
-            t.state = st.state;
             if is_terminal(st.state) {
-                t.terminal = true;
-                let (c, m) = (t.cpus, t.mem);
-                g.agents[idx].used_cpus -= c;
-                g.agents[idx].used_mem -= m;
+                agent_terminal(&mut g, idx, st);
+            } else {
+                t.state = st.state;
+                t.queue.push_back(st);
+                pump(&mut g);
             }
-            let t = g.tasks.get_mut(&st.task_id.value).expect("task");
-            t.queue.push_back(st);
-            pump(&mut g);
             reply(StatusCode::ACCEPTED, "")
         }
         _ => reply(StatusCode::ACCEPTED, ""),
@@ -1371,39 +1814,31 @@ async fn http_get(url: &str, head: bool) -> Result<(u16, Option<u64>, Bytes), St
     Ok((status, len, body))
 }
 
-/// Fetch the executor's URIs into its sandbox and start it; report a failed launch or a
-/// later exit as Mesos does.
-#[allow(clippy::too_many_arguments)]
-async fn start_executor(
-    inner: Arc<Mutex<Inner>>,
-    idx: usize,
-    id: String,
-    info: ExecutorInfo,
+/// Who a process is started for: what goes into its Mesos environment.
+struct Env {
     framework: String,
     agent_addr: String,
     agent_id: String,
-    sandbox: PathBuf,
-) {
-    let fail = |inner: &Arc<Mutex<Inner>>, message: String, wait_status: i32| {
-        let mut g = inner.lock().expect("lock");
-        terminate_executor(
-            &mut g,
-            idx,
-            &id,
-            TaskState::TaskFailed,
-            21,
-            &message,
-            Some(wait_status),
-        );
-    };
-    let command = info.command.clone().unwrap_or_default();
-    if let Err(e) = std::fs::create_dir_all(&sandbox) {
-        return fail(
-            &inner,
-            format!("Failed to create executor directory: {e}"),
-            -1,
-        );
-    }
+    /// The executor id (a command task's is its task id).
+    executor: String,
+    checkpoint: bool,
+}
+
+/// Fetch `command`'s URIs into `sandbox` like the Mesos fetcher (HEAD first when
+/// `cache` is set; `executable` makes the file 0755); the failure message as the agent
+/// words it.
+async fn fetch_uris(
+    inner: &Mutex<Inner>,
+    command: &CommandInfo,
+    sandbox: &Path,
+    container: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(sandbox).map_err(|e| {
+        format!(
+            "Failed to create executor directory '{}': {e}",
+            sandbox.display()
+        )
+    })?;
     for uri in &command.uris {
         let name = uri
             .output_file
@@ -1436,7 +1871,11 @@ async fn start_executor(
         };
         if let Err(e) = fetched {
             eprintln!("fake mesos: fetching {} failed: {e}", uri.value);
-            return fail(&inner, "Failed to launch container: Failed to fetch all URIs for container: exited with status 1".into(), 256);
+            let _ = std::fs::write(sandbox.join("stderr"), format!("{e}\n"));
+            return Err(format!(
+                "Failed to launch container: Failed to fetch all URIs for container \
+                 '{container}': exited with status 1"
+            ));
         }
         if uri.executable == Some(true) {
             use std::os::unix::fs::PermissionsExt as _;
@@ -1446,6 +1885,13 @@ async fn start_executor(
             );
         }
     }
+    Ok(())
+}
+
+/// Start `command` in `sandbox` with exactly the environment a Mesos 1.12 agent gives
+/// (observed: the agent's own environment is not inherited), `CommandInfo.environment`
+/// last; stdout and stderr go to the sandbox files. The process leads its own group.
+fn spawn_process(command: &CommandInfo, env: &Env, sandbox: &Path) -> Result<Child, String> {
     let value = command.value.clone().unwrap_or_default();
     let mut cmd = if command.shell == Some(false) {
         let program = if value.starts_with('/') {
@@ -1464,77 +1910,249 @@ async fn start_executor(
         c.arg("-c").arg(&value);
         c
     };
-    let checkpoint = inner
-        .lock()
-        .expect("lock")
-        .log
-        .subscribes
-        .last()
-        .and_then(|s| s.subscribe.as_ref())
-        .and_then(|s| s.framework_info.checkpoint)
-        .unwrap_or(false);
+    let host = env.agent_addr.split(':').next().unwrap_or("127.0.0.1");
     cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("MESOS_AGENT_ENDPOINT", &agent_addr)
-        .env("MESOS_FRAMEWORK_ID", &framework)
-        .env("MESOS_EXECUTOR_ID", &id)
-        .env("MESOS_SLAVE_ID", &agent_id)
-        .env("MESOS_SANDBOX", &sandbox)
-        .env("MESOS_DIRECTORY", &sandbox)
-        .env("MESOS_CHECKPOINT", if checkpoint { "1" } else { "0" })
+        .env("LIBPROCESS_IP", host)
+        .env("LIBPROCESS_PORT", "0")
+        .env("MESOS_AGENT_ENDPOINT", &env.agent_addr)
+        .env("MESOS_SLAVE_PID", format!("slave(1)@{}", env.agent_addr))
+        .env("MESOS_FRAMEWORK_ID", &env.framework)
+        .env("MESOS_EXECUTOR_ID", &env.executor)
+        .env("MESOS_SLAVE_ID", &env.agent_id)
+        .env("MESOS_SANDBOX", sandbox)
+        .env("MESOS_DIRECTORY", sandbox)
+        .env("MESOS_CHECKPOINT", if env.checkpoint { "1" } else { "0" })
         .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs")
-        .current_dir(&sandbox)
+        .env("MESOS_HTTP_COMMAND_EXECUTOR", "0")
+        .current_dir(sandbox)
         .stdin(Stdio::null());
+    if env.checkpoint {
+        cmd.env("MESOS_RECOVERY_TIMEOUT", "15mins")
+            .env("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs");
+    }
     for v in command.environment.iter().flat_map(|e| &e.variables) {
         cmd.env(&v.name, v.value.clone().unwrap_or_default());
     }
-    let (Ok(out), Ok(err)) = (
+    let (out, err) = match (
         std::fs::File::create(sandbox.join("stdout")),
-        std::fs::File::create(sandbox.join("stderr")),
-    ) else {
-        return fail(&inner, "sandbox files".into(), -1);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sandbox.join("stderr")),
+    ) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("sandbox files: {e}")),
     };
-    let child = match cmd.stdout(out).stderr(err).spawn() {
-        Ok(c) => Arc::new(Mutex::new(c)),
-        Err(e) => return fail(&inner, format!("Failed to execute: {e}"), 256 * 1000),
-    };
-    {
-        let mut g = inner.lock().expect("lock");
-        g.log.executors_started += 1;
-        match g.agents[idx].executors.get_mut(&id) {
-            Some(e) => e.child = Some(child.clone()),
-            None => {
-                let _ = child.lock().expect("lock").kill();
-                return;
-            }
-        }
-    }
+    use std::os::unix::process::CommandExt as _;
+    cmd.process_group(0)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("Failed to execute '{value}': {e}"))
+}
+
+/// Wait for `child` to exit; its raw wait status.
+async fn wait_exit(child: &Mutex<Child>) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let exited = child.lock().expect("lock").try_wait().ok().flatten();
-        if let Some(status) = exited {
-            use std::os::unix::process::ExitStatusExt as _;
-            let mut g = inner.lock().expect("lock");
-            terminate_executor(
-                &mut g,
-                idx,
-                &id,
-                TaskState::TaskFailed,
-                1,
-                "Executor terminated",
-                Some(status.into_raw()),
-            );
-            return;
+        if let Some(s) = child.lock().expect("lock").try_wait().ok().flatten() {
+            return s.into_raw();
         }
     }
 }
 
-/// An executor is gone: its unfinished tasks end (with an acknowledged-by-the-framework
-/// update, as the agent sends them), its resources are free, and the framework hears
-/// FAILURE (unless the agent itself is gone or the framework was torn down).
+/// Fetch a custom executor's URIs into its sandbox and start it; report a failed launch
+/// or a later exit as Mesos does.
+async fn start_executor(
+    inner: Arc<Mutex<Inner>>,
+    idx: usize,
+    info: ExecutorInfo,
+    env: Env,
+    sandbox: PathBuf,
+) {
+    let id = env.executor.clone();
+    let fail = |inner: &Arc<Mutex<Inner>>, state, reason, message: String, wait_status: i32| {
+        let mut g = inner.lock().expect("lock");
+        terminate_executor(&mut g, idx, &id, state, reason, &message, Some(wait_status));
+    };
+    let command = info.command.clone().unwrap_or_default();
+    if let Err(message) = fetch_uris(&inner, &command, &sandbox, &id).await {
+        return fail(
+            &inner,
+            TaskState::TaskFailed,
+            REASON_CONTAINER_LAUNCH_FAILED,
+            message,
+            256,
+        );
+    }
+    let child = match spawn_process(&command, &env, &sandbox) {
+        Ok(c) => Arc::new(Mutex::new(c)),
+        Err(e) => {
+            let _ = std::fs::write(sandbox.join("stderr"), format!("{e}\n"));
+            return fail(
+                &inner,
+                TaskState::TaskFailed,
+                REASON_EXECUTOR_TERMINATED,
+                "Executor terminated".into(),
+                256 * 1000,
+            );
+        }
+    };
+    {
+        let mut g = inner.lock().expect("lock");
+        g.log.executors_started += 1;
+        let gone = !g.agents[idx].alive;
+        match g.agents[idx].executors.get_mut(&id) {
+            Some(e) if !gone => e.child = Some(child.clone()),
+            _ => {
+                signal_group(&child, "KILL");
+                return;
+            }
+        }
+    }
+    let wait_status = wait_exit(&child).await;
+    let mut g = inner.lock().expect("lock");
+    terminate_executor(
+        &mut g,
+        idx,
+        &id,
+        TaskState::TaskFailed,
+        REASON_EXECUTOR_TERMINATED,
+        "Executor terminated",
+        Some(wait_status),
+    );
+}
+
+/// The agent's command executor for one command task: fetch, run the command, report
+/// TASK_STARTING and TASK_RUNNING, then the command's end as the real one words it.
+async fn run_command(
+    inner: Arc<Mutex<Inner>>,
+    idx: usize,
+    command: CommandInfo,
+    env: Env,
+    sandbox: PathBuf,
+) {
+    let id = env.executor.clone();
+    // An update from the command executor (with a uuid, to be acknowledged).
+    let update = |state: TaskState, message: Option<String>| TaskStatus {
+        task_id: TaskId { value: id.clone() },
+        state: state as i32,
+        message,
+        source: Some(task_status::Source::Executor as i32),
+        executor_id: Some(ExecutorId { value: id.clone() }),
+        agent_id: Some(AgentId {
+            value: env.agent_id.clone(),
+        }),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64()),
+        uuid: Some(uuid_v4()),
+        ..Default::default()
+    };
+    // The command executor ends (and its task with it, by `st` if still running).
+    let end = |inner: &Arc<Mutex<Inner>>, st: TaskStatus| {
+        let mut g = inner.lock().expect("lock");
+        g.agents[idx].executors.remove(&id);
+        if g.agents[idx].alive && !g.removed() {
+            agent_terminal(&mut g, idx, st);
+        }
+    };
+    let fetched = fetch_uris(&inner, &command, &sandbox, &id).await;
+    let killed = |inner: &Arc<Mutex<Inner>>| {
+        let g = inner.lock().expect("lock");
+        !g.agents[idx].alive || g.agents[idx].executors.get(&id).is_none_or(|e| e.killing)
+    };
+    if killed(&inner) {
+        let mut st = update(TaskState::TaskKilled, Some("Killed during launch".into()));
+        st.source = Some(task_status::Source::Agent as i32);
+        st.reason = Some(REASON_TASK_KILLED_DURING_LAUNCH);
+        return end(&inner, st);
+    }
+    if let Err(message) = fetched {
+        let mut st = update(TaskState::TaskFailed, Some(message));
+        st.source = Some(task_status::Source::Agent as i32);
+        st.reason = Some(REASON_CONTAINER_LAUNCH_FAILED);
+        return end(&inner, st);
+    }
+    let child = match spawn_process(&command, &env, &sandbox) {
+        Ok(c) => Arc::new(Mutex::new(c)),
+        Err(e) => {
+            let _ = std::fs::write(sandbox.join("stderr"), format!("{e}\n"));
+            let mut st = update(TaskState::TaskFailed, Some("Executor terminated".into()));
+            st.source = Some(task_status::Source::Agent as i32);
+            st.reason = Some(REASON_EXECUTOR_TERMINATED);
+            return end(&inner, st);
+        }
+    };
+    {
+        let mut g = inner.lock().expect("lock");
+        g.log.commands_started += 1;
+        let gone = !g.agents[idx].alive;
+        match g.agents[idx].executors.get_mut(&id) {
+            Some(e) if !gone => e.child = Some(child.clone()),
+            _ => {
+                signal_group(&child, "KILL");
+                return;
+            }
+        }
+        if !g.removed()
+            && let Some(t) = g.tasks.get_mut(&id)
+            && !t.terminal
+        {
+            t.state = TaskState::TaskRunning as i32;
+            t.queue.push_back(update(TaskState::TaskStarting, None));
+            t.queue.push_back(update(TaskState::TaskRunning, None));
+            pump(&mut g);
+        }
+    }
+    use std::os::unix::process::ExitStatusExt as _;
+    let exit = std::process::ExitStatus::from_raw(wait_exit(&child).await);
+    let killed = killed(&inner);
+    let (state, how) = match (exit.code(), exit.signal()) {
+        (Some(0), _) => (TaskState::TaskFinished, "exited with status 0".to_string()),
+        (Some(n), _) => (
+            if killed {
+                TaskState::TaskKilled
+            } else {
+                TaskState::TaskFailed
+            },
+            format!("exited with status {n}"),
+        ),
+        (None, s) => (
+            if killed {
+                TaskState::TaskKilled
+            } else {
+                TaskState::TaskFailed
+            },
+            format!("terminated with signal {}", signal_name(s.unwrap_or(0))),
+        ),
+    };
+    end(&inner, update(state, Some(format!("Command {how}"))));
+}
+
+/// `strsignal`'s words for the common signals (as in "Command terminated with signal
+/// Killed").
+fn signal_name(s: i32) -> String {
+    match s {
+        1 => "Hangup".into(),
+        2 => "Interrupt".into(),
+        6 => "Aborted".into(),
+        9 => "Killed".into(),
+        11 => "Segmentation fault".into(),
+        15 => "Terminated".into(),
+        n => format!("Unknown signal {n}"),
+    }
+}
+
+/// A custom executor is gone: its unfinished tasks end (with an update the framework
+/// must acknowledge, as the agent sends them), its resources are free, and the framework
+/// hears FAILURE (unless the agent itself is gone or the framework was torn down).
 fn terminate_executor(
     g: &mut Inner,
     idx: usize,
@@ -1549,8 +2167,7 @@ fn terminate_executor(
     };
     g.agents[idx].used_cpus -= e.cpus;
     g.agents[idx].used_mem -= e.mem;
-    let removed = g.framework.as_ref().is_none_or(|f| f.removed);
-    if !g.agents[idx].alive || removed {
+    if !g.agents[idx].alive || g.removed() {
         return;
     }
     let agent_id = g.agents[idx].id.clone();
@@ -1570,23 +2187,8 @@ fn terminate_executor(
             message,
             true,
         );
-        if let Some(task) = g.tasks.get_mut(&t) {
-            task.terminal = true;
-            task.state = state as i32;
-            task.queue.push_back(st);
-            g.agents[idx].used_cpus -= task.cpus;
-            g.agents[idx].used_mem -= task.mem;
-        }
+        agent_terminal(g, idx, st);
     }
-    g.send(SEvent {
-        failure: Some(sevent::Failure {
-            agent_id: Some(AgentId { value: agent_id }),
-            executor_id: Some(ExecutorId {
-                value: id.to_string(),
-            }),
-            status: wait_status,
-        }),
-        ..sevent(sevent::Type::Failure)
-    });
+    g.send(failure_event(&agent_id, Some(id), wait_status));
     pump(g);
 }

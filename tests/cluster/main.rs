@@ -72,6 +72,18 @@ fn main() {
         ("mesos_jobs_equal_local", mesos_cases::jobs_equal_local),
         ("mesos_agent_lost_mid_job", mesos_cases::agent_lost_mid_job),
         (
+            "mesos_coarse_jobs_equal_local",
+            mesos_cases::coarse_jobs_equal_local,
+        ),
+        (
+            "mesos_coarse_agent_lost_mid_job",
+            mesos_cases::coarse_agent_lost_mid_job,
+        ),
+        (
+            "mesos_double_command_tasks_behave_like_mesos",
+            mesos_cases::command_tasks_behave_like_mesos,
+        ),
+        (
             "mesos_dropped_subscription_is_survived",
             mesos_cases::dropped_subscription,
         ),

@@ -1,8 +1,10 @@
-//! Jobs over `mesos://` against the Mesos test double: results equal local mode, also
-//! when an agent is lost mid-job or the subscription drops; the double catches a
-//! framework that does not acknowledge; TEARDOWN leaves no executor behind.
+//! Jobs over `mesos://` against the Mesos test double: results equal local mode, in
+//! fine-grained and in coarse-grained mode, also when an agent is lost mid-job (acting on
+//! TASK_LOST long before the master removes the agent) or the subscription drops; the
+//! double catches a framework that does not acknowledge; TEARDOWN leaves no executor
+//! behind.
 
-use crate::fake_mesos::{AgentSpec, FakeMesos};
+use crate::fake_mesos::{AgentSpec, FakeMesos, Options};
 use crate::{check, first_time, temp_dir};
 use spate::MesosOptions;
 use spate::prelude::*;
@@ -24,11 +26,14 @@ fn mesos_context(fake: &FakeMesos) -> Result<Context, String> {
     mesos_context_with(fake, Context::builder())
 }
 
-/// A context on the double, from `builder` (for extra settings).
+/// A fine-grained context on the double, from `builder` (for extra settings).
 fn mesos_context_with(fake: &FakeMesos, builder: spate::ContextBuilder) -> Result<Context, String> {
     builder
         .master(format!("mesos://{}", fake.master))
         .mesos(MesosOptions {
+            // Fine-grained: custom executors, one Mesos task per spate task (the
+            // `mesos_coarse_*` cases run the default, coarse-grained mode).
+            mode: Some(spate::MesosMode::Fine),
             task_mem_mb: Some(256.0),
             executor_mem_mb: Some(64.0),
             failover_timeout: Some(Duration::from_secs(30)),
@@ -146,17 +151,54 @@ fn disturbed_job(
 }
 
 /// The agent running a reduce task (and holding map outputs) disappears mid-job: its
-/// tasks are lost, its outputs recomputed on the other agent, the result is exact.
-pub fn agent_lost_mid_job(_cluster: &Context, local: &Context) -> Result<(), String> {
-    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-agent-lost"));
-    let ctx = mesos_context(&fake)?;
-    let got = disturbed_job(&fake, &ctx, "agent-lost", 60_000, |agent| {
-        fake.kill_agent(agent)
+/// tasks are lost, its outputs recomputed on the other agent, the result is exact, and
+/// the job is done well before the master removes the agent (it reports TASK_LOST with
+/// REASON_AGENT_DISCONNECTED at once, FAILURE only after the removal delay).
+fn lose_agent_mid_job(
+    fake: &FakeMesos,
+    ctx: &Context,
+    local: &Context,
+    tag: &str,
+    removal: Duration,
+) -> Result<usize, String> {
+    let killed = std::sync::Mutex::new(None);
+    let got = disturbed_job(fake, ctx, tag, 60_000, |agent| {
+        fake.kill_agent(agent);
+        if let Ok(mut k) = killed.lock() {
+            *k = Some((agent, Instant::now()));
+        }
     })?;
+    let (agent, at) = killed
+        .into_inner()
+        .map_err(|e| e.to_string())?
+        .ok_or("no agent was killed")?;
+    let took = at.elapsed();
+    println!("  job done {:.1}s after the agent died", took.as_secs_f64());
+    if fake.agent_removed(agent) || took > removal / 2 {
+        return Err(format!(
+            "the job took {took:?} after the agent died: it waited for the agent's removal \
+             ({removal:?}) instead of acting on TASK_LOST"
+        ));
+    }
     check(
         "result after losing an agent",
         got,
         stalled_counts(local, None).map_err(|e| e.to_string())?,
+    )?;
+    Ok(agent)
+}
+
+/// [`lose_agent_mid_job`] in fine-grained mode, with the real master's 75 s removal
+/// delay.
+pub fn agent_lost_mid_job(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-agent-lost"));
+    let ctx = mesos_context(&fake)?;
+    lose_agent_mid_job(
+        &fake,
+        &ctx,
+        local,
+        "agent-lost",
+        Options::default().agent_removal_delay,
     )?;
     no_violations(&fake)?;
     teardown(&fake, ctx)?;
@@ -200,7 +242,7 @@ pub fn non_acknowledging_framework_is_caught(
 ) -> Result<(), String> {
     use bytes::Bytes;
     use prost::Message as _;
-    use spate_mesos::http::{Endpoint, EventStream, Retry, post};
+    use spate_mesos::http::{Retry, post};
     use spate_mesos::v1;
     use spate_mesos::v1::scheduler::{Call, Event, call, event};
 
@@ -212,37 +254,7 @@ pub fn non_acknowledging_framework_is_caught(
     let secret = spate::ship::Secret::generate().map_err(|e| e.to_string())?;
     let (data, _) = crate::sealed_sum_task(local, &secret, 1)?;
     let caught = rt.block_on(async {
-        let mut ep = Endpoint {
-            addr: fake.master.clone(),
-            path: "/api/v1/scheduler".into(),
-        };
-        let sub = Call {
-            r#type: Some(call::Type::Subscribe as i32),
-            subscribe: Some(call::Subscribe {
-                framework_info: v1::FrameworkInfo {
-                    user: "nobody".into(),
-                    name: "no-ack".into(),
-                    failover_timeout: Some(10.0),
-                    roles: vec!["*".into()],
-                    capabilities: vec![v1::framework_info::Capability {
-                        r#type: Some(v1::framework_info::capability::Type::MultiRole as i32),
-                    }],
-                    ..Default::default()
-                },
-                suppressed_roles: Vec::new(),
-            }),
-            ..Default::default()
-        };
-        let body = Bytes::from(sub.encode_to_vec());
-        let mut stream = EventStream::subscribe(
-            &mut ep,
-            body,
-            None,
-            Retry::default(),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let (mut ep, mut stream) = raw_subscribe(&fake, "no-ack").await?;
         let sid = stream.stream_id.clone();
         let mut fid = None;
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -358,7 +370,16 @@ pub fn non_acknowledging_framework_is_caught(
 /// An ERROR event (here "Framework failed over") fails the running job with its message
 /// at once, and later jobs too, instead of hanging.
 pub fn error_event_fails_jobs(_cluster: &Context, _local: &Context) -> Result<(), String> {
-    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-error"));
+    // Offer cycles are not what this case is about, and its time bound should not depend
+    // on them.
+    let fake = FakeMesos::start_with(
+        &AGENTS,
+        temp_dir("mesos-error"),
+        Options {
+            allocation_interval: Duration::from_millis(200),
+            ..Options::default()
+        },
+    );
     let ctx = mesos_context(&fake)?;
     let started = Instant::now();
     let err = match disturbed_job(&fake, &ctx, "error", 60_000, |_| {
@@ -438,6 +459,7 @@ pub fn pre_deployed_executor(_cluster: &Context, local: &Context) -> Result<(), 
     let ctx = Context::builder()
         .master(format!("mesos://{}", fake.master))
         .mesos(MesosOptions {
+            mode: Some(spate::MesosMode::Fine),
             task_mem_mb: Some(256.0),
             executor_uri: Some(exe.to_string_lossy().into_owned()),
             ..Default::default()
@@ -531,4 +553,380 @@ pub fn aborted_jobs_do_not_launch_queued_tasks(
     )?;
     teardown(&fake, ctx)?;
     no_violations(&fake)
+}
+
+/// A context on the double in the default mode (coarse-grained: one long-running
+/// executor command task per agent).
+fn coarse_context(fake: &FakeMesos) -> Result<Context, String> {
+    Context::builder()
+        .master(format!("mesos://{}", fake.master))
+        .mesos(MesosOptions {
+            task_mem_mb: Some(256.0),
+            executor_mem_mb: Some(64.0),
+            failover_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| format!("mesos context: {e}"))
+}
+
+/// The executor command tasks launched so far, as (agent, task id), and a check that
+/// there is exactly one per agent.
+fn one_command_task_per_agent(fake: &FakeMesos) -> Result<Vec<(usize, String)>, String> {
+    let mut tasks = fake.log(|l| l.command_tasks.clone());
+    tasks.sort();
+    let agents: Vec<usize> = tasks.iter().map(|t| t.0).collect();
+    check("agents of the executor command tasks", agents, vec![0, 1])?;
+    Ok(tasks)
+}
+
+/// Coarse-grained mode (the default) on the double: wordcount, join, pagerank, sort and a
+/// large collect equal local mode; each agent runs one executor command task, started
+/// once (fetching the binary once) and reused by every job; dropping the context tears
+/// the framework down and ends the command tasks.
+pub fn coarse_jobs_equal_local(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-coarse-jobs"));
+    let ctx = coarse_context(&fake)?;
+    crate::word_count_equals_local(&ctx, local)?;
+    let first = one_command_task_per_agent(&fake)?;
+    crate::join_equals_local(&ctx, local)?;
+    crate::pagerank_equals_local(&ctx, local)?;
+    crate::sort_by_key_equals_local(&ctx, local)?;
+    crate::large_results_travel_by_url(&ctx, local)?;
+    no_violations(&fake)?;
+    check(
+        "executor command tasks after every job (reused)",
+        one_command_task_per_agent(&fake)?,
+        first,
+    )?;
+    let (custom, commands, fetched) =
+        fake.log(|l| (l.executors_started, l.commands_started, l.fetches));
+    check("custom executors started", custom, 0)?;
+    check("command task processes started", commands, 2)?;
+    check("executor binaries fetched", fetched, 2)?;
+    check("live executor processes", fake.live_executors(), 2)?;
+    let calls = fake.log(|l| l.calls.clone());
+    for c in ["ACCEPT", "ACKNOWLEDGE"] {
+        if !calls.iter().any(|x| x == c) {
+            return Err(format!("no {c} call: {calls:?}"));
+        }
+    }
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// [`lose_agent_mid_job`] in coarse-grained mode, with a removal delay shortened to 20 s:
+/// the job finishes long before it; the agent's later removal (FAILURE) does not disturb
+/// the next job, which runs on the remaining agent.
+pub fn coarse_agent_lost_mid_job(_cluster: &Context, local: &Context) -> Result<(), String> {
+    let removal = Duration::from_secs(20);
+    let fake = FakeMesos::start_with(
+        &AGENTS,
+        temp_dir("mesos-coarse-agent-lost"),
+        Options {
+            agent_removal_delay: removal,
+            ..Options::default()
+        },
+    );
+    let ctx = coarse_context(&fake)?;
+    let agent = lose_agent_mid_job(&fake, &ctx, local, "coarse-agent-lost", removal)?;
+    no_violations(&fake)?;
+    wait_for("the master to remove the lost agent", 30, || {
+        fake.agent_removed(agent)
+    })?;
+    check(
+        "a job after the agent's removal",
+        ctx.range(0, 1000, 4).count().map_err(|e| e.to_string())?,
+        1000,
+    )?;
+    let lost = fake.log(|l| l.command_tasks.iter().filter(|t| t.0 == agent).count());
+    check("executor command tasks on the lost agent", lost, 1)?;
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// What a hand-written framework saw of one task: state, message, source, reason.
+type Seen = (i32, Option<String>, Option<i32>, Option<i32>);
+
+/// The double's command tasks, driven by a hand-written framework: a command that exits
+/// non-zero is TASK_FAILED "Command exited with status 3" from the command executor, one
+/// that exits 0 (and sees the Mesos environment of a command task) TASK_FINISHED, a KILL
+/// ends a running one with TASK_KILLED, and a task with both `command` and `executor` is
+/// refused with TASK_ERROR, all as Mesos 1.12 does.
+pub fn command_tasks_behave_like_mesos(_cluster: &Context, _local: &Context) -> Result<(), String> {
+    use bytes::Bytes;
+    use prost::Message as _;
+    use spate_mesos::http::{Retry, post};
+    use spate_mesos::v1;
+    use spate_mesos::v1::scheduler::{Call, Event, call};
+    use std::collections::HashMap;
+
+    let fake = FakeMesos::start_with(
+        &AGENTS[..1],
+        temp_dir("mesos-command-tasks"),
+        Options {
+            allocation_interval: Duration::from_millis(200),
+            ..Options::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let seen: HashMap<String, Vec<Seen>> = rt.block_on(async {
+        let (mut ep, mut stream) = raw_subscribe(&fake, "command-tasks").await?;
+        let sid = stream.stream_id.clone();
+        let mut fid = None;
+        let mut seen: HashMap<String, Vec<Seen>> = HashMap::new();
+        let (mut launched, mut killed) = (false, false);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let done = |seen: &HashMap<String, Vec<Seen>>| {
+            ["t-fail", "t-ok", "t-sleep", "t-both"].iter().all(|t| {
+                seen.get(*t)
+                    .is_some_and(|v| v.iter().any(|s| s.0 != 0 && s.0 != 1))
+            })
+        };
+        while Instant::now() < deadline && !done(&seen) {
+            let Ok(Ok(Some(rec))) =
+                tokio::time::timeout(Duration::from_millis(200), stream.next_record()).await
+            else {
+                continue;
+            };
+            let e = Event::decode(rec).map_err(|e| e.to_string())?;
+            let mut calls = Vec::new();
+            if let Some(s) = e.subscribed {
+                fid = Some(s.framework_id.clone());
+            }
+            if let Some(u) = e.update {
+                let st = u.status;
+                let id = st.task_id.value.clone();
+                seen.entry(id.clone()).or_default().push((
+                    st.state,
+                    st.message.clone(),
+                    st.source,
+                    st.reason,
+                ));
+                if let Some(uuid) = st.uuid.clone() {
+                    calls.push(Call {
+                        r#type: Some(call::Type::Acknowledge as i32),
+                        acknowledge: Some(call::Acknowledge {
+                            agent_id: st.agent_id.clone().unwrap_or_default(),
+                            task_id: st.task_id.clone(),
+                            uuid,
+                        }),
+                        ..Default::default()
+                    });
+                }
+                if id == "t-sleep" && st.state == v1::TaskState::TaskRunning as i32 && !killed {
+                    killed = true;
+                    calls.push(Call {
+                        r#type: Some(call::Type::Kill as i32),
+                        kill: Some(call::Kill {
+                            task_id: st.task_id.clone(),
+                            agent_id: st.agent_id.clone(),
+                            kill_policy: None,
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+            if let Some(offers) = e.offers {
+                let o = &offers.offers[0];
+                let carve = |name: &str, v: f64| {
+                    let mut r = o
+                        .resources
+                        .iter()
+                        .find(|r| r.name == name)
+                        .cloned()
+                        .unwrap_or_default();
+                    r.scalar = Some(v1::value::Scalar { value: v });
+                    r
+                };
+                let task = |id: &str, script: &str| v1::TaskInfo {
+                    name: id.into(),
+                    task_id: v1::TaskId { value: id.into() },
+                    agent_id: o.agent_id.clone(),
+                    resources: vec![carve("cpus", 0.5), carve("mem", 64.0)],
+                    command: Some(v1::CommandInfo {
+                        shell: Some(true),
+                        value: Some(script.into()),
+                        environment: Some(v1::Environment {
+                            variables: vec![v1::environment::Variable {
+                                name: "WANT".into(),
+                                value: Some("t-ok".into()),
+                                ..Default::default()
+                            }],
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let mut both = task("t-both", "true");
+                both.executor = Some(v1::ExecutorInfo {
+                    executor_id: v1::ExecutorId { value: "e".into() },
+                    command: both.command.clone(),
+                    ..Default::default()
+                });
+                let launch = |tasks: Vec<v1::TaskInfo>| v1::offer::Operation {
+                    r#type: Some(v1::offer::operation::Type::Launch as i32),
+                    launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
+                    ..Default::default()
+                };
+                let operations = if launched {
+                    Vec::new() // declined
+                } else {
+                    vec![
+                        launch(vec![
+                            task("t-fail", "exit 3"),
+                            task(
+                                "t-ok",
+                                "test \"$MESOS_EXECUTOR_ID\" = \"$WANT\" && \
+                                 test \"$MESOS_SANDBOX\" = \"$PWD\" && test -n \"$MESOS_FRAMEWORK_ID\"",
+                            ),
+                            task("t-sleep", "sleep 60"),
+                        ]),
+                        launch(vec![both]),
+                    ]
+                };
+                launched = true;
+                calls.push(Call {
+                    r#type: Some(call::Type::Accept as i32),
+                    accept: Some(call::Accept {
+                        offer_ids: vec![o.id.clone()],
+                        operations,
+                        filters: Some(v1::Filters {
+                            refuse_seconds: Some(60.0),
+                        }),
+                    }),
+                    ..Default::default()
+                });
+            }
+            for mut c in calls {
+                c.framework_id = fid.clone();
+                post(
+                    &mut ep,
+                    Bytes::from(c.encode_to_vec()),
+                    sid.as_deref(),
+                    None,
+                    Retry::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        let teardown = Call {
+            framework_id: fid,
+            r#type: Some(call::Type::Teardown as i32),
+            ..Default::default()
+        };
+        let _ = post(
+            &mut ep,
+            Bytes::from(teardown.encode_to_vec()),
+            sid.as_deref(),
+            None,
+            Retry::default(),
+        )
+        .await;
+        Ok::<_, String>(seen)
+    })?;
+    let states = |id: &str| -> Vec<Seen> { seen.get(id).cloned().unwrap_or_default() };
+    let executor = Some(v1::task_status::Source::Executor as i32);
+    let s = |st: v1::TaskState| st as i32;
+    check(
+        "t-fail",
+        states("t-fail"),
+        vec![
+            (s(v1::TaskState::TaskStarting), None, executor, None),
+            (s(v1::TaskState::TaskRunning), None, executor, None),
+            (
+                s(v1::TaskState::TaskFailed),
+                Some("Command exited with status 3".into()),
+                executor,
+                None,
+            ),
+        ],
+    )?;
+    check(
+        "t-ok",
+        states("t-ok").last().cloned(),
+        Some((
+            s(v1::TaskState::TaskFinished),
+            Some("Command exited with status 0".into()),
+            executor,
+            None,
+        )),
+    )?;
+    check(
+        "t-sleep",
+        states("t-sleep").last().cloned(),
+        Some((
+            s(v1::TaskState::TaskKilled),
+            Some("Command terminated with signal Terminated".into()),
+            executor,
+            None,
+        )),
+    )?;
+    let both = states("t-both");
+    let master = Some(v1::task_status::Source::Master as i32);
+    if !(both.len() == 1
+        && both[0].0 == s(v1::TaskState::TaskError)
+        && both[0].2 == master
+        && both[0].3 == Some(14)
+        && both[0].1.as_deref().is_some_and(|m| m.contains("not both")))
+    {
+        return Err(format!("t-both: {both:?}"));
+    }
+    wait_for("command tasks to end after TEARDOWN", 15, || {
+        fake.live_executors() == 0
+    })?;
+    // Exactly the invalid task broke a rule.
+    let v = fake.log(|l| l.violations.clone());
+    if v.len() != 1 || !v[0].contains("t-both") {
+        return Err(format!("violations: {v:?}"));
+    }
+    Ok(())
+}
+
+/// A hand-written framework's subscription to the double (for cases that must make calls
+/// spate's framework never makes).
+async fn raw_subscribe(
+    fake: &FakeMesos,
+    name: &str,
+) -> Result<(spate_mesos::http::Endpoint, spate_mesos::http::EventStream), String> {
+    use bytes::Bytes;
+    use prost::Message as _;
+    use spate_mesos::http::{Endpoint, EventStream, Retry};
+    use spate_mesos::v1;
+    use spate_mesos::v1::scheduler::{Call, call};
+    let mut ep = Endpoint {
+        addr: fake.master.clone(),
+        path: "/api/v1/scheduler".into(),
+    };
+    let sub = Call {
+        r#type: Some(call::Type::Subscribe as i32),
+        subscribe: Some(call::Subscribe {
+            framework_info: v1::FrameworkInfo {
+                user: "nobody".into(),
+                name: name.into(),
+                failover_timeout: Some(10.0),
+                roles: vec!["*".into()],
+                capabilities: vec![v1::framework_info::Capability {
+                    r#type: Some(v1::framework_info::capability::Type::MultiRole as i32),
+                }],
+                ..Default::default()
+            },
+            suppressed_roles: Vec::new(),
+        }),
+        ..Default::default()
+    };
+    let stream = EventStream::subscribe(
+        &mut ep,
+        Bytes::from(sub.encode_to_vec()),
+        None,
+        Retry::default(),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((ep, stream))
 }
