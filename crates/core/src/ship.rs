@@ -78,15 +78,20 @@ pub mod codec {
 /// Identity of the running executable: a hash of its bytes (`/proc/self/exe` is the image
 /// that was exec'd, even if the file on disk has since been rebuilt).
 pub fn exe_id() -> u64 {
-    static ID: OnceLock<u64> = OnceLock::new();
-    *ID.get_or_init(|| {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&exe_sha256()[..8]);
+    u64::from_le_bytes(id)
+}
+
+/// SHA-256 of the running executable's bytes, computed once per process (the driver
+/// checks executors' downloads against it; [`exe_id`] is its first 8 bytes).
+pub fn exe_sha256() -> [u8; 32] {
+    static DIGEST: OnceLock<[u8; 32]> = OnceLock::new();
+    *DIGEST.get_or_init(|| {
         let bytes = std::fs::read("/proc/self/exe")
             .or_else(|_| std::env::current_exe().and_then(std::fs::read))
             .unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&digest[..8]);
-        u64::from_le_bytes(id)
+        Sha256::digest(&bytes).into()
     })
 }
 

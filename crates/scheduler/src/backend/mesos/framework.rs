@@ -673,7 +673,11 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
                 .local_addr()
                 .map_err(|e| Error::Other(format!("executable server: {e}")))?
                 .port();
-            let sha = sha256_hex(&bytes);
+            // This process's image is hashed once per process anyway (its identity).
+            let sha = match &config.exe {
+                None => hex(&spate_core::ship::exe_sha256()),
+                Some(_) => sha256_hex(&bytes),
+            };
             let path = exec_server::exec_path(exe_id(), &name);
             let url = format!("http://{host}:{port}{path}");
             tracing::info!(url, "serving the executor binary to Mesos agents");
@@ -720,10 +724,11 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A shell command that runs `exe` with `args` only if its SHA-256 is `sha` (when the
@@ -916,6 +921,8 @@ impl Framework {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut backoff = Duration::from_millis(250);
         let mut disconnected: Option<Instant> = None;
+        // A stop that came while the subscription was down (answered after TEARDOWN).
+        let mut stopping: Option<oneshot::Sender<()>> = None;
         loop {
             if let Some(leader) = &mut self.leader {
                 // Subscribe to the master ZooKeeper names as leading now.
@@ -953,6 +960,15 @@ impl Framework {
             )
             .await;
             let ended = match opened {
+                Ok(stream) if stopping.is_some() => {
+                    // Stopped while disconnected: subscribed again only to tear down.
+                    self.stream_id = stream.stream_id.clone();
+                    self.teardown().await;
+                    if let Some(done) = stopping.take() {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
                 Ok(stream) => {
                     self.stream_id = stream.stream_id.clone();
                     disconnected = None;
@@ -985,13 +1001,20 @@ impl Framework {
                 ));
                 return;
             }
+            if stopping.is_some() {
+                // Keep trying to tear down until the caller gives up waiting.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
             tracing::warn!("Mesos subscription dropped ({why}); re-subscribing in {backoff:?}");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 cmd = commands.recv() => match cmd {
+                    // Re-subscribe at once, only to send TEARDOWN: a framework left
+                    // registered keeps its executors' resources until the failover timeout.
                     Some(Command::Stop(done)) => {
-                        let _ = done.send(());
-                        return;
+                        stopping = Some(done);
+                        continue;
                     }
                     None => return,
                     // Queued tasks are looked at once subscribed again; cached blocks
