@@ -278,7 +278,6 @@ enum Input {
     DriverGone,
 }
 
-
 /// Resolves when the driver process is gone: its liveness connection closes (or cannot be
 /// made for a minute). Without the variable, never. A driver that dies without TEARDOWN
 /// leaves its framework registered until the failover timeout; its executors need not
@@ -337,7 +336,9 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
         },
         block_server,
     };
-    let alive = std::env::var(env::DRIVER_ALIVE).ok().filter(|a| !a.is_empty());
+    let alive = std::env::var(env::DRIVER_ALIVE)
+        .ok()
+        .filter(|a| !a.is_empty());
     let outcome = core.runtime().block_on(async {
         let gone = driver_gone(alive);
         tokio::pin!(gone);
