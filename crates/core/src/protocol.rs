@@ -32,6 +32,17 @@ pub mod env {
     pub const DRIVER_ALIVE: &str = "SPATE_DRIVER_ALIVE";
 }
 
+/// Exit statuses of executor processes that say why they stopped (a Mesos agent reports
+/// them as "Command exited with status N").
+pub mod exit {
+    /// The driver refused the executor: a different build of the program.
+    pub const REFUSED: i32 = 3;
+    /// The executor could not reach the driver's control address.
+    pub const DRIVER_UNREACHABLE: i32 = 4;
+    /// The launch command found the fetched binary's SHA-256 is not the driver's.
+    pub const CORRUPT_DOWNLOAD: i32 = 86;
+}
+
 /// Executor → driver.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum ToDriver {

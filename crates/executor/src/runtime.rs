@@ -26,6 +26,9 @@ pub enum ExecutorError {
     /// The driver refused this executor.
     #[error("the driver refused this executor: {0}")]
     Refused(String),
+    /// The driver's control address could not be reached.
+    #[error("cannot reach the driver at {0}: {1}")]
+    DriverUnreachable(String, String),
 }
 
 /// How an executor was asked to run.
@@ -107,7 +110,11 @@ pub fn run(config: ExecutorConfig) -> i32 {
         Ok(()) => 0,
         Err(ExecutorError::Refused(msg)) => {
             eprintln!("spate executor: {msg}");
-            3
+            spate_core::protocol::exit::REFUSED
+        }
+        Err(e @ ExecutorError::DriverUnreachable(..)) => {
+            eprintln!("spate executor: {e}");
+            spate_core::protocol::exit::DRIVER_UNREACHABLE
         }
         Err(e) => {
             eprintln!("spate executor: {e}");
@@ -117,7 +124,6 @@ pub fn run(config: ExecutorConfig) -> i32 {
 }
 
 fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
-    let io = |e: std::io::Error| ExecutorError::Io(e.to_string());
     let (statuses, mut outbox) = mpsc::unbounded_channel::<ToDriver>();
     let sink_tx = statuses.clone();
     let core = Core::start(
@@ -138,9 +144,18 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
         }),
     )?;
     let rt = core.runtime();
+    // Bounded: an unroutable driver address must not hang a Mesos executor for minutes.
+    let unreachable = |e: String| ExecutorError::DriverUnreachable(config.driver.clone(), e);
     let stream = rt
-        .block_on(TcpStream::connect(&config.driver))
-        .map_err(io)?;
+        .block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                TcpStream::connect(&config.driver),
+            )
+            .await
+        })
+        .map_err(|_| unreachable("no answer within 30 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     rt.spawn(async move {

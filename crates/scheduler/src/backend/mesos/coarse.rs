@@ -12,6 +12,7 @@
 
 use super::offers::{take, total};
 use crate::backend::control::ControlHooks;
+use spate_core::protocol::exit;
 use spate_mesos::v1::{self, AgentId, CommandInfo, Offer, TaskId as MesosTaskId, TaskInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,13 +25,6 @@ pub(crate) const MIN_CPUS: f64 = 0.1;
 
 /// Failures before registration after which an agent is not used again.
 const MAX_AGENT_FAILURES: u32 = 2;
-
-/// Exit status of the executor's launch command when the fetched binary's SHA-256 is not
-/// the driver's.
-pub(crate) const CORRUPT_EXIT: i32 = 86;
-
-/// Exit status of an executor the driver refused (a different build).
-pub(crate) const REFUSED_EXIT: i32 = 3;
 
 /// One executor task, launching or live.
 #[derive(Clone, Debug)]
@@ -240,10 +234,10 @@ impl ControlHooks for Hooks {
 
 /// Why an executor task ended, from its terminal status, and whether that rules its
 /// agent out at once.
-pub(crate) fn ended_why(status: &v1::TaskStatus, agent: &str) -> (String, bool) {
+pub(crate) fn ended_why(status: &v1::TaskStatus, agent: &str, driver: &str) -> (String, bool) {
     let message = status.message.clone().unwrap_or_default();
     let exited = |code: i32| message.contains(&format!("status {code}"));
-    if exited(CORRUPT_EXIT) {
+    if exited(exit::CORRUPT_DOWNLOAD) {
         return (
             format!(
                 "the executor binary fetched on agent {agent} is corrupt (its SHA-256 differs \
@@ -253,11 +247,20 @@ pub(crate) fn ended_why(status: &v1::TaskStatus, agent: &str) -> (String, bool) 
             true,
         );
     }
-    if exited(REFUSED_EXIT) {
+    if exited(exit::REFUSED) {
         return (
             format!(
                 "the executor on agent {agent} runs a different build of the program; \
                  redeploy the executor with the driver's exact binary"
+            ),
+            true,
+        );
+    }
+    if exited(exit::DRIVER_UNREACHABLE) {
+        return (
+            format!(
+                "the executor on agent {agent} could not connect to the driver at {driver}; \
+                 set SPATE_ADVERTISED_HOST to an address the agents can reach"
             ),
             true,
         );
@@ -353,11 +356,13 @@ mod tests {
             message: Some(m.into()),
             ..Default::default()
         };
-        let (why, fatal) = ended_why(&st("Command exited with status 86"), "a1");
+        let (why, fatal) = ended_why(&st("Command exited with status 4"), "a1", "10.0.0.9:4000");
+        assert!(fatal && why.contains("10.0.0.9:4000") && why.contains("SPATE_ADVERTISED_HOST"));
+        let (why, fatal) = ended_why(&st("Command exited with status 86"), "a1", "d");
         assert!(fatal && why.contains("corrupt"), "{why}");
-        let (why, fatal) = ended_why(&st("Command exited with status 3"), "a1");
+        let (why, fatal) = ended_why(&st("Command exited with status 3"), "a1", "d");
         assert!(fatal && why.contains("different build"), "{why}");
-        let (why, fatal) = ended_why(&st("Command exited with status 1"), "a1");
+        let (why, fatal) = ended_why(&st("Command exited with status 1"), "a1", "d");
         assert!(!fatal && why.contains("TASK_FAILED"), "{why}");
     }
 }

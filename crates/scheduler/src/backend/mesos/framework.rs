@@ -732,7 +732,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A shell command that runs `exe` with `args` only if its SHA-256 is `sha` (when the
-/// agent has `sha256sum`), else exits with [`coarse::CORRUPT_EXIT`] saying why.
+/// agent has `sha256sum`), else exits with `exit::CORRUPT_DOWNLOAD` saying why.
 fn checked_launch(exe: &str, sha: &str, args: &[String]) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut cmd = format!(
@@ -742,7 +742,7 @@ fn checked_launch(exe: &str, sha: &str, args: &[String]) -> String {
         quote(&format!(
             "spate: corrupt download: {exe} does not have the SHA-256 of the driver's binary ({sha})"
         )),
-        coarse::CORRUPT_EXIT,
+        spate_core::protocol::exit::CORRUPT_DOWNLOAD,
         quote(exe)
     );
     for a in args {
@@ -1905,7 +1905,7 @@ impl Framework {
         }) else {
             return;
         };
-        let (why, fatal) = coarse::ended_why(status, agent);
+        let (why, fatal) = coarse::ended_why(status, agent, &self.control_addr);
         if entry.registered {
             // At once, also when the agent merely disconnected (TASK_LOST): its block
             // server is gone with it, so its map outputs are recomputed elsewhere now.
@@ -2068,7 +2068,10 @@ mod tests {
         assert_eq!(good.status.code(), Some(0));
         assert_eq!(String::from_utf8_lossy(&good.stdout), "ran it's b c\n");
         let bad = run(&sha256_hex(b"another binary"));
-        assert_eq!(bad.status.code(), Some(coarse::CORRUPT_EXIT));
+        assert_eq!(
+            bad.status.code(),
+            Some(spate_core::protocol::exit::CORRUPT_DOWNLOAD)
+        );
         assert!(String::from_utf8_lossy(&bad.stderr).contains("corrupt download"));
         let _ = std::fs::remove_dir_all(&dir);
     }
