@@ -105,6 +105,9 @@ pub struct Options {
     /// From an agent's disconnection to its removal (and FAILURE):
     /// `--agent_ping_timeout` × `--max_agent_ping_timeouts` (Mesos default 15 s × 5).
     pub agent_removal_delay: Duration,
+    /// This agent's fetcher hands out truncated downloads, as two real agents sharing one
+    /// `--fetcher_cache_dir` do when they fetch the same file at once.
+    pub corrupt_downloads_on: Option<usize>,
 }
 
 impl Default for Options {
@@ -112,6 +115,7 @@ impl Default for Options {
         Options {
             allocation_interval: Duration::from_secs(1),
             agent_removal_delay: Duration::from_secs(75),
+            corrupt_downloads_on: None,
         }
     }
 }
@@ -1829,6 +1833,7 @@ struct Env {
 /// words it.
 async fn fetch_uris(
     inner: &Mutex<Inner>,
+    agent: usize,
     command: &CommandInfo,
     sandbox: &Path,
     container: &str,
@@ -1857,7 +1862,14 @@ async fn fetch_uris(
             inner.lock().expect("lock").log.fetches += 1;
             match http_get(&uri.value, false).await {
                 Ok((200, _, body)) => {
-                    std::fs::write(sandbox.join(&name), &body).map_err(|e| e.to_string())
+                    let corrupt =
+                        inner.lock().expect("lock").options.corrupt_downloads_on == Some(agent);
+                    let body = if corrupt {
+                        &body[..body.len() / 2]
+                    } else {
+                        &body[..]
+                    };
+                    std::fs::write(sandbox.join(&name), body).map_err(|e| e.to_string())
                 }
                 Ok((code, _, _)) => Err(format!(
                     "Error downloading resource, received HTTP return code {code}"
@@ -1981,7 +1993,7 @@ async fn start_executor(
         terminate_executor(&mut g, idx, &id, state, reason, &message, Some(wait_status));
     };
     let command = info.command.clone().unwrap_or_default();
-    if let Err(message) = fetch_uris(&inner, &command, &sandbox, &id).await {
+    if let Err(message) = fetch_uris(&inner, idx, &command, &sandbox, &id).await {
         return fail(
             &inner,
             TaskState::TaskFailed,
@@ -2063,7 +2075,7 @@ async fn run_command(
             agent_terminal(&mut g, idx, st);
         }
     };
-    let fetched = fetch_uris(&inner, &command, &sandbox, &id).await;
+    let fetched = fetch_uris(&inner, idx, &command, &sandbox, &id).await;
     let killed = |inner: &Arc<Mutex<Inner>>| {
         let g = inner.lock().expect("lock");
         !g.agents[idx].alive || g.agents[idx].executors.get(&id).is_none_or(|e| e.killing)

@@ -80,6 +80,10 @@ fn main() {
             mesos_cases::coarse_agent_lost_mid_job,
         ),
         (
+            "mesos_coarse_corrupt_download_rules_the_agent_out",
+            mesos_cases::coarse_corrupt_download_rules_the_agent_out,
+        ),
+        (
             "mesos_double_command_tasks_behave_like_mesos",
             mesos_cases::command_tasks_behave_like_mesos,
         ),

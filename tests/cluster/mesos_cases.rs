@@ -645,6 +645,43 @@ pub fn coarse_agent_lost_mid_job(_cluster: &Context, local: &Context) -> Result<
     no_violations(&fake)
 }
 
+/// An agent whose fetcher hands out a truncated binary: the launch command's SHA-256
+/// check stops it before it runs ("corrupt download", exit 86), the agent is not tried
+/// again for this application, and jobs run exactly on the other agent.
+pub fn coarse_corrupt_download_rules_the_agent_out(
+    _cluster: &Context,
+    local: &Context,
+) -> Result<(), String> {
+    let root = temp_dir("mesos-corrupt");
+    let fake = FakeMesos::start_with(
+        &AGENTS,
+        root.clone(),
+        Options {
+            corrupt_downloads_on: Some(1),
+            ..Options::default()
+        },
+    );
+    let ctx = coarse_context(&fake)?;
+    crate::word_count_equals_local(&ctx, local)?;
+    crate::join_equals_local(&ctx, local)?;
+    // Offers from the bad agent keep coming; none may start another executor there.
+    std::thread::sleep(Duration::from_secs(3));
+    crate::sort_by_key_equals_local(&ctx, local)?;
+    let on = |agent: usize| fake.log(|l| l.command_tasks.iter().filter(|t| t.0 == agent).count());
+    check("executor attempts on the corrupting agent", on(1), 1)?;
+    check("executors on the good agent", on(0), 1)?;
+    let said = std::fs::read_dir(root.join("agent-1"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|d| std::fs::read_to_string(d.ok()?.path().join("stderr")).ok())
+        .any(|e| e.contains("corrupt download"));
+    if !said {
+        return Err("the corrupting agent's sandbox does not say \"corrupt download\"".into());
+    }
+    no_violations(&fake)?;
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
 /// What a hand-written framework saw of one task: state, message, source, reason.
 type Seen = (i32, Option<String>, Option<i32>, Option<i32>);
 
