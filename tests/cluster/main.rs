@@ -80,6 +80,14 @@ fn main() {
             mesos_cases::coarse_agent_lost_mid_job,
         ),
         (
+            "mesos_fine_different_build_is_removed_not_retried",
+            mesos_cases::fine_different_build_is_removed_not_retried,
+        ),
+        (
+            "mesos_fine_killed_driver_executors_exit",
+            mesos_cases::fine_killed_driver_executors_exit,
+        ),
+        (
             "mesos_coarse_corrupt_download_rules_the_agent_out",
             mesos_cases::coarse_corrupt_download_rules_the_agent_out,
         ),

@@ -408,14 +408,7 @@ pub fn error_event_fails_jobs(_cluster: &Context, _local: &Context) -> Result<()
 /// Ctrl-C on a driver running on Mesos tears the framework down: the process exits with
 /// 130 and no executor is left behind.
 pub fn ctrl_c_tears_the_framework_down(_cluster: &Context, _local: &Context) -> Result<(), String> {
-    // target/<profile>/deps/cluster-<hash> → target/<profile>/examples/wordcount
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("examples").join("wordcount"))
-        .filter(|b| b.exists())
-        .ok_or("the wordcount example is not built (cargo test builds it)")?;
+    let bin = wordcount_example()?;
     let fake = FakeMesos::start(&AGENTS[..1], temp_dir("mesos-ctrl-c"));
     let child = std::process::Command::new(bin)
         .args(["--master", &format!("mesos://{}", fake.master)])
@@ -473,6 +466,96 @@ pub fn pre_deployed_executor(_cluster: &Context, local: &Context) -> Result<(), 
     }
     teardown(&fake, ctx)?;
     no_violations(&fake)
+}
+
+/// The built `wordcount` example next to this test binary (`cargo test` builds examples).
+fn wordcount_example() -> Result<std::path::PathBuf, String> {
+    // target/<profile>/deps/cluster-<hash> → target/<profile>/examples/wordcount
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    exe.parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples").join("wordcount"))
+        .filter(|b| b.exists())
+        .ok_or_else(|| "the wordcount example is not built (cargo test builds it)".into())
+}
+
+/// Fine-grained executors of a different build (another program pre-deployed as the
+/// executor) refuse every task: each is shut down after its first refusal and its agent
+/// ruled out, so no agent gets a second executor, and the job fails saying to redeploy.
+pub fn fine_different_build_is_removed_not_retried(
+    _cluster: &Context,
+    _local: &Context,
+) -> Result<(), String> {
+    let fake = FakeMesos::start(&AGENTS, temp_dir("mesos-other-build"));
+    let other = wordcount_example()?;
+    let ctx = Context::builder()
+        .master(format!("mesos://{}", fake.master))
+        .mesos(MesosOptions {
+            mode: Some(spate::MesosMode::Fine),
+            task_mem_mb: Some(256.0),
+            executor_uri: Some(other.to_string_lossy().into_owned()),
+            offer_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let err = match ctx.range(0, 100, 4).map(|x| x + 1).count() {
+        Ok(n) => return Err(format!("a different build ran the job ({n})")),
+        Err(e) => e.to_string(),
+    };
+    if !err.contains("different build") || !err.contains("redeploy") {
+        return Err(format!("the error does not say to redeploy: {err}"));
+    }
+    let started = fake.log(|l| l.executors_started);
+    if started > AGENTS.len() {
+        return Err(format!(
+            "{started} executors started on {} agents: a refusing agent was tried again",
+            AGENTS.len()
+        ));
+    }
+    teardown(&fake, ctx)?;
+    no_violations(&fake)
+}
+
+/// A fine-grained driver killed outright (no TEARDOWN): its executors notice the
+/// driver's liveness connection closing and exit on their own, well before the
+/// framework's failover timeout.
+pub fn fine_killed_driver_executors_exit(
+    _cluster: &Context,
+    _local: &Context,
+) -> Result<(), String> {
+    let bin = wordcount_example()?;
+    let root = temp_dir("mesos-driver-killed");
+    let fake = FakeMesos::start(&AGENTS[..1], root.clone());
+    let mut child = std::process::Command::new(bin)
+        .args(["--master", &format!("mesos://{}", fake.master)])
+        .env("SPATE_TASK_MEM_MB", "256")
+        .env("SPATE_MESOS_MODE", "fine")
+        .env("SPATE_MESOS_FAILOVER_TIMEOUT", "600")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let running = wait_for("the example's executor to run", 60, || {
+        fake.live_executors() > 0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    running?;
+    wait_for("executors to exit without TEARDOWN", 20, || {
+        fake.live_executors() == 0
+    })
+    .map_err(|e| format!("{e}; executor stderr: {}", sandbox_stderr(&root)))?;
+    if fake.torn_down() {
+        return Err("a SIGKILLed driver sent TEARDOWN?".into());
+    }
+    // (The dead driver cannot acknowledge its last updates: the double reports that, as
+    // it should; nothing else may be wrong.)
+    let v = fake.log(|l| l.violations.clone());
+    match v.iter().find(|v| !v.contains("not acknowledged")) {
+        Some(other) => Err(format!("Mesos protocol violation: {other}")),
+        None => Ok(()),
+    }
 }
 
 /// Figures, not a check: with `SPATE_BENCH_CORPUS=FILE` (e.g. a corpus from
@@ -966,4 +1049,21 @@ async fn raw_subscribe(
     .await
     .map_err(|e| e.to_string())?;
     Ok((ep, stream))
+}
+
+/// Every sandbox's stderr under a double's `root` (for failure messages).
+fn sandbox_stderr(root: &std::path::Path) -> String {
+    let mut out = String::new();
+    for agent in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for sandbox in std::fs::read_dir(agent.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(e) = std::fs::read_to_string(sandbox.path().join("stderr")) {
+                out.push_str(&format!("\n[{}]\n{e}", sandbox.path().display()));
+            }
+        }
+    }
+    out
 }

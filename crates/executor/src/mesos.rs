@@ -287,14 +287,25 @@ async fn driver_gone(addr: Option<String>) {
         return std::future::pending().await;
     };
     let started = Instant::now();
+    let mut refused = 0;
     let mut conn = loop {
         match tokio::net::TcpStream::connect(&addr).await {
             Ok(c) => break c,
+            // The port is open before any executor starts: refusals mean the driver died.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && refused >= 2 => {
+                tracing::warn!("the driver at {addr} is gone: {e}");
+                return;
+            }
             Err(e) if started.elapsed() > Duration::from_secs(60) => {
                 tracing::warn!("cannot reach the driver at {addr}: {e}");
                 return;
             }
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    refused += 1;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await
+            }
         }
     };
     let mut buf = [0u8; 64];

@@ -63,7 +63,8 @@ impl Coarse {
     pub fn failed_to_start(&mut self, agent: &str, why: &str, fatal: bool) {
         let n = self.failures.entry(agent.to_string()).or_default();
         *n += 1;
-        if fatal || *n >= MAX_AGENT_FAILURES {
+        if (fatal || *n >= MAX_AGENT_FAILURES) && !self.bad_agents.contains_key(agent) {
+            // The first reason is the one that says why (a crash that follows is its echo).
             tracing::warn!(agent, "not using agent {agent} again: {why}");
             self.bad_agents.insert(agent.to_string(), why.to_string());
         }
