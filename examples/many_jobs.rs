@@ -7,8 +7,9 @@
 //!
 //! Each round runs 31 small jobs (narrow operations, shuffles, joins, sorts, actions) on
 //! tiny datasets and checks every answer against one computed with plain iterators. With
-//! the default 4 rounds that is 124 jobs. Prints `jobs N`, `seconds S` and `ok` (or the
-//! first wrong answer, exiting with status 1).
+//! the default 4 rounds that is 124 jobs. Prints `jobs N`, `startup_seconds` (creating the
+//! context: starting executors), `seconds` (the jobs), `stop_seconds` (stopping the
+//! context) and `ok` (or the first wrong answer, exiting with status 1).
 
 mod common;
 
@@ -132,7 +133,9 @@ fn round(ctx: &Context, r: i64) -> anyhow::Result<usize> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let begun = std::time::Instant::now();
     let ctx = Context::new()?;
+    let startup = begun.elapsed().as_secs_f64();
     common::init_logging();
     let mut rounds = 4i64;
     let mut args = spate::args().into_iter();
@@ -153,7 +156,11 @@ fn main() -> anyhow::Result<()> {
         jobs += round(&ctx, r)?;
     }
     println!("jobs {jobs}");
+    println!("startup_seconds {startup:.2}");
     println!("seconds {:.2}", start.elapsed().as_secs_f64());
+    let stopping = std::time::Instant::now();
+    drop(ctx);
+    println!("stop_seconds {:.2}", stopping.elapsed().as_secs_f64());
     println!("ok");
     Ok(())
 }
