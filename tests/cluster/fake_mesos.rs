@@ -452,6 +452,22 @@ fn alive(child: &Mutex<Child>) -> bool {
         .is_none()
 }
 
+/// Record a started process as executor `id` of agent `idx`; if the agent died or the
+/// executor was dropped meanwhile, kill it instead and say so (`false`).
+fn adopt(g: &mut Inner, idx: usize, id: &str, child: &Arc<Mutex<Child>>) -> bool {
+    let gone = !g.agents[idx].alive;
+    match g.agents[idx].executors.get_mut(id) {
+        Some(e) if !gone => {
+            e.child = Some(child.clone());
+            true
+        }
+        _ => {
+            signal_group(child, "KILL");
+            false
+        }
+    }
+}
+
 /// Send `signal` (`TERM`, `KILL`) to the process group `child` leads: every process the
 /// double starts leads its own group, so a shell command's children go with it (as the
 /// command executor kills the task's process tree).
@@ -2018,13 +2034,8 @@ async fn start_executor(
     {
         let mut g = inner.lock().expect("lock");
         g.log.executors_started += 1;
-        let gone = !g.agents[idx].alive;
-        match g.agents[idx].executors.get_mut(&id) {
-            Some(e) if !gone => e.child = Some(child.clone()),
-            _ => {
-                signal_group(&child, "KILL");
-                return;
-            }
+        if !adopt(&mut g, idx, &id, &child) {
+            return;
         }
     }
     let wait_status = wait_exit(&child).await;
@@ -2105,13 +2116,8 @@ async fn run_command(
     {
         let mut g = inner.lock().expect("lock");
         g.log.commands_started += 1;
-        let gone = !g.agents[idx].alive;
-        match g.agents[idx].executors.get_mut(&id) {
-            Some(e) if !gone => e.child = Some(child.clone()),
-            _ => {
-                signal_group(&child, "KILL");
-                return;
-            }
+        if !adopt(&mut g, idx, &id, &child) {
+            return;
         }
         if !g.removed()
             && let Some(t) = g.tasks.get_mut(&id)

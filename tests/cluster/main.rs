@@ -5,8 +5,9 @@
 //! A `harness = false` test: executors re-run this binary's `main`, whose first statement
 //! creates the context and so turns them into executors before any test code runs.
 
+use common::{check, corpus_file, first_time, join_pairs, pagerank, sorted_pairs, word_counts};
 use spate::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 type Case = (&'static str, fn(&Context, &Context) -> Result<(), String>);
 
@@ -150,14 +151,6 @@ fn main() {
     }
 }
 
-fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?}, want {want:?}"))
-    }
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("spate-cluster-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -165,57 +158,12 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn corpus_file(lines: usize) -> PathBuf {
-    let dir = temp_dir("corpus");
-    let mut text = String::new();
-    let mut x = 12345u64;
-    for _ in 0..lines {
-        for j in 0..10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if j > 0 {
-                text.push(' ');
-            }
-            text.push_str(&format!("w{}", (x % 3000).min(x % 97 * 40)));
-        }
-        text.push('\n');
-    }
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, text).expect("write corpus");
-    p
-}
-
-fn word_counts(ctx: &Context, path: &Path) -> spate::Result<Vec<(Word, u64)>> {
-    let opts = spate::TextFileOptions {
-        min_partitions: Some(6),
-        min_split_bytes: 1,
-        ..Default::default()
-    };
-    let mut v = ctx
-        .text_file_with(&path.to_string_lossy(), &opts)?
-        .flat_map(words)
-        .map(|w| (w, 1u64))
-        .reduce_by_key_n(|a, b| a + b, 4)
-        .collect()?;
-    v.sort();
-    Ok(v)
-}
-
 fn word_count_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
-    let path = corpus_file(20_000);
+    let path = corpus_file(&temp_dir("corpus"), 20_000);
     let got = word_counts(cluster, &path).map_err(|e| e.to_string())?;
     let want = word_counts(local, &path).map_err(|e| e.to_string())?;
     check("distinct words", got.len(), want.len())?;
     check("counts", got, want)
-}
-
-fn join_pairs(ctx: &Context) -> spate::Result<Vec<(i64, (String, i64))>> {
-    let users = ctx.range(0, 500, 3).map(|i| (i, format!("user{i}")));
-    let orders = ctx.range(0, 20_000, 5).map(|o| ((o * 7919) % 600, o));
-    let mut v = users.join(&orders).collect()?;
-    v.sort();
-    Ok(v)
 }
 
 fn join_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
@@ -224,13 +172,6 @@ fn join_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
         return Err("empty join".into());
     }
     check("join", got, join_pairs(local).map_err(|e| e.to_string())?)
-}
-
-fn sorted_pairs(ctx: &Context) -> spate::Result<Vec<(i64, i64)>> {
-    ctx.range(0, 50_000, 6)
-        .map(|x| ((x * 2_654_435_761) % 100_003, x))
-        .sort_by_key_n(true, 5)?
-        .collect()
 }
 
 fn sort_by_key_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
@@ -243,35 +184,6 @@ fn sort_by_key_equals_local(cluster: &Context, local: &Context) -> Result<(), St
         got,
         sorted_pairs(local).map_err(|e| e.to_string())?,
     )
-}
-
-fn pagerank(ctx: &Context) -> spate::Result<Vec<(i64, u64)>> {
-    let links = ctx
-        .range(0, 2000, 4)
-        .flat_map(|i| {
-            (1..=3)
-                .map(move |k| (i, (i * 31 + k * 17) % 2000))
-                .collect::<Vec<_>>()
-        })
-        .group_by_key_n(4);
-    let mut ranks = links.map_values(|_| 1.0f64);
-    for _ in 0..5 {
-        ranks = links
-            .join(&ranks)
-            .flat_map(|(_, (targets, rank))| {
-                let share = rank / targets.len() as f64;
-                targets
-                    .into_iter()
-                    .map(move |t| (t, share))
-                    .collect::<Vec<_>>()
-            })
-            .reduce_by_key_n(|a, b| a + b, 4)
-            .map_values(|s| 0.15 + 0.85 * s);
-    }
-    // compare the exact bits of every rank
-    let mut v = ranks.map_values(f64::to_bits).collect()?;
-    v.sort();
-    Ok(v)
 }
 
 fn pagerank_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {
@@ -294,14 +206,6 @@ fn large_results_travel_by_url(cluster: &Context, local: &Context) -> Result<(),
 }
 
 /// True exactly once per marker path, across processes: the caller that creates the file.
-fn first_time(marker: &str) -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(marker)
-        .is_ok()
-}
-
 fn crash_once_counts(ctx: &Context, marker: Option<String>) -> spate::Result<Vec<(i64, u64)>> {
     let counts = ctx
         .range(0, 100_000, 8)
@@ -881,6 +785,8 @@ fn event_log_carries_executor_metrics(_cluster: &Context, _local: &Context) -> R
     check("executors added with an address", added, 2)
 }
 
+#[path = "../common/jobs.rs"]
+mod common;
 mod fake_agent;
 mod fake_mesos;
 mod mesos_cases;

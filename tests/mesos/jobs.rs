@@ -1,101 +1,13 @@
 //! The jobs the cases run, each on a Mesos context and on `local[2]` to compare.
 
+#[path = "../common/jobs.rs"]
+mod common;
+
+pub use common::*;
 use spate::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        let (g, w) = (format!("{got:?}"), format!("{want:?}"));
-        let cut = |s: &str| s.chars().take(300).collect::<String>();
-        Err(format!("{what}: got {}, want {}", cut(&g), cut(&w)))
-    }
-}
-
-/// A text file of `lines` lines of ten pseudo-random words.
-pub fn corpus_file(dir: &Path, lines: usize) -> PathBuf {
-    let mut text = String::new();
-    let mut x = 12345u64;
-    for _ in 0..lines {
-        for j in 0..10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if j > 0 {
-                text.push(' ');
-            }
-            text.push_str(&format!("w{}", (x % 3000).min(x % 97 * 40)));
-        }
-        text.push('\n');
-    }
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
-    p
-}
-
-pub fn word_counts(ctx: &Context, path: &Path) -> spate::Result<Vec<(Word, u64)>> {
-    let opts = spate::TextFileOptions {
-        min_partitions: Some(6),
-        min_split_bytes: 1,
-        ..Default::default()
-    };
-    let mut v = ctx
-        .text_file_with(&path.to_string_lossy(), &opts)?
-        .flat_map(words)
-        .map(|w| (w, 1u64))
-        .reduce_by_key_n(|a, b| a + b, 4)
-        .collect()?;
-    v.sort();
-    Ok(v)
-}
-
-pub fn join_pairs(ctx: &Context) -> spate::Result<Vec<(i64, (String, i64))>> {
-    let users = ctx.range(0, 500, 3).map(|i| (i, format!("user{i}")));
-    let orders = ctx.range(0, 20_000, 5).map(|o| ((o * 7919) % 600, o));
-    let mut v = users.join(&orders).collect()?;
-    v.sort();
-    Ok(v)
-}
-
-/// Five pagerank iterations over 2000 pages; the ranks' exact bits.
-pub fn pagerank(ctx: &Context) -> spate::Result<Vec<(i64, u64)>> {
-    let links = ctx
-        .range(0, 2000, 4)
-        .flat_map(|i| {
-            (1..=3)
-                .map(move |k| (i, (i * 31 + k * 17) % 2000))
-                .collect::<Vec<_>>()
-        })
-        .group_by_key_n(4);
-    let mut ranks = links.map_values(|_| 1.0f64);
-    for _ in 0..5 {
-        ranks = links
-            .join(&ranks)
-            .flat_map(|(_, (targets, rank))| {
-                let share = rank / targets.len() as f64;
-                targets
-                    .into_iter()
-                    .map(move |t| (t, share))
-                    .collect::<Vec<_>>()
-            })
-            .reduce_by_key_n(|a, b| a + b, 4)
-            .map_values(|s| 0.15 + 0.85 * s);
-    }
-    let mut v = ranks.map_values(f64::to_bits).collect()?;
-    v.sort();
-    Ok(v)
-}
-
-pub fn sorted_pairs(ctx: &Context) -> spate::Result<Vec<(i64, i64)>> {
-    ctx.range(0, 50_000, 6)
-        .map(|x| ((x * 2_654_435_761) % 100_003, x))
-        .sort_by_key_n(true, 5)?
-        .collect()
-}
-
-/// wordcount, join, pagerank and sort_by_key on `ctx` equal `local`; the time of each.
 pub fn jobs_equal(ctx: &Context, local: &Context, dir: &Path) -> Result<String, String> {
     let mut times = Vec::new();
     let path = corpus_file(dir, 20_000);
@@ -139,15 +51,6 @@ pub fn jobs_equal(ctx: &Context, local: &Context, dir: &Path) -> Result<String, 
         sorted_pairs(local).map_err(|e| format!("local sort_by_key: {e}"))?,
     )?;
     Ok(times.join(", "))
-}
-
-/// True exactly once per marker path, across processes: for the caller that creates it.
-pub fn first_time(marker: &str) -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(marker)
-        .is_ok()
 }
 
 /// How the first reduce task of [`stalled_counts`] stalls: it creates `once` (an

@@ -1435,13 +1435,7 @@ impl Framework {
                 }
                 accepts.push((offer.id.clone(), tasks));
             }
-            let declined: Vec<OfferId> = offers
-                .iter()
-                .zip(&used)
-                .filter(|(_, u)| !**u)
-                .map(|(o, _)| o.id.clone())
-                .collect();
-            (declined, st.pending.is_empty())
+            (unused(&offers, &used), st.pending.is_empty())
         };
         for (offer_id, tasks) in accepts {
             let ids: Vec<TaskId> = tasks
@@ -1481,16 +1475,7 @@ impl Framework {
                 }
             }
         }
-        if !declined.is_empty() {
-            let mut c = self.call(call::Type::Decline);
-            c.decline = Some(call::Decline {
-                offer_ids: declined,
-                filters: Some(Filters {
-                    refuse_seconds: Some(if idle { REFUSE_IDLE } else { REFUSE_BUSY }),
-                }),
-            });
-            self.send_later(c);
-        }
+        self.decline(declined, if idle { REFUSE_IDLE } else { REFUSE_BUSY });
         if idle {
             self.suppress().await;
         }
@@ -1763,6 +1748,16 @@ impl Framework {
     }
 }
 
+/// The ids of the offers not `used`.
+fn unused(offers: &[Offer], used: &[bool]) -> Vec<OfferId> {
+    offers
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| !**u)
+        .map(|(o, _)| o.id.clone())
+        .collect()
+}
+
 /// Seconds an offer declined in coarse mode stays away (REVIVE clears it when an
 /// executor ends and its agent is needed again).
 const COARSE_REFUSE: f64 = 120.0;
@@ -1859,28 +1854,29 @@ impl Framework {
                 }
             }
         }
-        let declined: Vec<OfferId> = offers
-            .iter()
-            .zip(&used)
-            .filter(|(_, u)| !**u)
-            .map(|(o, _)| o.id.clone())
-            .collect();
-        if !declined.is_empty() {
-            let mut c = self.call(call::Type::Decline);
-            c.decline = Some(call::Decline {
-                offer_ids: declined,
-                filters: Some(Filters {
-                    // Without any executor, look again soon; otherwise these agents have
-                    // one (or are too small or given up on) until an executor ends.
-                    refuse_seconds: Some(if any_executor {
-                        COARSE_REFUSE
-                    } else {
-                        REFUSE_BUSY
-                    }),
-                }),
-            });
-            self.send_later(c);
+        // Without any executor, look again soon; otherwise these agents have one (or are
+        // too small or given up on) until an executor ends.
+        let refuse = if any_executor {
+            COARSE_REFUSE
+        } else {
+            REFUSE_BUSY
+        };
+        self.decline(unused(&offers, &used), refuse);
+    }
+
+    /// DECLINE `offers` (if any), filtered for `refuse` seconds.
+    fn decline(&self, offers: Vec<OfferId>, refuse: f64) {
+        if offers.is_empty() {
+            return;
         }
+        let mut c = self.call(call::Type::Decline);
+        c.decline = Some(call::Decline {
+            offer_ids: offers,
+            filters: Some(Filters {
+                refuse_seconds: Some(refuse),
+            }),
+        });
+        self.send_later(c);
     }
 
     /// Coarse mode: the Mesos task of an executor changed state.
