@@ -283,3 +283,63 @@ impl Control {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Hooks;
+    impl ControlHooks for Hooks {}
+
+    /// Regression: the driver read an executor's first frame under the heartbeat timeout,
+    /// so an executor slow to start (hashing a large debug binary on a busy machine) was
+    /// dropped before it registered. Registration has its own deadline now.
+    #[test]
+    fn registration_may_take_longer_than_the_heartbeat_timeout() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let (tx, events) = crossbeam_channel::unbounded();
+        let sink = EventSink { tx };
+        let secret = Secret::generate().expect("secret");
+        let heartbeat = Duration::from_millis(200);
+        let reply = rt.block_on(async {
+            let (control, addr) =
+                Control::start("127.0.0.1", sink, secret, heartbeat, Box::new(Hooks))
+                    .await
+                    .expect("control");
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            // Silent for three heartbeat timeouts before registering.
+            tokio::time::sleep(heartbeat * 3).await;
+            let register = ToDriver::Register {
+                executor: "slow".into(),
+                exe_id: exe_id(),
+                cores: 1,
+                block_server: "127.0.0.1:9".into(),
+                pid: 1,
+            };
+            conn.write_all(&frame(&register).expect("frame"))
+                .await
+                .expect("send");
+            let mut decoder = FrameDecoder::default();
+            let mut buf = vec![0u8; 4096];
+            let reply = loop {
+                let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                    .await
+                    .expect("an answer")
+                    .expect("read");
+                assert!(n > 0, "the driver closed the connection of a slow executor");
+                decoder.push(&buf[..n]);
+                if let Some(m) = decoder.next_frame::<ToExecutor>().expect("frame") {
+                    break m;
+                }
+            };
+            assert_eq!(control.connected(), 1);
+            reply
+        });
+        assert_eq!(reply, ToExecutor::Registered);
+        assert!(
+            events
+                .try_iter()
+                .any(|e| matches!(e, crate::event::Event::ExecutorAdded { ref executor, .. } if executor == "slow"))
+        );
+    }
+}
