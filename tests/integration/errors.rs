@@ -301,8 +301,24 @@ fn unreachable_mesos_master_is_a_clear_error() {
         .err()
         .expect("no master there");
     let msg = e.to_string();
-    assert!(msg.contains("master at 127.0.0.1:1"), "{msg}");
-    assert!(msg.contains("cannot reach"), "{msg}");
+    assert!(
+        matches!(e, Error::Unreachable { .. }),
+        "not a configuration error: {msg}"
+    );
+    assert!(
+        msg.starts_with("cannot reach the Mesos master at 127.0.0.1:1: "),
+        "{msg}"
+    );
+    assert!(msg.ends_with("is it running?"), "{msg}");
+    // Through ZooKeeper: nothing listens there either.
+    let e = spate::Context::builder()
+        .master("mesos://zk://127.0.0.1:1/mesos")
+        .build()
+        .err()
+        .expect("no ZooKeeper there");
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Unreachable { .. }), "{msg}");
+    assert!(msg.contains("ZooKeeper at 127.0.0.1:1"), "{msg}");
 }
 
 #[test]

@@ -49,6 +49,17 @@ pub enum Error {
     /// A master URL or other setting that cannot be understood.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A service the program needs (a cluster manager, ZooKeeper) does not answer.
+    #[error("cannot reach the {service} at {address}: {message}; is it running?")]
+    Unreachable {
+        /// What was called, e.g. "Mesos master".
+        service: String,
+        /// Where it was looked for.
+        address: String,
+        /// What the connection attempt said.
+        message: String,
+    },
     /// A job could not finish: a task failed more often than allowed, or was fatal.
     #[error(
         "job {job} failed: stage {stage} ({rdd}), partition {partition}, after {attempts} attempt(s): {message}"

@@ -198,7 +198,7 @@ struct State {
     /// Why the framework can run nothing any more.
     failed: Option<String>,
     /// Outcome of the first subscription.
-    subscribed: Option<std::result::Result<String, String>>,
+    subscribed: Option<std::result::Result<String, Error>>,
     /// Task slots in the first batch of offers.
     first_offer_slots: Option<usize>,
     /// Fine-grained cpus per task (the configured ones, or shrunk to fit the agents).
@@ -320,7 +320,14 @@ impl SchedulerBackend for MesosBackend {
                     .map_err(|e| Error::Config(format!("Mesos master: {e}")))?;
                 let watch = rt
                     .block_on(zk::watch_leader(&url, Duration::from_secs(10)))
-                    .map_err(|e| Error::Config(format!("finding the leading Mesos master: {e}")))?;
+                    .map_err(|e| match e {
+                        zk::ZkError::Unreachable { servers, message } => Error::Unreachable {
+                            service: "ZooKeeper".into(),
+                            address: servers,
+                            message,
+                        },
+                        e => Error::Config(format!("finding the leading Mesos master: {e}")),
+                    })?;
                 tracing::info!(
                     leader = watch.current_leader(),
                     zk = %url,
@@ -356,7 +363,15 @@ impl SchedulerBackend for MesosBackend {
         self.events = Some(events.clone());
         let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
         loop {
-            let outcome = self.state.lock().ok().and_then(|s| s.subscribed.clone());
+            let outcome = self
+                .state
+                .lock()
+                .ok()
+                .and_then(|mut s| match &s.subscribed {
+                    Some(Ok(id)) => Some(Ok(id.clone())),
+                    Some(Err(_)) => s.subscribed.take(),
+                    None => None,
+                });
             match outcome {
                 Some(Ok(id)) => {
                     tracing::info!(
@@ -369,7 +384,7 @@ impl SchedulerBackend for MesosBackend {
                 }
                 Some(Err(e)) => {
                     self.stop();
-                    return Err(Error::Config(e));
+                    return Err(e);
                 }
                 None if Instant::now() > deadline => {
                     self.stop();
@@ -959,6 +974,19 @@ impl Framework {
                 Duration::from_secs(75),
             )
             .await;
+            if self.framework_id.is_none()
+                && let Err(HttpError::Unreachable { message, .. }) = &opened
+            {
+                // Never subscribed: tell `start` nothing answers there.
+                if let Ok(mut st) = self.state.lock() {
+                    st.subscribed = Some(Err(Error::Unreachable {
+                        service: "Mesos master".into(),
+                        address: self.endpoint.addr.clone(),
+                        message: message.clone(),
+                    }));
+                }
+                return;
+            }
             let ended = match opened {
                 Ok(stream) if stopping.is_some() => {
                     // Stopped while disconnected: subscribed again only to tear down.
@@ -989,7 +1017,7 @@ impl Framework {
             if self.framework_id.is_none() {
                 // Never subscribed: nothing to fail over, tell `start`.
                 if let Ok(mut st) = self.state.lock() {
-                    st.subscribed = Some(Err(why));
+                    st.subscribed = Some(Err(Error::Config(why)));
                 }
                 return;
             }
@@ -1137,7 +1165,7 @@ impl Framework {
                     let why = format!("the Mesos master refused the framework: {msg}");
                     if self.framework_id.is_none() {
                         if let Ok(mut st) = self.state.lock() {
-                            st.subscribed = Some(Err(why));
+                            st.subscribed = Some(Err(Error::Config(why)));
                         }
                     } else {
                         self.fail_everything(&why);
