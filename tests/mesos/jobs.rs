@@ -50,6 +50,33 @@ pub fn jobs_equal(ctx: &Context, local: &Context, dir: &Path) -> Result<String, 
         got,
         sorted_pairs(local).map_err(|e| format!("local sort_by_key: {e}"))?,
     )?;
+
+    // Cached partitions stay in the executors: a second job reads them (the map function
+    // runs once per element in all, counted by an accumulator) and broadcasts reach them.
+    let t = Instant::now();
+    let calls = ctx.accumulator(0u64);
+    let offset = ctx.broadcast(7i64).map_err(|e| format!("broadcast: {e}"))?;
+    let cached = ctx
+        .range(0, 10_000, 4)
+        .map_with((calls.clone(), offset), |(calls, offset), x| {
+            calls.add(1);
+            x + **offset
+        })
+        .cache();
+    let first = cached
+        .reduce(|a, b| a + b)
+        .map_err(|e| format!("cache: {e}"))?;
+    let second = cached
+        .reduce(|a, b| a + b)
+        .map_err(|e| format!("cache: {e}"))?;
+    times.push(format!("cache {:.1} s", t.elapsed().as_secs_f64()));
+    let want: i64 = (0..10_000).map(|x| x + 7).sum();
+    check("cached sum", (first, second), (Some(want), Some(want)))?;
+    check(
+        "map calls over two jobs on a cached RDD",
+        calls.value(),
+        10_000,
+    )?;
     Ok(times.join(", "))
 }
 

@@ -1776,6 +1776,15 @@ impl Framework {
     }
 }
 
+/// Bytes of cached partitions a coarse executor of `mem_mb` may keep: the driver's
+/// `SPATE_CACHE_MEMORY` when set, else half the executor's memory.
+fn cache_budget(mem_mb: f64) -> String {
+    std::env::var("SPATE_CACHE_MEMORY")
+        .ok()
+        .filter(|v| v.parse::<usize>().is_ok())
+        .unwrap_or_else(|| ((mem_mb * 1024.0 * 1024.0 / 2.0) as u64).to_string())
+}
+
 /// The ids of the offers not `used`.
 fn unused(offers: &[Offer], used: &[bool]) -> Vec<OfferId> {
     offers
@@ -1850,6 +1859,9 @@ impl Framework {
                 (env::SECRET, self.secret.to_hex()),
                 (env::CORES, p.threads.to_string()),
                 (env::WORK_DIR, "spate-work".to_string()),
+                // Cached partitions within the memory Mesos gave the executor (a
+                // cgroups-isolated agent kills an executor that outgrows it).
+                ("SPATE_CACHE_MEMORY", cache_budget(p.mem)),
             ];
             let task =
                 coarse::executor_task(p, offer, &self.config.name, self.command.clone(), &vars);
