@@ -130,6 +130,31 @@ impl MesosOptions {
         }
     }
 
+    /// These settings, with the unset ones taken from `other`.
+    fn or(self, other: MesosOptions) -> MesosOptions {
+        MesosOptions {
+            mode: self.mode.or(other.mode),
+            max_cores: self.max_cores.or(other.max_cores),
+            offer_timeout: self.offer_timeout.or(other.offer_timeout),
+            user: self.user.or(other.user),
+            roles: if self.roles.is_empty() {
+                other.roles
+            } else {
+                self.roles
+            },
+            principal: self.principal.or(other.principal),
+            secret: self.secret.or(other.secret),
+            failover_timeout: self.failover_timeout.or(other.failover_timeout),
+            checkpoint: self.checkpoint.or(other.checkpoint),
+            task_cpus: self.task_cpus.or(other.task_cpus),
+            task_mem_mb: self.task_mem_mb.or(other.task_mem_mb),
+            executor_cpus: self.executor_cpus.or(other.executor_cpus),
+            executor_mem_mb: self.executor_mem_mb.or(other.executor_mem_mb),
+            advertised_host: self.advertised_host.or(other.advertised_host),
+            executor_uri: self.executor_uri.or(other.executor_uri),
+        }
+    }
+
     /// Settings in the environment that cannot be used, as an error naming them.
     fn check_env(get: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(m) = get("SPATE_MESOS_MODE") {
@@ -333,7 +358,10 @@ impl ContextBuilder {
             executor_exe: self.executor_exe.or_else(self_executor_override),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
             spill_bytes: self.spill_bytes,
-            mesos: self.mesos.unwrap_or_else(MesosOptions::from_env),
+            mesos: match self.mesos {
+                Some(options) => options.or(MesosOptions::from_env()),
+                None => MesosOptions::from_env(),
+            },
             event_log: self.event_log,
             ui: match (self.ui, self.ui_port) {
                 (Some(false), _) => UiSetting::Off,
@@ -863,5 +891,25 @@ mod tests {
         };
         let err = bad.apply(&mut c).expect_err("negative memory");
         assert!(err.to_string().contains("task memory"), "{err}");
+        // The builder's settings win; what they leave unset comes from the environment.
+        let env = |k: &str| {
+            Some(match k {
+                "SPATE_MESOS_MODE" => "fine".to_string(),
+                "SPATE_TASK_CPUS" => "0.5".to_string(),
+                "SPATE_MESOS_OFFER_TIMEOUT" => "7".to_string(),
+                _ => return None,
+            })
+        };
+        let o = MesosOptions {
+            task_cpus: Some(2.0),
+            ..Default::default()
+        }
+        .or(MesosOptions::from_lookup(env));
+        assert_eq!(o.task_cpus, Some(2.0));
+        assert_eq!(o.mode, Some(MesosMode::Fine));
+        assert_eq!(o.offer_timeout, Some(Duration::from_secs(7)));
+        let bad = |k: &str| (k == "SPATE_MESOS_MODE").then(|| "medium".to_string());
+        let err = MesosOptions::check_env(bad).expect_err("unknown mode");
+        assert!(err.to_string().contains("SPATE_MESOS_MODE"), "{err}");
     }
 }

@@ -99,9 +99,7 @@ pub fn fine_grained_jobs_equal_local(h: &Harness) -> Result<String, String> {
         .progress(false)
         .mesos(spate::MesosOptions {
             mode: Some(spate::MesosMode::Fine),
-            // the environment's other settings still apply (the builder's options
-            // replace the environment's as a whole)
-            ..spate::MesosOptions::from_env()
+            ..Default::default()
         })
         .build()
         .map_err(|e| format!("the fine-grained Mesos context: {e}"))?;
