@@ -46,6 +46,10 @@ fn main() {
         ),
         ("mismatched_binary_is_refused", mismatched_binary),
         (
+            "executor_death_is_named_by_its_cause",
+            executor_death_is_named_by_its_cause,
+        ),
+        (
             "a_second_local_cluster_leaves_the_first_alone",
             second_local_cluster,
         ),
@@ -442,6 +446,40 @@ fn second_local_cluster(cluster: &Context, local: &Context) -> Result<(), String
     )?;
     drop(other);
     word_count_equals_local(cluster, local)
+}
+
+/// An executor that dies (here: a task aborts the process) is named with its cause in
+/// the job's error: the exit status and its last words on stderr, not only "control
+/// connection closed".
+fn executor_death_is_named_by_its_cause(
+    _cluster: &Context,
+    _local: &Context,
+) -> Result<(), String> {
+    let ctx = Context::builder()
+        .master("local-cluster[1]")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let err = match ctx
+        .range(0, 10, 2)
+        .map(|x| {
+            if x == 3 {
+                eprintln!("about to abort on element 3");
+                std::process::abort();
+            }
+            x
+        })
+        .count()
+    {
+        Ok(n) => return Err(format!("the job survived {n} aborts")),
+        Err(e) => e.to_string(),
+    };
+    println!("(the job's error: {err})");
+    for want in ["SIGABRT", "about to abort on element 3", "lost"] {
+        if !err.contains(want) {
+            return Err(format!("the error does not say {want:?}: {err}"));
+        }
+    }
+    Ok(())
 }
 
 /// Lines in `path` (one per execution of a partition, see `counted`).

@@ -279,6 +279,9 @@ impl Control {
             }
         }
         if let Some(id) = &me {
+            // Whoever watches the process (local-cluster) or its Mesos task usually knows
+            // better how it died: give them a moment to say so first.
+            tokio::time::sleep(Duration::from_millis(300)).await;
             self.lose(id, "control connection closed", false);
         }
     }

@@ -149,6 +149,76 @@ impl LocalClusterBackend {
     }
 }
 
+/// An executor's stderr, passed on to the driver's and its last lines kept: how a dead
+/// executor died (a panic, a stack overflow, an abort) is usually its last words.
+#[derive(Clone)]
+struct StderrTail {
+    lines: Arc<Mutex<std::collections::VecDeque<String>>>,
+    done: Arc<AtomicBool>,
+}
+
+/// Lines of an executor's stderr kept for its obituary.
+const TAIL_LINES: usize = 3;
+
+impl StderrTail {
+    fn forward(stderr: Option<std::process::ChildStderr>, id: &str) -> StderrTail {
+        let tail = StderrTail {
+            lines: Arc::new(Mutex::new(std::collections::VecDeque::new())),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let Some(stderr) = stderr else {
+            tail.done.store(true, Ordering::SeqCst);
+            return tail;
+        };
+        let me = tail.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("spate-stderr-{id}"))
+            .spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("{line}");
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Ok(mut l) = me.lines.lock() {
+                        if l.len() == TAIL_LINES {
+                            l.pop_front();
+                        }
+                        l.push_back(line);
+                    }
+                }
+                me.done.store(true, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            tail.done.store(true, Ordering::SeqCst);
+        }
+        tail
+    }
+
+    /// The last lines, once the pipe is drained (or `wait` passed).
+    fn last_words(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        while !self.done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lines = self.lines.lock().ok()?;
+        let words: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+        (!words.is_empty()).then(|| {
+            let mut s = words.join(" | ");
+            if s.len() > 500 {
+                let mut cut = 500;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+                s.push('…');
+            }
+            s
+        })
+    }
+}
+
 /// Starts executor processes and watches them; shared with the watcher threads so a lost
 /// executor can be replaced.
 struct Spawner {
@@ -196,9 +266,11 @@ impl Spawner {
             .env(env::CORES, self.cores.to_string())
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io("starting executor", self.exe.clone(), e))?;
+        let mut child = child;
+        let tail = StderrTail::forward(child.stderr.take(), &id);
         let child = Arc::new(Mutex::new(child));
         if let Ok(mut children) = self.children.lock() {
             children.push((id.clone(), child.clone()));
@@ -206,13 +278,13 @@ impl Spawner {
         let me = self.clone();
         std::thread::Builder::new()
             .name(format!("spate-watch-{id}"))
-            .spawn(move || me.watch(&id, &child))
+            .spawn(move || me.watch(&id, &child, &tail))
             .map_err(|e| Error::Other(format!("starting executor watcher: {e}")))?;
         Ok(())
     }
 
     /// Process exit is the fastest sign of a lost executor; a lost one is replaced.
-    fn watch(self: &Arc<Self>, id: &str, child: &Mutex<Child>) {
+    fn watch(self: &Arc<Self>, id: &str, child: &Mutex<Child>, tail: &StderrTail) {
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -222,9 +294,14 @@ impl Spawner {
                 .ok()
                 .and_then(|mut c| c.try_wait().ok().flatten());
             if let Some(status) = status {
-                // Reported once, by whoever notices first (this watcher or the connection).
-                self.control
-                    .lose(id, &format!("executor process exited ({status})"), false);
+                // Reported once, by whoever notices first (this watcher or the connection,
+                // which leaves the watcher a moment to say how the process died).
+                let last = tail.last_words(Duration::from_millis(200));
+                let why = match last {
+                    Some(words) => format!("executor process exited ({status}): {words}"),
+                    None => format!("executor process exited ({status})"),
+                };
+                self.control.lose(id, &why, false);
                 let _ = std::fs::remove_dir_all(self.work_root.join(id));
                 self.replace(id);
                 return;
