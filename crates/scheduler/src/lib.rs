@@ -1,7 +1,7 @@
 //! spate-scheduler: turns jobs into stages and stages into tasks.
 //!
 //! - [`dag`]: the DAG scheduler, one owner of all scheduling state, driven by an event
-//!   loop ([`event::Event`]); stages, their states, retries, fetch-failure recovery and
+//!   loop (`event::Event`); stages, their states, retries, fetch-failure recovery and
 //!   task placement on executor cores.
 //! - [`event`]: the events and the sink backends report through.
 //! - [`backend`]: the [`backend::SchedulerBackend`] trait, the one deployment seam, with

@@ -1,21 +1,29 @@
-//! The Mesos framework: spate's scheduler backend for `mesos://host:port`.
+//! The Mesos framework: spate's scheduler backend for `mesos://host:port` and
+//! `mesos://zk://…` (the leader found and followed through ZooKeeper).
 //!
-//! The DAG scheduler pushes tasks to executors with free cores; under Mesos, tasks can
-//! only start when an offer arrives. So the backend shows the DAG one virtual executor,
-//! [`POOL`], with unbounded slots, queues what it is given, and drains the queue on
-//! OFFERS: [`super::offers::fit`] places tasks (preferred agents first), one spate executor
-//! per agent is started with the first task there and reused by every later task (the
-//! same `ExecutorInfo`, byte for byte), unused offers are declined, and the framework
-//! SUPPRESSes offers while nothing waits and REVIVEs them when tasks arrive.
+//! One event loop owns the subscription in both modes: SUBSCRIBE, OFFERS, UPDATE (each
+//! update with a uuid acknowledged after handling, and only those), FAILURE, a dropped
+//! subscription re-subscribed with the framework id and backoff within
+//! `failover_timeout` (then RECONCILE), ERROR failing every job, TEARDOWN on stop and on
+//! Ctrl-C / SIGTERM / SIGHUP. Tasks that wait `offer_timeout` for resources fail the
+//! running jobs with what they need and the largest offer seen.
 //!
-//! Status updates map onto the scheduler's task ends exactly as local-cluster frames do
-//! ([`super::report_end`]); updates without spate's data (agent- or master-generated:
-//! lost, killed, invalid) are task failures with the Mesos state and reason in the
-//! message, and a FAILURE event is an executor loss (its map outputs are gone). Every
-//! update with a uuid is acknowledged, and only those. A dropped subscription is
-//! re-subscribed with the framework id and backoff within `failover_timeout`, then
-//! running tasks are reconciled; an ERROR event fails every job with its message.
-//! TEARDOWN on stop and on Ctrl-C leaves no executor behind.
+//! **Coarse-grained** ([`MesosMode::Coarse`], the default; see `super::coarse`): each
+//! offered agent gets one long-running executor task holding its cpus; executors
+//! register on the driver's control channel and the DAG sends them tasks directly.
+//!
+//! **Fine-grained** ([`MesosMode::Fine`]): the DAG scheduler pushes tasks to executors
+//! with free cores, but under Mesos a task can only start when an offer arrives. So the
+//! backend shows the DAG one virtual executor, [`POOL`], with unbounded slots, queues
+//! what it is given, and drains the queue on OFFERS: [`super::offers::fit`] places tasks
+//! (preferred agents first), one spate executor per agent is started with the first task
+//! there and reused by every later task (the same `ExecutorInfo`, byte for byte), unused
+//! offers are declined, and the framework SUPPRESSes offers while nothing waits and
+//! REVIVEs them when tasks arrive. Status updates map onto the scheduler's task ends
+//! exactly as local-cluster frames do (`backend::report_end`); updates without spate's
+//! data (agent- or master-generated: lost, killed, invalid) are task failures with the
+//! Mesos state and reason in the message; a FAILURE event, or TASK_LOST because the agent
+//! disconnected, is an executor loss (its map outputs are gone).
 
 use super::coarse::{self, Coarse};
 use super::exec_server;
