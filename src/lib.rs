@@ -40,7 +40,7 @@ pub fn args() -> Vec<String> {
 }
 pub use spate_core::accumulator::Accumulator;
 pub use spate_core::broadcast::Broadcast;
-pub use spate_core::rdd::TextFileOptions;
+pub use spate_core::rdd::{Numeric, StatCounter, TextFileOptions};
 pub use spate_core::ship::SerArc;
 pub use spate_core::{Data, Error, Key, Master, PartIter, Rdd, Result};
 pub use spate_core::{

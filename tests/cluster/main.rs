@@ -32,6 +32,7 @@ fn main() {
         ("join_equals_local", join_equals_local),
         ("sort_by_key_equals_local", sort_by_key_equals_local),
         ("pagerank_equals_local", pagerank_equals_local),
+        ("numeric_actions_equal_local", numeric_actions_equal_local),
         ("large_results_travel_by_url", large_results_travel_by_url),
         (
             "killed_executor_mid_shuffle_gives_exact_result",
@@ -480,6 +481,34 @@ fn executor_death_is_named_by_its_cause(
         }
     }
     Ok(())
+}
+
+/// Numeric actions (stats, sum, histograms) on executors equal local mode.
+fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let numbers = |ctx: &Context| {
+        ctx.range(0, 100_000, 7)
+            .map(|x| ((x * 7919) % 1000) as f64 / 8.0)
+    };
+    let e = |e: spate::Error| e.to_string();
+    let (got, want) = (
+        numbers(cluster).stats().map_err(e)?,
+        numbers(local).stats().map_err(e)?,
+    );
+    check("count", got.count(), want.count())?;
+    check("min/max", (got.min(), got.max()), (want.min(), want.max()))?;
+    if (got.mean() - want.mean()).abs() > 1e-9 || (got.stdev() - want.stdev()).abs() > 1e-9 {
+        return Err(format!("stats differ: {got:?} vs {want:?}"));
+    }
+    check(
+        "histogram",
+        numbers(cluster).histogram_even(7).map_err(e)?,
+        numbers(local).histogram_even(7).map_err(e)?,
+    )?;
+    check(
+        "integer sum",
+        cluster.range(0, 1001, 3).sum().map_err(e)?,
+        500_500.0,
+    )
 }
 
 /// Lines in `path` (one per execution of a partition, see `counted`).

@@ -319,4 +319,40 @@ proptest! {
         let got = ctx().text_file_with(&dir.str("t.txt"), &opts).unwrap().collect().unwrap();
         prop_assert_eq!(got, lines);
     }
+
+    #[test]
+    fn numeric_actions_match_iterators(v in prop::collection::vec(-1000.0f64..1000.0, 0..60), p in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let n = v.len() as f64;
+        let sum: f64 = v.iter().sum();
+        let close = |a: f64, b: f64| (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+        prop_assert!(close(r.sum().unwrap(), sum));
+        let mean = sum / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let (want_mean, want_var) = if v.is_empty() { (f64::NAN, f64::NAN) } else { (mean, var) };
+        let sample_var = if v.len() < 2 { f64::NAN } else { var * n / (n - 1.0) };
+        let s = r.stats().unwrap();
+        prop_assert_eq!(s.count(), v.len() as u64);
+        prop_assert!(close(s.mean(), want_mean));
+        prop_assert!(close(r.variance().unwrap(), want_var));
+        prop_assert!(close(r.stdev().unwrap(), want_var.sqrt()));
+        prop_assert!(close(r.sample_variance().unwrap(), sample_var));
+        prop_assert_eq!(s.min(), v.iter().copied().fold(f64::INFINITY, f64::min));
+        prop_assert_eq!(s.max(), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+        let edges = [-1000.0, -10.0, 0.0, 10.0, 1000.0];
+        let want: Vec<u64> = edges.windows(2).enumerate().map(|(i, w)| {
+            v.iter().filter(|x| **x >= w[0] && (**x < w[1] || (i == edges.len() - 2 && **x == w[1]))).count() as u64
+        }).collect();
+        prop_assert_eq!(r.histogram(&edges).unwrap(), want);
+    }
+
+    #[test]
+    fn integer_stats_and_even_histograms(v in prop::collection::vec(-50i64..50, 1..60), p in parts(), b in 1usize..6) {
+        let r = ctx().parallelize(v.clone(), p);
+        prop_assert_eq!(r.sum().unwrap(), v.iter().sum::<i64>() as f64);
+        let (edges, counts) = r.histogram_even(b).unwrap();
+        prop_assert_eq!(counts.iter().sum::<u64>(), v.len() as u64, "every element in a bucket");
+        prop_assert_eq!(edges.first().copied(), v.iter().min().map(|m| *m as f64));
+        prop_assert!(edges.windows(2).all(|w| w[0] < w[1]));
+    }
 }

@@ -12,6 +12,7 @@ mod cartesian;
 mod coalesce;
 mod cogroup;
 mod map_partitions;
+mod numeric;
 mod ops;
 mod pair;
 mod parallelize;
@@ -23,6 +24,7 @@ mod zip;
 
 pub use crate::cache::StorageLevel;
 pub use map_partitions::PartitionFn;
+pub use numeric::{Numeric, StatCounter};
 pub use pair::{CoGrouped, FullOuter};
 pub use parallelize::parallelize;
 pub use range::range;
