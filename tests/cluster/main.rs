@@ -33,6 +33,10 @@ fn main() {
         ("sort_by_key_equals_local", sort_by_key_equals_local),
         ("pagerank_equals_local", pagerank_equals_local),
         ("numeric_actions_equal_local", numeric_actions_equal_local),
+        (
+            "numbering_and_keys_equal_local",
+            numbering_and_keys_equal_local,
+        ),
         ("large_results_travel_by_url", large_results_travel_by_url),
         (
             "killed_executor_mid_shuffle_gives_exact_result",
@@ -508,6 +512,56 @@ fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(),
         "integer sum",
         cluster.range(0, 1001, 3).sum().map_err(e)?,
         500_500.0,
+    )
+}
+
+/// zip_with_index, zip_with_unique_id, top_by and subtract_by_key on executors equal
+/// local mode.
+fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let e = |e: spate::Error| e.to_string();
+    let words = |ctx: &Context| {
+        ctx.range(0, 5000, 7)
+            .map(|x| format!("w{}", (x * 31) % 977))
+    };
+    check(
+        "zip_with_index",
+        words(cluster)
+            .zip_with_index()
+            .map_err(e)?
+            .collect()
+            .map_err(e)?,
+        words(local)
+            .zip_with_index()
+            .map_err(e)?
+            .collect()
+            .map_err(e)?,
+    )?;
+    check(
+        "zip_with_unique_id",
+        words(cluster).zip_with_unique_id().collect().map_err(e)?,
+        words(local).zip_with_unique_id().collect().map_err(e)?,
+    )?;
+    check(
+        "top_by",
+        words(cluster)
+            .top_by(5, |w| (w.len(), w.clone()))
+            .map_err(e)?,
+        words(local)
+            .top_by(5, |w| (w.len(), w.clone()))
+            .map_err(e)?,
+    )?;
+    let left = |ctx: &Context| {
+        let pairs = ctx.range(0, 2000, 5).map(|x| (x % 100, x));
+        let drop = ctx.range(0, 50, 2).map(|x| (x * 2, ()));
+        pairs.subtract_by_key(&drop).collect().map(|mut v| {
+            v.sort();
+            v
+        })
+    };
+    check(
+        "subtract_by_key",
+        left(cluster).map_err(e)?,
+        left(local).map_err(e)?,
     )
 }
 

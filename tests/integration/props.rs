@@ -355,4 +355,22 @@ proptest! {
         prop_assert_eq!(edges.first().copied(), v.iter().min().map(|m| *m as f64));
         prop_assert!(edges.windows(2).all(|w| w[0] < w[1]));
     }
+
+    #[test]
+    fn numbering_top_by_and_subtract_by_key_match_iterators(v in small_vec(), kv in pairs(), other in pairs(), p in parts(), n in 0usize..10) {
+        let r = ctx().parallelize(v.clone(), p);
+        let want: Vec<(i32, u64)> = v.iter().copied().zip(0u64..).collect();
+        prop_assert_eq!(r.zip_with_index().unwrap().collect().unwrap(), want);
+        let ids = r.zip_with_unique_id().collect().unwrap();
+        prop_assert_eq!(ids.iter().map(|(x, _)| *x).collect::<Vec<_>>(), v.clone());
+        let distinct: BTreeSet<u64> = ids.iter().map(|(_, id)| *id).collect();
+        prop_assert_eq!(distinct.len(), v.len(), "ids are unique");
+        let mut by_abs = v.clone();
+        by_abs.sort_by_key(|x| std::cmp::Reverse(x.abs()));
+        let got = r.top_by(n, |x| x.abs()).unwrap();
+        prop_assert_eq!(got.iter().map(|x| x.abs()).collect::<Vec<_>>(), by_abs.iter().take(n).map(|x| x.abs()).collect::<Vec<_>>());
+        let gone: BTreeSet<u8> = other.iter().map(|(k, _)| *k).collect();
+        let left = ctx().parallelize(kv.clone(), p).subtract_by_key(&ctx().parallelize(other.clone(), 3)).collect().unwrap();
+        prop_assert_eq!(sorted(left), sorted(kv.iter().copied().filter(|(k, _)| !gone.contains(k)).collect()));
+    }
 }

@@ -11,6 +11,7 @@ mod cached;
 mod cartesian;
 mod coalesce;
 mod cogroup;
+mod indexed;
 mod map_partitions;
 mod numeric;
 mod ops;

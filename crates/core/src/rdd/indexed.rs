@@ -1,0 +1,97 @@
+//! Numbering elements (Spark's `zipWithIndex` / `zipWithUniqueId`), the largest elements
+//! by a key, and the pairs whose key another RDD lacks.
+
+use super::Rdd;
+use crate::data::{Data, Key};
+use crate::error::Result;
+use crate::func::Zst;
+use std::cmp::Reverse;
+
+impl<T: Data> Rdd<T> {
+    /// Each element with its position in the RDD (partition order, then order within the
+    /// partition), from 0. Runs one job to count each partition first when there is more
+    /// than one, as Spark's `zipWithIndex` does.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let r = ctx.parallelize(vec!["a", "b", "c"].into_iter().map(String::from).collect(), 2);
+    /// assert_eq!(r.zip_with_index()?.collect()?, vec![("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn zip_with_index(&self) -> Result<Rdd<(T, u64)>> {
+        let starts: Vec<u64> = if self.num_partitions() <= 1 {
+            vec![0]
+        } else {
+            let sizes = self
+                .map_partitions(|it| std::iter::once(it.count() as u64))
+                .collect()?;
+            sizes
+                .iter()
+                .scan(0u64, |next, n| {
+                    let start = *next;
+                    *next += n;
+                    Some(start)
+                })
+                .collect()
+        };
+        Ok(
+            self.map_partitions_with_index_with(starts, |starts, partition, it| {
+                let start = starts.get(partition).copied().unwrap_or(0);
+                it.zip(start..)
+            }),
+        )
+    }
+
+    /// Each element with an id unique in the RDD, without running a job: element `i` of
+    /// partition `k` of `n` gets `i * n + k` (ids are not consecutive).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let ids = ctx.range(0, 5, 2).zip_with_unique_id().collect()?;
+    /// assert_eq!(ids, vec![(0, 0), (1, 2), (2, 1), (3, 3), (4, 5)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn zip_with_unique_id(&self) -> Rdd<(T, u64)> {
+        let n = self.num_partitions() as u64;
+        self.map_partitions_with_index_with(n, |n, partition, it| {
+            let (n, k) = (*n, partition as u64);
+            it.zip((0u64..).map(move |i| i * n + k))
+        })
+    }
+
+    /// The `n` largest elements by `key`, largest first (Spark's `top` with an ordering).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let words = ctx.parallelize(vec!["a".to_string(), "ccc".into(), "bb".into()], 2);
+    /// assert_eq!(words.top_by(2, |w| w.len())?, vec!["ccc".to_string(), "bb".into()]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn top_by<K: Ord, F>(&self, n: usize, key: F) -> Result<Vec<T>>
+    where
+        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+    {
+        let key = Zst::new(key);
+        self.take_ordered_by(n, move |x| Reverse((key.get())(x)))
+    }
+}
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    /// The pairs whose key does not occur in `other` (one shuffle of both sides).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (2, 'c'), (3, 'd')], 2);
+    /// let b = ctx.parallelize(vec![(2, ()), (4, ())], 1);
+    /// let mut left = a.subtract_by_key(&b).collect()?;
+    /// left.sort();
+    /// assert_eq!(left, vec![(1, 'a'), (3, 'd')]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn subtract_by_key<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
+        self.cogroup(other).flat_map(|(k, (vs, ws))| {
+            let keep = if ws.is_empty() { vs } else { Vec::new() };
+            keep.into_iter().map(move |v| (k.clone(), v))
+        })
+    }
+}
