@@ -676,6 +676,30 @@ impl Context {
         rdd::parallelize(self.runner.clone(), data, partitions)
     }
 
+    /// The partitions of all `rdds` side by side as one RDD (Spark's `SparkContext.union`;
+    /// no shuffle, duplicates kept).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let parts = [ctx.range(0, 2, 1), ctx.range(5, 7, 2), ctx.range(9, 10, 1)];
+    /// assert_eq!(ctx.union(&parts).collect()?, vec![0, 1, 5, 6, 9]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
+        rdd::union_all(self.runner.clone(), rdds)
+    }
+
+    /// An RDD without elements (one empty partition).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// assert!(ctx.empty::<String>().is_empty()?);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn empty<T: Data>(&self) -> Rdd<T> {
+        rdd::parallelize(self.runner.clone(), Vec::new(), 1)
+    }
+
     /// The integers `start..end` in `partitions` partitions.
     ///
     /// ```

@@ -515,8 +515,8 @@ fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(),
     )
 }
 
-/// zip_with_index, zip_with_unique_id, top_by and subtract_by_key on executors equal
-/// local mode.
+/// zip_with_index, zip_with_unique_id, top_by, subtract_by_key, ctx.union / empty,
+/// to_local_iterator and reduce_by_key_locally on executors equal local mode.
 fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
     let e = |e: spate::Error| e.to_string();
     let words = |ctx: &Context| {
@@ -562,6 +562,36 @@ fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<
         "subtract_by_key",
         left(cluster).map_err(e)?,
         left(local).map_err(e)?,
+    )?;
+    let parts = |ctx: &Context| {
+        [
+            words(ctx),
+            ctx.empty(),
+            words(ctx).filter(|w| w.ends_with('7')),
+        ]
+    };
+    check(
+        "union",
+        cluster.union(&parts(cluster)).collect().map_err(e)?,
+        local.union(&parts(local)).collect().map_err(e)?,
+    )?;
+    check(
+        "to_local_iterator",
+        words(cluster)
+            .to_local_iterator()
+            .collect::<spate::Result<Vec<_>>>()
+            .map_err(e)?,
+        words(local).collect().map_err(e)?,
+    )?;
+    let counts = |ctx: &Context| {
+        words(ctx)
+            .map(|w| (w, 1u64))
+            .reduce_by_key_locally(|a, b| a + b)
+    };
+    check(
+        "reduce_by_key_locally",
+        counts(cluster).map_err(e)?,
+        counts(local).map_err(e)?,
     )
 }
 

@@ -373,4 +373,24 @@ proptest! {
         let left = ctx().parallelize(kv.clone(), p).subtract_by_key(&ctx().parallelize(other.clone(), 3)).collect().unwrap();
         prop_assert_eq!(sorted(left), sorted(kv.iter().copied().filter(|(k, _)| !gone.contains(k)).collect()));
     }
+
+    #[test]
+    fn union_local_iterator_and_local_reduce_match_iterators(a in small_vec(), b in small_vec(), kv in pairs(), p in parts()) {
+        let c = ctx();
+        let (ra, rb) = (c.parallelize(a.clone(), p), c.parallelize(b.clone(), 3));
+        let both: Vec<i32> = a.iter().chain(&b).chain(&a).copied().collect();
+        let u = c.union(&[ra.clone(), rb, ra.clone()]);
+        prop_assert_eq!(u.num_partitions(), 2 * p + 3);
+        prop_assert_eq!(u.collect().unwrap(), both);
+        prop_assert!(c.union::<i32>(&[]).collect().unwrap().is_empty());
+        prop_assert_eq!(c.empty::<i32>().count().unwrap(), 0);
+        let streamed: Vec<i32> = ra.to_local_iterator().collect::<spate::Result<_>>().unwrap();
+        prop_assert_eq!(streamed, a.clone());
+        let mut want: HashMap<u8, i32> = HashMap::new();
+        for (k, v) in &kv {
+            *want.entry(*k).or_default() += v;
+        }
+        let got = c.parallelize(kv.clone(), p).reduce_by_key_locally(|x, y| x + y).unwrap();
+        prop_assert_eq!(got, want);
+    }
 }

@@ -1,5 +1,6 @@
 //! Numbering elements (Spark's `zipWithIndex` / `zipWithUniqueId`), the largest elements
-//! by a key, and the pairs whose key another RDD lacks.
+//! by a key, the pairs whose key another RDD lacks, per-key reduction into a driver map
+//! without a shuffle, and iterating an RDD one partition at a time.
 
 use super::Rdd;
 use crate::data::{Data, Key};
@@ -93,5 +94,105 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             let keep = if ws.is_empty() { vs } else { Vec::new() };
             keep.into_iter().map(move |v| (k.clone(), v))
         })
+    }
+}
+
+/// The elements of an RDD one partition at a time ([`Rdd::to_local_iterator`]): each
+/// partition is fetched by its own job when the previous one is used up.
+pub struct LocalIter<T: Data> {
+    rdd: Rdd<T>,
+    next: usize,
+    current: std::vec::IntoIter<T>,
+    failed: bool,
+}
+
+impl<T: Data> Iterator for LocalIter<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some(x) = self.current.next() {
+                return Some(Ok(x));
+            }
+            if self.failed || self.next >= self.rdd.num_partitions() {
+                return None;
+            }
+            let partition = self.next;
+            self.next += 1;
+            match self
+                .rdd
+                .run_job(Zst::new(super::collect_vec::<T>), vec![partition])
+            {
+                Ok(mut parts) => self.current = parts.pop().unwrap_or_default().into_iter(),
+                Err(e) => {
+                    // One error, then the end: the job's failure is the answer.
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    /// The elements in order, fetched one partition at a time, so the driver holds at
+    /// most one partition (Spark's `toLocalIterator`); a failed job ends the iteration
+    /// with its error.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let firsts: Vec<i64> = ctx.range(0, 1_000_000, 100).to_local_iterator().take(3).collect::<spate::Result<_>>()?;
+    /// assert_eq!(firsts, vec![0, 1, 2]); // one job, for the first partition only
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn to_local_iterator(&self) -> LocalIter<T> {
+        LocalIter {
+            rdd: self.clone(),
+            next: 0,
+            current: Vec::new().into_iter(),
+            failed: false,
+        }
+    }
+}
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    /// Merge the values of each key with `f` into a map on the driver, without a shuffle:
+    /// each partition is combined where it is, the partial maps merged here (dpark's
+    /// `reduceByKeyToDriver`, Spark's `reduceByKeyLocally`).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let m = ctx.parallelize(vec![('a', 1), ('b', 2), ('a', 3)], 2).reduce_by_key_locally(|x, y| x + y)?;
+    /// assert_eq!((m[&'a'], m[&'b']), (4, 2));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn reduce_by_key_locally<F>(&self, f: F) -> Result<std::collections::HashMap<K, V>>
+    where
+        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+    {
+        use std::collections::HashMap;
+        let f = Zst::new(f);
+        let merge = move |m: &mut HashMap<K, V>, k: K, v: V| match m.remove(&k) {
+            Some(old) => {
+                m.insert(k, (f.get())(old, v));
+            }
+            None => {
+                m.insert(k, v);
+            }
+        };
+        let partials = self
+            .map_partitions(move |it| {
+                let mut m = HashMap::new();
+                it.for_each(|(k, v)| merge(&mut m, k, v));
+                std::iter::once(m)
+            })
+            .collect()?;
+        let mut all = HashMap::new();
+        for part in partials {
+            for (k, v) in part {
+                merge(&mut all, k, v);
+            }
+        }
+        Ok(all)
     }
 }

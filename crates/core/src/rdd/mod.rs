@@ -24,6 +24,7 @@ mod union;
 mod zip;
 
 pub use crate::cache::StorageLevel;
+pub use indexed::LocalIter;
 pub use map_partitions::PartitionFn;
 pub use numeric::{Numeric, StatCounter};
 pub use pair::{CoGrouped, FullOuter};
@@ -31,6 +32,7 @@ pub use parallelize::parallelize;
 pub use range::range;
 pub use shuffled::ShuffleDep;
 pub use text_file::{Codec, TextFileOptions, text_file};
+pub use union::union_all;
 
 use crate::data::Data;
 use crate::error::Result;

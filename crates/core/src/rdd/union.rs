@@ -51,3 +51,19 @@ impl<T: Data> RddNode<T> for UnionNode<T> {
         compute(p, s, tc)
     }
 }
+
+/// The partitions of all `rdds` side by side, in order, as one RDD (one node, however
+/// many inputs: no nesting); no RDDs give an empty RDD of one partition.
+pub fn union_all<T: Data>(sc: Arc<dyn super::JobRunner>, rdds: &[super::Rdd<T>]) -> super::Rdd<T> {
+    if rdds.is_empty() {
+        return super::parallelize(sc, Vec::new(), 1);
+    }
+    let meta = NodeMeta::new(&*sc, "union");
+    super::Rdd::from_node(
+        sc,
+        UnionNode {
+            meta,
+            parents: rdds.iter().map(|r| r.node.clone()).collect(),
+        },
+    )
+}
