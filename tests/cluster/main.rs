@@ -516,7 +516,7 @@ fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(),
 }
 
 /// zip_with_index, zip_with_unique_id, top_by, subtract_by_key, ctx.union / empty,
-/// to_local_iterator and reduce_by_key_locally on executors equal local mode.
+/// to_local_iterator, take_sample and reduce_by_key_locally on executors equal local mode.
 fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
     let e = |e: spate::Error| e.to_string();
     let words = |ctx: &Context| {
@@ -582,6 +582,11 @@ fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<
             .collect::<spate::Result<Vec<_>>>()
             .map_err(e)?,
         words(local).collect().map_err(e)?,
+    )?;
+    check(
+        "take_sample (same seed, same sample)",
+        words(cluster).take_sample(false, 20, 3).map_err(e)?,
+        words(local).take_sample(false, 20, 3).map_err(e)?,
     )?;
     let counts = |ctx: &Context| {
         words(ctx)

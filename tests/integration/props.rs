@@ -393,4 +393,24 @@ proptest! {
         let got = c.parallelize(kv.clone(), p).reduce_by_key_locally(|x, y| x + y).unwrap();
         prop_assert_eq!(got, want);
     }
+
+    #[test]
+    fn take_sample_draws_from_the_rdd(v in small_vec(), p in parts(), n in 0usize..80, seed in any::<u64>(), repl in any::<bool>()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let s = r.take_sample(repl, n, seed).unwrap();
+        let want_len = if v.is_empty() { 0 } else if repl { n } else { n.min(v.len()) };
+        prop_assert_eq!(s.len(), want_len);
+        prop_assert_eq!(&s, &r.take_sample(repl, n, seed).unwrap(), "same seed, same sample");
+        if repl {
+            prop_assert!(s.iter().all(|x| v.contains(x)));
+        } else {
+            // a sub-multiset of the input
+            let mut left = v.clone();
+            for x in &s {
+                let i = left.iter().position(|y| y == x);
+                prop_assert!(i.is_some(), "{} drawn more often than it occurs", x);
+                left.swap_remove(i.unwrap_or(0));
+            }
+        }
+    }
 }

@@ -196,3 +196,68 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         Ok(all)
     }
 }
+
+/// SplitMix64: a small seeded generator for shuffling samples on the driver.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<T: Data> Rdd<T> {
+    /// Exactly `n` random elements (fewer only when the RDD has fewer and
+    /// `with_replacement` is off), in random order; the same seed gives the same sample
+    /// (Spark's `takeSample`). Counts the RDD, then samples a little more than needed
+    /// (again, larger, in the rare case it got too few) and shuffles on the driver.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let s = ctx.range(0, 1000, 4).take_sample(false, 5, 7)?;
+    /// assert_eq!(s.len(), 5);
+    /// assert_eq!(s, ctx.range(0, 1000, 4).take_sample(false, 5, 7)?);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn take_sample(&self, with_replacement: bool, n: usize, seed: u64) -> Result<Vec<T>> {
+        let total = self.count()?;
+        if n == 0 || total == 0 {
+            return Ok(Vec::new());
+        }
+        let mut rng = seed ^ 0x5851_f42d_4c95_7f2d;
+        let shuffle = |v: &mut Vec<T>, rng: &mut u64| {
+            for i in (1..v.len()).rev() {
+                let j = (splitmix(rng) % (i as u64 + 1)) as usize;
+                v.swap(i, j);
+            }
+        };
+        if !with_replacement && n as u64 >= total {
+            let mut all = self.collect()?;
+            shuffle(&mut all, &mut rng);
+            return Ok(all);
+        }
+        // Enough with high probability: the expected count plus a few deviations.
+        let want = n as f64;
+        let mut fraction = ((want + 5.0 * want.sqrt() + 10.0) / total as f64).max(1e-9);
+        if !with_replacement {
+            fraction = fraction.min(1.0);
+        }
+        let mut attempt = 0u64;
+        loop {
+            let mut got = self
+                .sample(with_replacement, fraction, seed.wrapping_add(attempt))
+                .collect()?;
+            if got.len() >= n {
+                shuffle(&mut got, &mut rng);
+                got.truncate(n);
+                return Ok(got);
+            }
+            // Too few (rare): sample more. Without replacement a fraction of 1 keeps all.
+            attempt += 1;
+            fraction *= 2.0;
+            if !with_replacement {
+                fraction = fraction.min(1.0);
+            }
+        }
+    }
+}
