@@ -583,6 +583,18 @@ fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<
             .map_err(e)?,
         words(local).collect().map_err(e)?,
     )?;
+    let strata = |ctx: &Context| {
+        let fractions = [(0, 0.5), (1, 0.1)].into_iter().collect();
+        ctx.range(0, 5000, 7)
+            .map(|x| (x % 3, x))
+            .sample_by_key(false, fractions, 11)
+            .collect()
+    };
+    check(
+        "sample_by_key",
+        strata(cluster).map_err(e)?,
+        strata(local).map_err(e)?,
+    )?;
     check(
         "take_sample (same seed, same sample)",
         words(cluster).take_sample(false, 20, 3).map_err(e)?,

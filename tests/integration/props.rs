@@ -413,4 +413,18 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn sample_by_key_keeps_only_sampled_keys(kv in pairs(), p in parts(), seed in any::<u64>(), repl in any::<bool>()) {
+        let r = ctx().parallelize(kv.clone(), p);
+        // keys 0-3 always, 4-5 never, 6-7 absent from the map (never)
+        let fractions: HashMap<u8, f64> = (0u8..6).map(|k| (k, if k < 4 { 1.0 } else { 0.0 })).collect();
+        let s = r.sample_by_key(repl, fractions.clone(), seed).collect().unwrap();
+        prop_assert!(s.iter().all(|(k, _)| *k < 4));
+        if !repl {
+            let want: Vec<(u8, i32)> = kv.iter().copied().filter(|(k, _)| *k < 4).collect();
+            prop_assert_eq!(s.clone(), want, "fraction 1 without replacement keeps every pair");
+        }
+        prop_assert_eq!(s, r.sample_by_key(repl, fractions, seed).collect().unwrap(), "same seed, same sample");
+    }
 }

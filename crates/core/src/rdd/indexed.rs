@@ -3,6 +3,7 @@
 //! without a shuffle, and iterating an RDD one partition at a time.
 
 use super::Rdd;
+use super::map_partitions::SplitMix64;
 use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::func::Zst;
@@ -197,15 +198,6 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 }
 
-/// SplitMix64: a small seeded generator for shuffling samples on the driver.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl<T: Data> Rdd<T> {
     /// Exactly `n` random elements (fewer only when the RDD has fewer and
     /// `with_replacement` is off), in random order; the same seed gives the same sample
@@ -224,10 +216,10 @@ impl<T: Data> Rdd<T> {
         if n == 0 || total == 0 {
             return Ok(Vec::new());
         }
-        let mut rng = seed ^ 0x5851_f42d_4c95_7f2d;
-        let shuffle = |v: &mut Vec<T>, rng: &mut u64| {
+        let mut rng = SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d);
+        let shuffle = |v: &mut Vec<T>, rng: &mut SplitMix64| {
             for i in (1..v.len()).rev() {
-                let j = (splitmix(rng) % (i as u64 + 1)) as usize;
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
                 v.swap(i, j);
             }
         };
@@ -259,5 +251,50 @@ impl<T: Data> Rdd<T> {
                 fraction = fraction.min(1.0);
             }
         }
+    }
+}
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    /// A sample with a fraction per key (stratified sampling, Spark's `sampleByKey`): each
+    /// pair is kept with its key's probability (without replacement) or repeated a
+    /// Poisson(fraction) number of times (with replacement); keys without a fraction are
+    /// dropped. Seeded per partition: the same seed gives the same sample.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let pairs = ctx.range(0, 10_000, 4).map(|x| (x % 2, x));
+    /// let fractions = [(0, 0.1), (1, 0.0)].into_iter().collect();
+    /// let s = pairs.sample_by_key(false, fractions, 9).collect()?;
+    /// assert!(s.iter().all(|(k, _)| *k == 0) && s.len() > 350 && s.len() < 650);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn sample_by_key(
+        &self,
+        with_replacement: bool,
+        fractions: std::collections::HashMap<K, f64>,
+        seed: u64,
+    ) -> Rdd<(K, V)> {
+        self.map_partitions_with_index_with(
+            (with_replacement, fractions, seed),
+            |(with_replacement, fractions, seed), partition, it| {
+                let (with_replacement, fractions) = (*with_replacement, fractions.clone());
+                let mut rng =
+                    SplitMix64::new(*seed ^ (partition as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+                it.flat_map(move |(k, v)| {
+                    let f = fractions
+                        .get(&k)
+                        .copied()
+                        .filter(|f| f.is_finite())
+                        .unwrap_or(0.0)
+                        .max(0.0);
+                    let n = if with_replacement {
+                        rng.poisson(f)
+                    } else {
+                        usize::from(rng.next_f64() < f)
+                    };
+                    std::iter::repeat_n((k, v), n)
+                })
+            },
+        )
     }
 }
