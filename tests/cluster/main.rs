@@ -516,7 +516,8 @@ fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(),
 }
 
 /// zip_with_index, zip_with_unique_id, top_by, subtract_by_key, ctx.union / empty,
-/// to_local_iterator, take_sample and reduce_by_key_locally on executors equal local mode.
+/// to_local_iterator, take_sample, sample_by_key, pipe and reduce_by_key_locally on
+/// executors equal local mode.
 fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
     let e = |e: spate::Error| e.to_string();
     let words = |ctx: &Context| {
@@ -594,6 +595,14 @@ fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<
         "sample_by_key",
         strata(cluster).map_err(e)?,
         strata(local).map_err(e)?,
+    )?;
+    check(
+        "pipe",
+        words(cluster)
+            .pipe(&["tr", "w", "W"])
+            .collect()
+            .map_err(e)?,
+        words(local).pipe(&["tr", "w", "W"]).collect().map_err(e)?,
     )?;
     check(
         "take_sample (same seed, same sample)",

@@ -322,6 +322,27 @@ fn unreachable_mesos_master_is_a_clear_error() {
 }
 
 #[test]
+fn a_failing_pipe_command_fails_the_job_with_its_status_and_stderr() {
+    let r = ctx().parallelize(vec![1, 2, 3], 2);
+    let e = r
+        .pipe(&["sh", "-c", "echo 'no such table: users' >&2; exit 3"])
+        .collect()
+        .expect_err("the command fails");
+    let msg = e.to_string();
+    assert!(msg.contains("exit status: 3"), "{msg}");
+    assert!(msg.contains("no such table: users"), "{msg}");
+    let e = r
+        .pipe(&["/nonexistent/spate-command"])
+        .count()
+        .expect_err("cannot start");
+    assert!(
+        e.to_string()
+            .contains("cannot start `/nonexistent/spate-command`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn zip_of_mismatched_rdds_is_an_error() {
     let a = ctx().range(0, 10, 2);
     assert!(matches!(

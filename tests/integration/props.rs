@@ -427,4 +427,14 @@ proptest! {
         }
         prop_assert_eq!(s, r.sample_by_key(repl, fractions, seed).collect().unwrap(), "same seed, same sample");
     }
+
+    #[test]
+    fn pipe_through_cat_and_wc_matches_iterators(v in small_vec(), p in parts()) {
+        let r = ctx().parallelize(v.clone(), p);
+        let lines: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        prop_assert_eq!(r.pipe(&["cat"]).collect().unwrap(), lines.clone());
+        // one command per partition: `wc -l` prints each partition's count
+        let counts: Vec<usize> = r.pipe(&["wc", "-l"]).collect().unwrap().iter().map(|c| c.trim().parse().unwrap()).collect();
+        prop_assert_eq!(counts, slices(&v, p).iter().map(Vec::len).collect::<Vec<_>>());
+    }
 }

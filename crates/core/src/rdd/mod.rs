@@ -17,6 +17,7 @@ mod numeric;
 mod ops;
 mod pair;
 mod parallelize;
+mod pipe;
 mod range;
 mod shuffled;
 mod text_file;
