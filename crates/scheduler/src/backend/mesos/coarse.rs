@@ -236,8 +236,13 @@ impl ControlHooks for Hooks {
 /// Why an executor task ended, from its terminal status, and whether that rules its
 /// agent out at once.
 pub(crate) fn ended_why(status: &v1::TaskStatus, agent: &str, driver: &str) -> (String, bool) {
-    let message = status.message.clone().unwrap_or_default();
-    let exited = |code: i32| message.contains(&format!("status {code}"));
+    // The command executor says "Command exited with status N".
+    let status_code = status
+        .message
+        .as_deref()
+        .and_then(|m| m.rsplit_once("exited with status "))
+        .and_then(|(_, n)| n.trim().parse::<i32>().ok());
+    let exited = |code: i32| status_code == Some(code);
     if exited(exit::CORRUPT_DOWNLOAD) {
         return (
             format!(
@@ -364,6 +369,9 @@ mod tests {
         let (why, fatal) = ended_why(&st("Command exited with status 3"), "a1", "d");
         assert!(fatal && why.contains("different build"), "{why}");
         let (why, fatal) = ended_why(&st("Command exited with status 1"), "a1", "d");
+        assert!(!fatal && why.contains("TASK_FAILED"), "{why}");
+        // Exactly the status: 34 is neither 3 nor 4.
+        let (why, fatal) = ended_why(&st("Command exited with status 34"), "a1", "d");
         assert!(!fatal && why.contains("TASK_FAILED"), "{why}");
     }
 }

@@ -1388,22 +1388,18 @@ impl Framework {
                 cpus: self.config.executor_cpus,
                 mem: self.config.executor_mem_mb,
             };
-            // Agents given up on (a bad binary, executors that crash) get no tasks.
-            let bad = self.coarse.lock().map_or_else(
-                |_| Vec::new(),
-                |c| {
-                    offers
-                        .iter()
-                        .map(|o| c.bad_agents.contains_key(&o.agent_id.value))
-                        .collect()
-                },
-            );
+            // Agents given up on (a bad binary, executors that crash) get no tasks: their
+            // offers go to `fit` empty (and are declined).
+            let bad: std::collections::HashSet<String> = self
+                .coarse
+                .lock()
+                .map(|c| c.bad_agents.keys().cloned().collect())
+                .unwrap_or_default();
             let usable: Vec<Offer> = offers
                 .iter()
-                .zip(bad.iter().chain(std::iter::repeat(&false)))
-                .map(|(o, bad)| {
+                .map(|o| {
                     let mut o = o.clone();
-                    if *bad {
+                    if bad.contains(&o.agent_id.value) {
                         o.resources.clear();
                     }
                     o
@@ -1479,18 +1475,7 @@ impl Framework {
                 .filter_map(|t| scheduler_task_id(&t.task_id.value))
                 .collect();
             tracing::debug!(offer = offer_id.value, tasks = ids.len(), "ACCEPT");
-            let mut c = self.call(call::Type::Accept);
-            c.accept = Some(call::Accept {
-                offer_ids: vec![offer_id],
-                operations: vec![offer::Operation {
-                    r#type: Some(offer::operation::Type::Launch as i32),
-                    launch: Some(offer::operation::Launch { task_infos: tasks }),
-                    ..Default::default()
-                }],
-                filters: Some(Filters {
-                    refuse_seconds: Some(REFUSE_ACCEPTED),
-                }),
-            });
+            let c = self.accept(offer_id, tasks, REFUSE_ACCEPTED);
             if let Err(e) = self.send(c).await {
                 // Not launched: the tasks end now and the scheduler retries them.
                 let message = format!("launching on Mesos failed: {e}");
@@ -1881,20 +1866,7 @@ impl Framework {
                 threads = p.threads,
                 "starting a coarse-grained executor"
             );
-            let mut c = self.call(call::Type::Accept);
-            c.accept = Some(call::Accept {
-                offer_ids: vec![offer.id.clone()],
-                operations: vec![offer::Operation {
-                    r#type: Some(offer::operation::Type::Launch as i32),
-                    launch: Some(offer::operation::Launch {
-                        task_infos: vec![task],
-                    }),
-                    ..Default::default()
-                }],
-                filters: Some(Filters {
-                    refuse_seconds: Some(COARSE_REFUSE),
-                }),
-            });
+            let c = self.accept(offer.id.clone(), vec![task], COARSE_REFUSE);
             if let Err(e) = self.send(c).await {
                 tracing::warn!(executor = p.executor, "launching an executor failed: {e}");
                 if let Ok(mut c) = self.coarse.lock() {
@@ -1910,6 +1882,23 @@ impl Framework {
             REFUSE_BUSY
         };
         self.decline(unused(&offers, &used), refuse);
+    }
+
+    /// ACCEPT `offer` to LAUNCH `tasks`, its unused part filtered for `refuse` seconds.
+    fn accept(&self, offer: OfferId, tasks: Vec<TaskInfo>, refuse: f64) -> Call {
+        let mut c = self.call(call::Type::Accept);
+        c.accept = Some(call::Accept {
+            offer_ids: vec![offer],
+            operations: vec![offer::Operation {
+                r#type: Some(offer::operation::Type::Launch as i32),
+                launch: Some(offer::operation::Launch { task_infos: tasks }),
+                ..Default::default()
+            }],
+            filters: Some(Filters {
+                refuse_seconds: Some(refuse),
+            }),
+        });
+        c
     }
 
     /// DECLINE `offers` (if any), filtered for `refuse` seconds.
