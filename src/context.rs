@@ -338,6 +338,7 @@ impl ContextBuilder {
     /// Start the context. In a process started as an executor this never returns: the
     /// executor runs and the process exits.
     pub fn build(self) -> Result<Context> {
+        crate::tune_allocator();
         Context::enter_executor_if_asked();
         let master: Master = match &self.master {
             Some(m) => m.parse()?,

@@ -38,6 +38,9 @@ fn main() {
             numbering_and_keys_equal_local,
         ),
         ("large_results_travel_by_url", large_results_travel_by_url),
+        ("deepest_pipeline_runs_in_executors", |c, _| {
+            common::deep_lineage_limit(c)
+        }),
         (
             "killed_executor_mid_shuffle_gives_exact_result",
             killed_executor_mid_shuffle,

@@ -107,3 +107,45 @@ pub fn first_time(marker: &str) -> bool {
         .open(marker)
         .is_ok()
 }
+
+/// `ops` narrow operations (map, filter, flat_map, map_partitions in turn) chained on a
+/// 10-element `parallelize` of 2 partitions: a pipeline `ops + 1` levels deep. Returns the
+/// RDD and the elements it must give.
+pub fn deep_chain(ctx: &Context, ops: usize) -> (Rdd<i64>, Vec<i64>) {
+    let mut rdd = ctx.parallelize((0..10i64).collect(), 2);
+    let mut adds = 0;
+    for i in 0..ops {
+        rdd = match i % 4 {
+            0 => {
+                adds += 1;
+                rdd.map(|x| x + 1)
+            }
+            1 => rdd.filter(|x| *x >= 0),
+            2 => rdd.flat_map(Some),
+            _ => rdd.map_partitions(|it| it),
+        };
+    }
+    (rdd, (0..10).map(|x| x + adds).collect())
+}
+
+/// The deepest pipeline a job may have runs; one level more fails before it starts,
+/// saying what to do.
+pub fn deep_lineage_limit(ctx: &Context) -> Result<(), String> {
+    let max = spate::MAX_PIPELINE_DEPTH;
+    let (rdd, want) = deep_chain(ctx, max - 1);
+    check(
+        "deepest pipeline",
+        rdd.collect().map_err(|e| e.to_string())?,
+        want,
+    )?;
+    let too_deep = rdd.map(|x| x + 1);
+    let e = match too_deep.collect() {
+        Ok(_) => return Err(format!("a pipeline of {} levels ran", max + 1)),
+        Err(e) => e.to_string(),
+    };
+    let said = format!("lineage too deep ({} levels)", max + 1);
+    if !e.contains(&said) || !e.contains("checkpoint") {
+        return Err(format!("error does not say {said:?} and checkpoint: {e}"));
+    }
+    Ok(())
+}

@@ -4,9 +4,13 @@ mod accumulators;
 mod cache;
 mod errors;
 mod fixtures;
+mod lineage;
 mod observe;
 mod plan;
 mod props;
 mod scheduler;
 mod shipping;
 mod wordcount;
+
+#[path = "../common/jobs.rs"]
+mod common;

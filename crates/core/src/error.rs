@@ -78,6 +78,19 @@ pub enum Error {
         /// The first real cause: a panic message or an error.
         message: String,
     },
+    /// A stage pipelines more narrow operations than a task's stack holds.
+    #[error(
+        "lineage too deep ({depth} levels) in the stage ending at {rdd}: a task pipelines at most {limit}; \
+         checkpoint it (ctx.set_checkpoint_dir(dir) once, then rdd.checkpoint() every few hundred operations)"
+    )]
+    LineageTooDeep {
+        /// Narrow operations pipelined by the stage.
+        depth: usize,
+        /// The most a stage may pipeline.
+        limit: usize,
+        /// The stage's final RDD, to find it in the program.
+        rdd: String,
+    },
     /// A bad argument to an operation (e.g. zero partitions).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -57,33 +57,55 @@ pub fn shuffle_parents(rdd: &Arc<dyn RddBase>) -> Vec<SerArc<dyn ShuffleDependen
 }
 
 /// Plan the stages of a job whose final RDD is `rdd`.
+///
+/// Iterative (an explicit stack), so a lineage of any number of shuffles plans on any
+/// thread.
 pub fn plan_stages(rdd: &Arc<dyn RddBase>) -> StagePlan {
-    fn visit(
-        shuffle: &SerArc<dyn ShuffleDependency>,
-        done: &mut HashSet<ShuffleId>,
-        stages: &mut Vec<PlannedStage>,
-    ) {
-        if done.contains(&shuffle.shuffle_id()) {
-            return;
-        }
+    /// A shuffle whose map stage is planned once the stages it reads are.
+    struct Visit {
+        shuffle: SerArc<dyn ShuffleDependency>,
+        map_rdd: Arc<dyn RddBase>,
+        parents: Vec<SerArc<dyn ShuffleDependency>>,
+        next: usize,
+    }
+    let visit = |shuffle: &SerArc<dyn ShuffleDependency>| {
         let map_rdd = shuffle.rdd();
         let parents = shuffle_parents(&map_rdd);
-        for p in &parents {
-            visit(p, done, stages);
+        Visit {
+            shuffle: shuffle.clone(),
+            map_rdd,
+            parents,
+            next: 0,
         }
-        done.insert(shuffle.shuffle_id());
-        stages.push(PlannedStage {
-            rdd: map_rdd,
-            shuffle: Some(shuffle.clone()),
-            parents: parents.iter().map(|p| p.shuffle_id()).collect(),
-        });
-    }
+    };
     let mut stages = Vec::new();
-    let mut done = HashSet::new();
+    let mut done: HashSet<ShuffleId> = HashSet::new();
+    let mut entered: HashSet<ShuffleId> = HashSet::new();
     let parents = shuffle_parents(rdd);
     for p in &parents {
-        visit(p, &mut done, &mut stages);
+        if !entered.insert(p.shuffle_id()) {
+            continue;
+        }
+        let mut stack = vec![visit(p)];
+        while let Some(top) = stack.last_mut() {
+            if let Some(parent) = top.parents.get(top.next) {
+                top.next += 1;
+                if entered.insert(parent.shuffle_id()) {
+                    let v = visit(parent);
+                    stack.push(v);
+                }
+                continue;
+            }
+            let Some(v) = stack.pop() else { break };
+            done.insert(v.shuffle.shuffle_id());
+            stages.push(PlannedStage {
+                rdd: v.map_rdd,
+                shuffle: Some(v.shuffle),
+                parents: v.parents.iter().map(|p| p.shuffle_id()).collect(),
+            });
+        }
     }
+    debug_assert_eq!(done.len(), entered.len());
     stages.push(PlannedStage {
         rdd: rdd.clone(),
         shuffle: None,
@@ -92,22 +114,67 @@ pub fn plan_stages(rdd: &Arc<dyn RddBase>) -> StagePlan {
     StagePlan { stages }
 }
 
+/// The nodes of the stage ending at `rdd` (narrow dependencies only), each after its
+/// parents.
+fn pipeline_nodes(rdd: &Arc<dyn RddBase>) -> Vec<Arc<dyn RddBase>> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<RddId> = HashSet::new();
+    seen.insert(rdd.id());
+    /// A node and its parents still to visit.
+    type Frame = (Arc<dyn RddBase>, Vec<Arc<dyn RddBase>>);
+    let mut stack: Vec<Frame> = vec![(rdd.clone(), narrow_parents(rdd))];
+    while let Some((_, parents)) = stack.last_mut() {
+        if let Some(p) = parents.pop() {
+            if seen.insert(p.id()) {
+                let ps = narrow_parents(&p);
+                stack.push((p, ps));
+            }
+            continue;
+        }
+        if let Some((node, _)) = stack.pop() {
+            out.push(node);
+        }
+    }
+    out
+}
+
+/// A node's narrow parents, in reverse order (popped first-to-last).
+fn narrow_parents(r: &Arc<dyn RddBase>) -> Vec<Arc<dyn RddBase>> {
+    let mut ps: Vec<Arc<dyn RddBase>> = r
+        .dependencies()
+        .into_iter()
+        .filter_map(|d| match d {
+            Dependency::Narrow(p) => Some(p),
+            Dependency::Shuffle(_) => None,
+        })
+        .collect();
+    ps.reverse();
+    ps
+}
+
+/// How many operations deep the pipeline of the stage ending at `rdd` is: the longest
+/// chain of narrow dependencies, counting `rdd` and its sources. Computing a partition
+/// recurses this deep (nested iterators), so it bounds a task thread's stack use.
+pub fn pipeline_depth(rdd: &Arc<dyn RddBase>) -> usize {
+    let mut depth: std::collections::HashMap<RddId, usize> = std::collections::HashMap::new();
+    for node in pipeline_nodes(rdd) {
+        let d = 1 + narrow_parents(&node)
+            .iter()
+            .filter_map(|p| depth.get(&p.id()))
+            .max()
+            .copied()
+            .unwrap_or(0);
+        depth.insert(node.id(), d);
+    }
+    depth.get(&rdd.id()).copied().unwrap_or(1)
+}
+
 /// The operations pipelined in a stage ending at `rdd`, parents first.
 fn pipeline_ops(rdd: &Arc<dyn RddBase>) -> Vec<String> {
-    fn walk(r: &Arc<dyn RddBase>, seen: &mut HashSet<RddId>, out: &mut Vec<String>) {
-        if !seen.insert(r.id()) {
-            return;
-        }
-        for dep in r.dependencies() {
-            if let Dependency::Narrow(p) = dep {
-                walk(&p, seen, out);
-            }
-        }
-        out.push(r.meta().op.to_string());
-    }
-    let mut out = Vec::new();
-    walk(rdd, &mut HashSet::new(), &mut out);
-    out
+    pipeline_nodes(rdd)
+        .iter()
+        .map(|n| n.meta().op.to_string())
+        .collect()
 }
 
 impl StagePlan {

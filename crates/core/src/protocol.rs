@@ -5,7 +5,7 @@
 //! executor core is shared. Frames are a little-endian `u32` length and a bincode body;
 //! [`FrameDecoder`] reassembles them from arbitrary chunks and refuses absurd lengths.
 
-use crate::ship::{ShipError, codec};
+use crate::ship::ShipError;
 use serde::{Deserialize, Serialize};
 
 /// Largest frame accepted (tasks and inline results are far smaller).
@@ -96,6 +96,7 @@ pub struct LaunchTask {
     /// Attempt number.
     pub attempt: u32,
     /// Sealed [`crate::task::TaskKind`] envelope.
+    #[serde(with = "as_bytes")]
     pub envelope: Vec<u8>,
     /// For every shuffle the task reads: the block server of each map output, by map index.
     pub shuffle_locations: Vec<(usize, Vec<String>)>,
@@ -184,12 +185,43 @@ pub struct StatusData {
     pub report: Report,
 }
 
+/// `Vec<u8>` as one byte string (serde's default goes element by element: slow for the
+/// megabytes of a deep lineage).
+mod as_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, b: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(b.to_vec())
+            }
+            fn visit_byte_buf<E>(self, b: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(b)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
 /// Encode one frame.
 pub fn frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, ShipError> {
-    let body = codec::to_vec(msg)?;
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    let encode = |e: bincode::Error| ShipError::Encode(e.to_string());
+    let len = bincode::serialized_size(msg).map_err(encode)?;
+    let len = u32::try_from(len)
+        .map_err(|_| ShipError::Encode(format!("a {len}-byte message does not fit a frame")))?;
+    // Written in place: a launch can carry megabytes of lineage.
+    let mut out = Vec::with_capacity(len as usize + 4);
+    out.extend_from_slice(&len.to_le_bytes());
+    bincode::serialize_into(&mut out, msg).map_err(encode)?;
     Ok(out)
 }
 

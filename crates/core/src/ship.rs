@@ -13,19 +13,21 @@
 //!   other process can make an executor jump;
 //! - code offsets are only decoded inside [`open`] after both checks ([`TrustedScope`]).
 //!
-//! Lineage nodes are immutable, so each [`SerArc`] encodes its value once and reuses the
-//! bytes for every task (and nested encoding does not blow up with lineage depth).
+//! Lineage nodes are immutable, so each [`SerArc`] encodes its own value once and reuses
+//! the bytes for every task. A lineage travels as a flat table of nodes, children first,
+//! each referring to its children by id: its size is linear in the number of nodes, and
+//! encoding, decoding and dropping it are loops, not recursion, however deep it is.
 
 use hmac::{Hmac, Mac};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
-use serde::ser::SerializeTuple;
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use std::any::TypeId;
-use std::cell::Cell;
+use std::any::{Any, TypeId};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
@@ -71,6 +73,13 @@ pub mod codec {
     pub fn from_slice<T: DeserializeOwned>(b: &[u8]) -> Result<T, ShipError> {
         bincode::deserialize(b).map_err(|e| ShipError::Malformed(e.to_string()))
     }
+
+    /// Decode a value that borrows from `b`.
+    pub(crate) fn from_slice_borrowed<'a, T: serde::Deserialize<'a>>(
+        b: &'a [u8],
+    ) -> Result<T, ShipError> {
+        bincode::deserialize(b).map_err(|e| ShipError::Malformed(e.to_string()))
+    }
 }
 
 // ───────────────────────── binary identity ─────────────────────────
@@ -88,10 +97,23 @@ pub fn exe_id() -> u64 {
 pub fn exe_sha256() -> [u8; 32] {
     static DIGEST: OnceLock<[u8; 32]> = OnceLock::new();
     *DIGEST.get_or_init(|| {
-        let bytes = std::fs::read("/proc/self/exe")
-            .or_else(|_| std::env::current_exe().and_then(std::fs::read))
-            .unwrap_or_default();
-        Sha256::digest(&bytes).into()
+        // Streamed: reading a 100+ MB debug binary whole would make it every process's
+        // peak memory.
+        let mut hasher = Sha256::new();
+        let file = std::fs::File::open("/proc/self/exe")
+            .or_else(|_| std::env::current_exe().and_then(std::fs::File::open));
+        if let Ok(mut file) = file {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match std::io::Read::read(&mut file, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => hasher.update(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        hasher.finalize().into()
     })
 }
 
@@ -155,6 +177,13 @@ fn type_tag<T: ?Sized + 'static>() -> u64 {
 }
 
 // ─────────── SerArc<dyn Trait>: serializable trait objects on stable ───────────
+//
+// A lineage is a graph of `SerArc`s. It travels as a flat table: one entry per node (its
+// id, the code offset of its decoder, its own bytes), children before parents, and inside
+// a node's bytes each child is only its id. Encoding walks the graph with an explicit
+// stack and decoding is one loop over the table, so neither the bytes nor any thread's
+// stack grows faster than the number of nodes, however deep the lineage. Dropping is
+// iterative too (see `defer_drop`).
 
 /// Encode the concrete value behind a trait object (blanket-implemented for `Serialize`
 /// types, so it lands in every vtable).
@@ -175,28 +204,58 @@ pub trait Upcast<D: ?Sized> {
     fn upcast(self: Arc<Self>) -> Arc<D>;
 }
 
-type DeserFn<D> = fn(&[u8]) -> Result<Arc<D>, String>;
+/// Decodes one table entry into a `SerArc<D>` boxed as `Any`: one signature for every
+/// node type, so a table of mixed nodes decodes in one loop.
+type DecodeFn = fn(&[u8]) -> Result<Box<dyn Any>, String>;
 
-fn deser_impl<C, D: ?Sized>(bytes: &[u8]) -> Result<Arc<D>, String>
+fn decode_impl<C, D: ?Sized + 'static>(bytes: &[u8]) -> Result<Box<dyn Any>, String>
 where
-    C: DeserializeOwned + Upcast<D>,
+    C: DeserializeOwned + Upcast<D> + 'static,
 {
     let c: C = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-    Ok(Arc::new(c).upcast())
+    Ok(Box::new(SerArc::<D> {
+        inner: ManuallyDrop::new(Arc::new(c).upcast()),
+        decode: decode_impl::<C, D>,
+        blob: Default::default(),
+    }))
+}
+
+/// A node's own encoding, made once (nodes are immutable): its bytes, with each child
+/// `SerArc` written as its id, and those children, to walk on.
+struct Encoded {
+    bytes: Vec<u8>,
+    children: Vec<Box<dyn GraphNode>>,
+}
+
+/// A `SerArc` seen without its type, for walking and encoding a graph.
+trait GraphNode: Send + Sync {
+    /// Unique among the live nodes of this process (the address of the shared value).
+    fn node_id(&self) -> u64;
+    fn decoder(&self) -> DecodeFn;
+    fn encoded(&self) -> Result<&Encoded, String>;
+}
+
+thread_local! {
+    /// While a graph is being encoded: the `SerArc`s met in the value being serialized.
+    static COLLECT: Cell<Option<Vec<Box<dyn GraphNode>>>> = const { Cell::new(None) };
+    /// While a graph is being decoded: the nodes decoded so far, by id.
+    static DECODED: RefCell<Option<HashMap<u64, Box<dyn Any>>>> = const { RefCell::new(None) };
+    /// Values whose drop was deferred by a drop already running on this thread.
+    static DROPS: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
 }
 
 /// A shared, type-erased, serializable value. Derefs to `D`.
 pub struct SerArc<D: ?Sized + 'static> {
-    inner: Arc<D>,
-    deser: DeserFn<D>,
-    blob: Arc<OnceLock<Vec<u8>>>,
+    inner: ManuallyDrop<Arc<D>>,
+    decode: DecodeFn,
+    blob: ManuallyDrop<Arc<OnceLock<Encoded>>>,
 }
 
 impl<D: ?Sized> Clone for SerArc<D> {
     fn clone(&self) -> Self {
         SerArc {
             inner: self.inner.clone(),
-            deser: self.deser,
+            decode: self.decode,
             blob: self.blob.clone(),
         }
     }
@@ -209,12 +268,66 @@ impl<D: ?Sized> Deref for SerArc<D> {
     }
 }
 
+impl<D: ?Sized + 'static> Drop for SerArc<D> {
+    fn drop(&mut self) {
+        // SAFETY: both fields are taken exactly once, here, and never used afterwards.
+        let (inner, blob) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.inner),
+                ManuallyDrop::take(&mut self.blob),
+            )
+        };
+        if Arc::strong_count(&inner) > 1 && Arc::strong_count(&blob) > 1 {
+            // Not the last owner: decrements, nothing recursive.
+            drop((inner, blob));
+        } else {
+            defer_drop(Box::new((inner, blob)));
+        }
+    }
+}
+
+/// Drop `value` without recursing through a lineage: a node's parents dropped while it is
+/// being dropped are queued and dropped by the outermost call, one after the other.
+fn defer_drop(value: Box<dyn Any>) {
+    let mut value = Some(value);
+    let drainer = DROPS
+        .try_with(|cell| {
+            let mut queue = cell.borrow_mut();
+            match queue.as_mut() {
+                Some(q) => {
+                    q.extend(value.take());
+                    false
+                }
+                None => {
+                    *queue = Some(Vec::new());
+                    true
+                }
+            }
+        })
+        // The thread is exiting: plain (recursive) drop.
+        .unwrap_or(false);
+    drop(value);
+    if drainer {
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                let rest = DROPS.try_with(|c| c.borrow_mut().take()).ok().flatten();
+                drop(rest);
+            }
+        }
+        let _done = Done;
+        while let Some(next) = DROPS.with(|c| c.borrow_mut().as_mut().and_then(Vec::pop)) {
+            drop(next);
+        }
+    }
+}
+
 impl<D: ?Sized + 'static> SerArc<D> {
     /// Erase `c` to `D`, remembering how to decode it.
     pub fn new<C: Upcast<D> + Serialize + DeserializeOwned + 'static>(c: C) -> Self {
         SerArc {
-            inner: Arc::new(c).upcast(),
-            deser: deser_impl::<C, D>,
+            inner: ManuallyDrop::new(Arc::new(c).upcast()),
+            decode: decode_impl::<C, D>,
             blob: Default::default(),
         }
     }
@@ -222,6 +335,36 @@ impl<D: ?Sized + 'static> SerArc<D> {
     /// The shared pointer.
     pub fn arc(&self) -> &Arc<D> {
         &self.inner
+    }
+
+    /// Whether both refer to the same value.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn id(&self) -> u64 {
+        Arc::as_ptr(&self.inner) as *const () as usize as u64
+    }
+}
+
+impl<D: ?Sized + EncodeSelf + Send + Sync + 'static> GraphNode for SerArc<D> {
+    fn node_id(&self) -> u64 {
+        self.id()
+    }
+
+    fn decoder(&self) -> DecodeFn {
+        self.decode
+    }
+
+    fn encoded(&self) -> Result<&Encoded, String> {
+        if let Some(e) = self.blob.get() {
+            return Ok(e);
+        }
+        let outer = COLLECT.replace(Some(Vec::new()));
+        let bytes = self.inner.encode_self();
+        let children = COLLECT.replace(outer).unwrap_or_default();
+        let bytes = bytes?;
+        Ok(self.blob.get_or_init(|| Encoded { bytes, children }))
     }
 }
 
@@ -232,89 +375,127 @@ impl Serialize for Bytes<'_> {
     }
 }
 
-impl<D: ?Sized + EncodeSelf + 'static> Serialize for SerArc<D> {
+impl<D: ?Sized + EncodeSelf + Send + Sync + 'static> Serialize for SerArc<D> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let blob = match self.blob.get() {
-            Some(b) => b,
-            None => {
-                let b = self
-                    .inner
-                    .encode_self()
-                    .map_err(serde::ser::Error::custom)?;
-                self.blob.get_or_init(|| b)
-            }
-        };
-        let mut t = s.serialize_tuple(3)?;
-        t.serialize_element(&type_tag::<DeserFn<D>>())?;
-        t.serialize_element(&code_offset(self.deser as usize))?;
-        t.serialize_element(&Bytes(blob))?;
-        t.end()
+        let collected = COLLECT.with(|c| {
+            let mut met = c.take();
+            let inside = met
+                .as_mut()
+                .map(|m| m.push(Box::new(self.clone())))
+                .is_some();
+            c.set(met);
+            inside
+        });
+        if !collected {
+            return Err(serde::ser::Error::custom(format!(
+                "a {} can only be encoded by ship::seal",
+                std::any::type_name::<Self>()
+            )));
+        }
+        s.serialize_u64(self.id())
     }
 }
 
 impl<'de, D: ?Sized + 'static> Deserialize<'de> for SerArc<D> {
     fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
-        struct V<D: ?Sized>(PhantomData<fn() -> Arc<D>>);
-        struct Seed<D: ?Sized + 'static>(DeserFn<D>);
-        impl<'de, D: ?Sized + 'static> DeserializeSeed<'de> for Seed<D> {
-            type Value = Arc<D>;
-            fn deserialize<De: Deserializer<'de>>(self, d: De) -> Result<Arc<D>, De::Error> {
-                d.deserialize_bytes(self)
-            }
+        let id = u64::deserialize(d)?;
+        check_trusted().map_err(de::Error::custom)?;
+        let found = DECODED.with(|m| {
+            let m = m.borrow();
+            let node = m.as_ref()?.get(&id)?;
+            Some(node.downcast_ref::<SerArc<D>>().cloned())
+        });
+        match found {
+            Some(Some(node)) => Ok(node),
+            Some(None) => Err(de::Error::custom(format!(
+                "trait-object type mismatch: node {id:x} is not a {}",
+                std::any::type_name::<D>()
+            ))),
+            None => Err(de::Error::custom(format!(
+                "node {id:x} is referenced before it is decoded"
+            ))),
         }
-        impl<'de, D: ?Sized + 'static> Visitor<'de> for Seed<D> {
-            type Value = Arc<D>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an encoded trait object payload")
-            }
-            fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<Arc<D>, E> {
-                (self.0)(b).map_err(E::custom)
-            }
-            fn visit_byte_buf<E: de::Error>(self, b: Vec<u8>) -> Result<Arc<D>, E> {
-                (self.0)(&b).map_err(E::custom)
-            }
-        }
-        impl<'de, D: ?Sized + 'static> Visitor<'de> for V<D> {
-            type Value = SerArc<D>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a serialized trait object (tag, code offset, payload)")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SerArc<D>, A::Error> {
-                let tag: u64 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let off: i64 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                if tag != type_tag::<DeserFn<D>>() {
-                    return Err(de::Error::custom(format!(
-                        "trait-object type mismatch: expected {}",
-                        std::any::type_name::<D>()
-                    )));
-                }
-                let addr = code_addr(off).map_err(de::Error::custom)?;
-                // SAFETY: the binary is identical (checked before the trusted scope was
-                // entered) and the tag proves the sender cast `deser_impl::<C, D>` to
-                // exactly `DeserFn<D>`, so the same offset is the same function here.
-                let deser: DeserFn<D> = unsafe { std::mem::transmute::<usize, DeserFn<D>>(addr) };
-                let inner = seq
-                    .next_element_seed(Seed(deser))?
-                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
-                Ok(SerArc {
-                    inner,
-                    deser,
-                    blob: Default::default(),
-                })
-            }
-        }
-        d.deserialize_tuple(3, V::<D>(PhantomData))
     }
+}
+
+/// Encode `value` with every `SerArc` it reaches as one table (see the section comment),
+/// appended to `out`: `(decoder tag, [(id, decoder offset, bytes)], value bytes)`.
+fn encode_graph<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), ShipError> {
+    let outer = COLLECT.replace(Some(Vec::new()));
+    let root = codec::to_vec(value);
+    let roots = COLLECT.replace(outer).unwrap_or_default();
+    let root = root?;
+    let mut entries: Vec<(u64, i64, Bytes<'_>)> = Vec::new();
+    let mut done: HashSet<u64> = HashSet::new();
+    let mut on_stack: HashSet<u64> = HashSet::new();
+    let mut stack: Vec<(&dyn GraphNode, usize)> = Vec::new();
+    for r in &roots {
+        if done.contains(&r.node_id()) || !on_stack.insert(r.node_id()) {
+            continue;
+        }
+        stack.push((&**r, 0));
+        // Post-order: a node is written once all of its children are.
+        while let Some(&(node, next)) = stack.last() {
+            let enc = node.encoded().map_err(ShipError::Encode)?;
+            if let Some(child) = enc.children.get(next) {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+                let id = child.node_id();
+                if !done.contains(&id) && on_stack.insert(id) {
+                    stack.push((&**child, 0));
+                }
+            } else {
+                stack.pop();
+                on_stack.remove(&node.node_id());
+                if done.insert(node.node_id()) {
+                    entries.push((
+                        node.node_id(),
+                        code_offset(node.decoder() as usize),
+                        Bytes(&enc.bytes),
+                    ));
+                }
+            }
+        }
+    }
+    let table = (type_tag::<DecodeFn>(), entries, Bytes(&root));
+    let size = bincode::serialized_size(&table).map_err(|e| ShipError::Encode(e.to_string()))?;
+    out.reserve(usize::try_from(size).unwrap_or(0));
+    bincode::serialize_into(out, &table).map_err(|e| ShipError::Encode(e.to_string()))
+}
+
+/// Decode what [`encode_graph`] made. Code offsets are only followed on a thread inside a
+/// [`TrustedScope`].
+fn decode_graph<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ShipError> {
+    type Table<'a> = (u64, Vec<(u64, i64, &'a [u8])>, &'a [u8]);
+    let (tag, entries, root): Table<'_> = codec::from_slice_borrowed(bytes)?;
+    if tag != type_tag::<DecodeFn>() {
+        return Err(ShipError::Malformed("not a lineage table".into()));
+    }
+    struct Restore(Option<HashMap<u64, Box<dyn Any>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let ours = DECODED.with(|m| m.replace(self.0.take()));
+            drop(ours);
+        }
+    }
+    let _restore = Restore(DECODED.replace(Some(HashMap::with_capacity(entries.len()))));
+    for (id, off, node) in entries {
+        let addr = code_addr(off).map_err(ShipError::Malformed)?;
+        // SAFETY: the binary is identical (checked before the trusted scope was entered)
+        // and the table's tag proves the sender wrote offsets of `DecodeFn`s, so the same
+        // offset is the same function here.
+        let decode: DecodeFn = unsafe { std::mem::transmute::<usize, DecodeFn>(addr) };
+        let node = decode(node).map_err(ShipError::Malformed)?;
+        DECODED.with(|m| m.borrow_mut().as_mut().map(|m| m.insert(id, node)));
+    }
+    codec::from_slice(root)
 }
 
 // ───────────────────────── envelopes ─────────────────────────
 
 /// A per-application secret shared by the driver and its executors.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret([u8; 32]);
 
 impl Secret {
@@ -361,7 +542,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// What travels: the sender's binary identity, a MAC, and the encoded value.
+/// What travels: the sender's binary identity, a MAC, and the encoded value (the layout
+/// bincode gives this struct, written by hand by [`seal`] to avoid copying the payload).
 #[derive(Serialize, Deserialize)]
 pub struct Envelope {
     exe: u64,
@@ -369,29 +551,79 @@ pub struct Envelope {
     payload: Vec<u8>,
 }
 
+/// Bytes before an envelope's payload: identity, MAC, payload length.
+const ENVELOPE_HEADER: usize = 8 + 32 + 8;
+
 /// Encode `value` into authenticated envelope bytes.
 pub fn seal<T: Serialize>(value: &T, secret: &Secret) -> Result<Vec<u8>, ShipError> {
-    let payload = codec::to_vec(value)?;
+    let mut out = vec![0u8; ENVELOPE_HEADER];
+    encode_graph(value, &mut out)?;
     let exe = exe_id();
-    let mac: [u8; 32] = secret.mac(exe, &payload).finalize().into_bytes().into();
-    codec::to_vec(&Envelope { exe, mac, payload })
+    let payload = &out[ENVELOPE_HEADER..];
+    let mac: [u8; 32] = secret.mac(exe, payload).finalize().into_bytes().into();
+    let len = payload.len() as u64;
+    out[..8].copy_from_slice(&exe.to_le_bytes());
+    out[8..40].copy_from_slice(&mac);
+    out[40..48].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+/// An envelope whose binary identity and MAC were checked: ready to decode.
+pub struct Verified<'a> {
+    mac: [u8; 32],
+    payload: &'a [u8],
+}
+
+impl Verified<'_> {
+    /// The envelope's MAC: equal MACs under one secret mean equal payloads, so it can key
+    /// a cache of decoded values.
+    pub fn mac(&self) -> [u8; 32] {
+        self.mac
+    }
+
+    /// Decode the value.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ShipError> {
+        let _trusted = TrustedScope::enter();
+        decode_graph(self.payload)
+    }
+}
+
+/// Check envelope bytes made by [`seal`] in an identical binary, under `secret`.
+pub fn verify<'a>(bytes: &'a [u8], secret: &Secret) -> Result<Verified<'a>, ShipError> {
+    let short = || ShipError::Malformed("envelope shorter than its header".into());
+    let header = bytes.get(..ENVELOPE_HEADER).ok_or_else(short)?;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let exe = word(0);
+    if exe != exe_id() {
+        return Err(ShipError::BinaryMismatch {
+            sender: exe,
+            ours: exe_id(),
+        });
+    }
+    let mut mac = [0u8; 32];
+    mac.copy_from_slice(&header[8..40]);
+    let payload = &bytes[ENVELOPE_HEADER..];
+    if word(40) != payload.len() as u64 {
+        return Err(ShipError::Malformed(format!(
+            "envelope says {} payload bytes, has {}",
+            word(40),
+            payload.len()
+        )));
+    }
+    secret
+        .mac(exe, payload)
+        .verify_slice(&mac)
+        .map_err(|_| ShipError::BadMac)?;
+    Ok(Verified { mac, payload })
 }
 
 /// Verify and decode envelope bytes made by [`seal`] in an identical binary.
 pub fn open<T: DeserializeOwned>(bytes: &[u8], secret: &Secret) -> Result<T, ShipError> {
-    let env: Envelope = codec::from_slice(bytes)?;
-    if env.exe != exe_id() {
-        return Err(ShipError::BinaryMismatch {
-            sender: env.exe,
-            ours: exe_id(),
-        });
-    }
-    secret
-        .mac(env.exe, &env.payload)
-        .verify_slice(&env.mac)
-        .map_err(|_| ShipError::BadMac)?;
-    let _trusted = TrustedScope::enter();
-    codec::from_slice(&env.payload)
+    verify(bytes, secret)?.decode()
 }
 
 #[cfg(test)]
@@ -420,6 +652,12 @@ mod tests {
         shapes: Vec<SerArc<dyn Shape>>,
     }
 
+    fn graph<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_graph(value, &mut out).expect("encode");
+        out
+    }
+
     fn job() -> Job {
         Job {
             name: "j".into(),
@@ -441,9 +679,14 @@ mod tests {
 
     #[test]
     fn code_references_outside_an_envelope_are_refused() {
-        let bytes = codec::to_vec(&job()).expect("encode");
-        let e = codec::from_slice::<Job>(&bytes).err().expect("refused");
+        let payload = graph(&job());
+        let e = decode_graph::<Job>(&payload).err().expect("refused");
         assert!(e.to_string().contains("verified task envelope"), "{e}");
+        let e = codec::to_vec(&job()).expect_err("refused");
+        assert!(
+            e.to_string().contains("only be encoded by ship::seal"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -481,10 +724,89 @@ mod tests {
     #[test]
     fn each_value_is_encoded_once() {
         let shared = SerArc::<dyn Shape>::new(Square(1.5));
-        let a = codec::to_vec(&shared).expect("first");
+        let a = graph(&shared);
         assert!(shared.blob.get().is_some(), "bytes cached");
-        let b = codec::to_vec(&shared.clone()).expect("second");
+        let b = graph(&shared.clone());
         assert_eq!(a, b);
+    }
+
+    /// A node holding its parent: a lineage of any depth.
+    #[derive(Serialize, Deserialize)]
+    struct Link {
+        n: u64,
+        parent: Option<SerArc<dyn Chain>>,
+    }
+    trait Chain: EncodeSelf + Send + Sync {
+        fn link(&self) -> &Link;
+    }
+    impl Chain for Link {
+        fn link(&self) -> &Link {
+            self
+        }
+    }
+    impl<C: Chain + 'static> Upcast<dyn Chain> for C {
+        fn upcast(self: Arc<Self>) -> Arc<dyn Chain> {
+            self
+        }
+    }
+
+    fn chain(depth: u64) -> SerArc<dyn Chain> {
+        let mut node: SerArc<dyn Chain> = SerArc::new(Link { n: 0, parent: None });
+        for n in 1..depth {
+            node = SerArc::new(Link {
+                n,
+                parent: Some(node),
+            });
+        }
+        node
+    }
+
+    /// Runs `f` on a thread with a small stack, as a deep lineage would overflow it.
+    fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow")
+    }
+
+    #[test]
+    fn deep_lineages_encode_decode_and_drop_without_recursion() {
+        let secret = Secret::generate().expect("random");
+        let (sizes, back) = on_small_stack(move || {
+            let sizes: Vec<usize> = [1_000, 10_000]
+                .iter()
+                .map(|&d| seal(&chain(d), &secret).expect("seal").len())
+                .collect();
+            let deep = chain(100_000);
+            let bytes = seal(&deep, &secret).expect("seal");
+            drop(deep);
+            let back: SerArc<dyn Chain> = open(&bytes, &secret).expect("open");
+            let mut depth = 0;
+            let mut at = Some(&back);
+            while let Some(node) = at {
+                assert_eq!(node.link().n, 99_999 - depth);
+                depth += 1;
+                at = node.link().parent.as_ref();
+            }
+            assert_eq!(depth, 100_000);
+            (sizes, back)
+        });
+        // Linear in depth: ten times the nodes, about ten times the bytes.
+        let ratio = sizes[1] as f64 / sizes[0] as f64;
+        assert!((9.0..11.0).contains(&ratio), "sizes {sizes:?}");
+        on_small_stack(move || drop(back));
+    }
+
+    #[test]
+    fn a_node_reached_twice_is_decoded_once() {
+        let secret = Secret::generate().expect("random");
+        let shared = chain(3);
+        let pair = (shared.clone(), shared);
+        let back: (SerArc<dyn Chain>, SerArc<dyn Chain>) =
+            open(&seal(&pair, &secret).expect("seal"), &secret).expect("open");
+        assert!(Arc::ptr_eq(back.0.arc(), back.1.arc()));
     }
 
     #[test]

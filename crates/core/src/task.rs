@@ -20,6 +20,18 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Once};
 
+/// Stack reserved for each task thread. Computing a partition nests one iterator per
+/// narrow operation of its stage, and pulling an element recurses through all of them, so
+/// a deep pipeline needs room; the memory is only committed as it is touched.
+pub const TASK_STACK_BYTES: usize = 256 << 20;
+
+/// The deepest pipeline (narrow operations in one stage, see
+/// [`crate::plan::pipeline_depth`]) a job may have. Its stack use fits [`TASK_STACK_BYTES`]
+/// with a wide margin: a debug build runs a pipeline this deep (map, filter, flat_map,
+/// map_partitions in turn) on a 96 MiB stack (release needs far less). Deeper jobs fail
+/// before they start with [`crate::Error::LineageTooDeep`].
+pub const MAX_PIPELINE_DEPTH: usize = 131_072;
+
 /// What a running task knows about itself and its environment.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -107,6 +119,49 @@ pub enum TaskKind {
     ShuffleMap(SerArc<dyn ShuffleDependency>),
     /// Produce a result for a job.
     Result(SerArc<dyn ResultJob>),
+}
+
+impl TaskKind {
+    /// A reference to this stage's work that does not keep it alive.
+    pub fn downgrade(&self) -> WeakKind {
+        match self {
+            TaskKind::ShuffleMap(d) => WeakKind::ShuffleMap(Arc::downgrade(d.arc())),
+            TaskKind::Result(j) => WeakKind::Result(Arc::downgrade(j.arc())),
+        }
+    }
+}
+
+/// A weak [`TaskKind`]: tells whether a task is the same stage's work (every task of a
+/// stage holds the same shared value) without keeping a lineage alive.
+pub enum WeakKind {
+    /// A shuffle-map stage's dependency.
+    ShuffleMap(std::sync::Weak<dyn ShuffleDependency>),
+    /// A result stage's job.
+    Result(std::sync::Weak<dyn ResultJob>),
+}
+
+impl WeakKind {
+    /// Whether the work still exists.
+    pub fn alive(&self) -> bool {
+        match self {
+            WeakKind::ShuffleMap(w) => w.strong_count() > 0,
+            WeakKind::Result(w) => w.strong_count() > 0,
+        }
+    }
+
+    /// Whether `kind` is this very work (its allocation cannot be reused while this
+    /// reference exists, so equal addresses mean the same value).
+    pub fn is(&self, kind: &TaskKind) -> bool {
+        match (self, kind) {
+            (WeakKind::ShuffleMap(w), TaskKind::ShuffleMap(d)) => {
+                std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(d.arc()))
+            }
+            (WeakKind::Result(w), TaskKind::Result(j)) => {
+                std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(j.arc()))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a successful task returns.

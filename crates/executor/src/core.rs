@@ -6,13 +6,13 @@
 use crate::runtime::ExecutorError;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use spate_core::protocol::{LaunchTask, RemoteFailure, Report, TaskResult, TaskState};
-use spate_core::ship::{Secret, open};
+use spate_core::ship::{Secret, verify};
 use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
 use spate_shuffle::server::{Served, result_path, serve};
 use spate_shuffle::{DiskStore, RemoteShuffle};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 /// Results larger than this are written to the work dir and fetched by the driver.
 pub const MAX_INLINE_RESULT: usize = 256 << 10;
@@ -45,6 +45,31 @@ struct Shared {
     block_addr: String,
     sink: StatusSink,
     runtime: tokio::runtime::Handle,
+    /// Lineages decoded for running tasks, by envelope MAC: the tasks of a stage running
+    /// at once share one decoded copy (weak: nothing outlives its tasks).
+    decoded: Mutex<Vec<([u8; 32], Weak<TaskKind>)>>,
+}
+
+impl Shared {
+    /// The task kind sealed in `envelope`, decoded once for all the tasks of its stage that
+    /// run at the same time.
+    fn open(&self, envelope: &[u8]) -> Result<Arc<TaskKind>, spate_core::ship::ShipError> {
+        let verified = verify(envelope, &self.settings.secret)?;
+        let mac = verified.mac();
+        let lock = || self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let running = lock()
+            .iter()
+            .find(|(m, _)| *m == mac)
+            .and_then(|(_, k)| k.upgrade());
+        if let Some(kind) = running {
+            return Ok(kind);
+        }
+        let kind = Arc::new(verified.decode::<TaskKind>()?);
+        let mut decoded = lock();
+        decoded.retain(|(_, k)| k.strong_count() > 0);
+        decoded.push((mac, Arc::downgrade(&kind)));
+        Ok(kind)
+    }
 }
 
 /// A running executor core.
@@ -96,6 +121,7 @@ impl Core {
             block_addr,
             sink,
             runtime: rt.handle().clone(),
+            decoded: Mutex::new(Vec::new()),
         });
         spate_core::cache::set_dir(settings.work_dir.join("cache"));
         // Broadcasts are fetched from the driver by the first task that reads one.
@@ -111,6 +137,7 @@ impl Core {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("spate-executor-task-{i}"))
+                .stack_size(spate_core::task::TASK_STACK_BYTES)
                 .spawn(move || task_loop(queue, shared))
                 .map_err(io)?;
         }
@@ -170,7 +197,7 @@ fn task_loop(queue: Receiver<LaunchTask>, shared: Arc<Shared>) {
 }
 
 fn run_one(shared: &Shared, launch: LaunchTask) -> TaskState {
-    let kind: TaskKind = match open(&launch.envelope, &shared.settings.secret) {
+    let kind = match shared.open(&launch.envelope) {
         Ok(k) => k,
         Err(e) => {
             return TaskState::Failed(RemoteFailure::Error(format!(

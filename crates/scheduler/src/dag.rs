@@ -30,11 +30,11 @@ use crate::listener::{
 };
 use crossbeam_channel::{Receiver, Sender};
 use spate_core::error::Error;
-use spate_core::plan::plan_stages;
+use spate_core::plan::{pipeline_depth, plan_stages};
 use spate_core::rdd::{Dependency, RddBase, ShuffleId};
 use spate_core::ship::SerArc;
 use spate_core::shuffle::{MapStatus, ShuffleDependency, ShuffleService};
-use spate_core::task::{ResultJob, TaskFailure, TaskKind, TaskOutput};
+use spate_core::task::{MAX_PIPELINE_DEPTH, ResultJob, TaskFailure, TaskKind, TaskOutput};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -304,6 +304,26 @@ impl DagScheduler {
         }
         let rdd = func.rdd();
         let plan = plan_stages(&rdd);
+        // A pipeline deeper than a task's stack would crash the process running it.
+        for planned in &plan.stages {
+            let reused = planned
+                .shuffle
+                .as_ref()
+                .is_some_and(|d| self.shuffle_stages.contains_key(&d.shuffle_id()));
+            let depth = if reused {
+                0
+            } else {
+                pipeline_depth(&planned.rdd)
+            };
+            if depth > MAX_PIPELINE_DEPTH {
+                let _ = reply.send(JobMessage::Failed(Error::LineageTooDeep {
+                    depth,
+                    limit: MAX_PIPELINE_DEPTH,
+                    rdd: planned.rdd.meta().to_string(),
+                }));
+                return;
+            }
+        }
         let span = info_span!("job", id = job_id);
         let mut stage_ids = Vec::with_capacity(plan.stages.len());
         let mut result_stage = 0;
@@ -421,28 +441,31 @@ impl DagScheduler {
         self.stages.get(&stage).is_some_and(Stage::is_available)
     }
 
+    /// Submit stage `id`, or, if stages it reads are missing, those first (it waits).
+    /// Iterative, so chains of any number of shuffles submit on the scheduler's thread.
     fn submit_stage(&mut self, id: StageId) {
-        let Some(stage) = self.stages.get(&id) else {
-            return;
-        };
-        if stage.state != StageState::Idle {
-            return;
-        }
-        let missing: Vec<StageId> = stage
-            .parents
-            .iter()
-            .copied()
-            .filter(|p| !self.is_available(*p))
-            .collect();
-        if missing.is_empty() {
-            self.submit_missing_tasks(id);
-        } else {
-            if let Some(stage) = self.stages.get_mut(&id) {
-                stage.state = StageState::Waiting;
+        let mut todo = vec![id];
+        while let Some(id) = todo.pop() {
+            let Some(stage) = self.stages.get(&id) else {
+                continue;
+            };
+            if stage.state != StageState::Idle {
+                continue;
             }
-            self.waiting.insert(id);
-            for p in missing {
-                self.submit_stage(p);
+            let missing: Vec<StageId> = stage
+                .parents
+                .iter()
+                .copied()
+                .filter(|p| !self.is_available(*p))
+                .collect();
+            if missing.is_empty() {
+                self.submit_missing_tasks(id);
+            } else {
+                if let Some(stage) = self.stages.get_mut(&id) {
+                    stage.state = StageState::Waiting;
+                }
+                self.waiting.insert(id);
+                todo.extend(missing.into_iter().rev());
             }
         }
     }

@@ -15,6 +15,9 @@ use std::sync::Arc;
 pub(crate) struct CachedNode<T: 'static> {
     pub meta: NodeMeta,
     pub parent: NodeRef<T>,
+    /// Partition count, fixed at construction: asking the parent would recurse through the
+    /// whole pipeline.
+    pub partitions: usize,
     pub key: CacheKey,
     pub level: StorageLevel,
 }
@@ -24,13 +27,19 @@ impl<T: Data> RddBase for CachedNode<T> {
         &self.meta
     }
     fn num_partitions(&self) -> usize {
-        self.parent.num_partitions()
+        self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![Dependency::Narrow(base_of(&self.parent))]
     }
     fn preferred_locations(&self, p: usize) -> Vec<String> {
-        self.parent.preferred_locations(p)
+        super::pipeline_source(base_of(&self.parent)).preferred_locations(p)
+    }
+    fn one_to_one_parent(&self) -> Option<(Arc<dyn RddBase>, bool)> {
+        Some((base_of(&self.parent), true))
+    }
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        super::kept_partitioner(base_of(&self.parent))
     }
     fn storage(&self) -> Option<(CacheKey, StorageLevel)> {
         Some((self.key, self.level))
@@ -51,9 +60,6 @@ impl<T: Data> RddNode<T> for CachedNode<T> {
         };
         let n = data.len();
         PartIter::new((0..n).map(move |i| data[i].clone()))
-    }
-    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        self.parent.partitioner()
     }
     fn uncached(&self) -> Option<NodeRef<T>> {
         Some(self.parent.clone())

@@ -95,6 +95,9 @@ impl<K: Key, V: Data, W: Data> RddBase for CoGroupedNode<K, V, W> {
     fn meta(&self) -> &NodeMeta {
         &self.meta
     }
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(self.partitioner))
+    }
     fn num_partitions(&self) -> usize {
         Partitioner::<K>::num_partitions(&self.partitioner)
     }
@@ -117,8 +120,5 @@ impl<K: Key, V: Data, W: Data> RddNode<(K, (Vec<V>, Vec<W>))> for CoGroupedNode<
             .read(split, tc)
             .for_each(|(k, w)| groups.entry(k).or_default().1.push(w));
         PartIter::new(groups.into_iter())
-    }
-    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        Some(Arc::new(self.partitioner))
     }
 }

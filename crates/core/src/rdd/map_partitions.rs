@@ -23,6 +23,9 @@ pub trait PartitionFn<T, U>: Serialize + DeserializeOwned + Send + Sync + Sized 
 pub(crate) struct MapPartitionsNode<T: 'static, U, F> {
     pub meta: NodeMeta,
     pub parent: NodeRef<T>,
+    /// Partition count, fixed at construction: asking the parent would recurse through the
+    /// whole pipeline.
+    pub partitions: usize,
     pub f: Arc<F>,
     /// Keys are unchanged (map_values, filter …), so the parent's partitioner still holds.
     pub preserves_partitioning: bool,
@@ -35,13 +38,23 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddBase for MapPartitionsNode<T, U,
         &self.meta
     }
     fn num_partitions(&self) -> usize {
-        self.parent.num_partitions()
+        self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![Dependency::Narrow(base_of(&self.parent))]
     }
     fn preferred_locations(&self, p: usize) -> Vec<String> {
-        self.parent.preferred_locations(p)
+        super::pipeline_source(base_of(&self.parent)).preferred_locations(p)
+    }
+    fn one_to_one_parent(&self) -> Option<(Arc<dyn RddBase>, bool)> {
+        Some((base_of(&self.parent), self.preserves_partitioning))
+    }
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        if self.preserves_partitioning {
+            super::kept_partitioner(base_of(&self.parent))
+        } else {
+            None
+        }
     }
 }
 
@@ -49,13 +62,6 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddNode<U> for MapPartitionsNode<T,
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<U> {
         let input = compute(&self.parent, split, tc);
         F::apply(self.f.clone(), split, input)
-    }
-    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        if self.preserves_partitioning {
-            self.parent.partitioner()
-        } else {
-            None
-        }
     }
 }
 

@@ -79,7 +79,9 @@ impl<T, I: Iterator<Item = T>> DynIter<T> for I {
     }
     #[inline]
     fn fold_dyn(self: Box<Self>, f: &mut dyn FnMut(&mut Vec<T>)) {
-        let mut batch = Vec::with_capacity(BATCH);
+        // Grown up to `BATCH` and reused: a deep pipeline holds one batch per level, and
+        // asking for a size hint here would walk the whole chain at every level.
+        let mut batch = Vec::new();
         (*self).for_each(|x| {
             batch.push(x);
             if batch.len() == BATCH {
@@ -166,11 +168,35 @@ pub struct NodeMeta {
     /// The RDD id.
     pub id: RddId,
     /// The operation that made it ("map", "text_file", …).
+    #[serde(deserialize_with = "interned")]
     pub op: Cow<'static, str>,
     /// Source file of the user's call.
+    #[serde(deserialize_with = "interned")]
     pub file: Cow<'static, str>,
     /// Line of the user's call.
     pub line: u32,
+}
+
+/// Decode an operation name or source path as a string shared by every node that has it:
+/// a lineage repeats a handful of them thousands of times, and each node owning a copy
+/// was a third of a decoded node's memory. The set is bounded by the program's call sites.
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let s = <Cow<'de, str>>::deserialize(d)?;
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if let Some(&known) = seen.get(&*s) {
+        return Ok(Cow::Borrowed(known));
+    }
+    if seen.len() >= 4096 {
+        // Not a program's call sites: do not keep more.
+        return Ok(Cow::Owned(s.into_owned()));
+    }
+    let leaked: &'static str = Box::leak(s.into_owned().into_boxed_str());
+    seen.insert(leaked);
+    Ok(Cow::Borrowed(leaked))
 }
 
 impl NodeMeta {
@@ -226,6 +252,39 @@ pub trait RddBase: Send + Sync + 'static {
     fn storage(&self) -> Option<(crate::cache::CacheKey, crate::cache::StorageLevel)> {
         None
     }
+    /// For a node whose partition `p` is computed from its parent's partition `p` alone
+    /// (map, filter, persist …): that parent, and whether keys are kept (so is the
+    /// parent's partitioner). Lets properties be found by walking a pipeline, not by
+    /// recursing through it.
+    fn one_to_one_parent(&self) -> Option<(Arc<dyn RddBase>, bool)> {
+        None
+    }
+    /// If the elements are `(K, V)` pairs placed by a known partitioner, that partitioner
+    /// (as `Any`, compared with `Partitioner::same_as`). Lets joins skip a shuffle.
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+}
+
+/// The first node up a pipeline of one-to-one nodes from `rdd` that is not one (a source,
+/// a shuffle, a union …).
+pub(crate) fn pipeline_source(mut rdd: Arc<dyn RddBase>) -> Arc<dyn RddBase> {
+    while let Some((parent, _)) = rdd.one_to_one_parent() {
+        rdd = parent;
+    }
+    rdd
+}
+
+/// The partitioner that still places `rdd`'s keys: followed up one-to-one nodes while they
+/// keep keys, iteratively.
+pub(crate) fn kept_partitioner(mut rdd: Arc<dyn RddBase>) -> Option<Arc<dyn Any + Send + Sync>> {
+    loop {
+        match rdd.one_to_one_parent() {
+            Some((parent, true)) => rdd = parent,
+            Some((_, false)) => return None,
+            None => return rdd.partitioner(),
+        }
+    }
 }
 
 /// A shippable reference to a lineage node producing `T`.
@@ -238,11 +297,6 @@ pub trait RddNode<T>: RddBase + EncodeSelf {
     /// UTF-8, lost shuffle blocks) unwind with [`crate::task::raise`] and are turned into
     /// a typed task failure at the task boundary.
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<T>;
-    /// If the elements are `(K, V)` pairs placed by a known partitioner, that partitioner
-    /// (as `Any`, compared with `Partitioner::same_as`). Lets joins skip a shuffle.
-    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        None
-    }
     /// For a persisted RDD, the RDD it persists.
     fn uncached(&self) -> Option<NodeRef<T>> {
         None
@@ -350,6 +404,7 @@ impl<T: Data> Rdd<T> {
             cached::CachedNode {
                 meta,
                 parent: self.node.clone(),
+                partitions: self.node.num_partitions(),
                 key: crate::cache::new_key(),
                 level,
             },
@@ -381,34 +436,69 @@ impl<T: Data> Rdd<T> {
         self.node.num_partitions()
     }
 
-    /// A human-readable description of the lineage, one node per line, shuffle
-    /// boundaries marked (like Spark's `toDebugString`).
+    /// A human-readable description of the lineage, one node per line (like Spark's
+    /// `toDebugString`): a node's narrow parents follow it at the same indentation, after
+    /// `| `; a shuffle is marked `+- shuffle N` and its map side indented below it. A node
+    /// reached again (a diamond) is printed once. Iterative, so any depth prints.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let counts = ctx.range(0, 10, 2).map(|x| (x % 3, 1)).reduce_by_key(|a, b| a + b);
+    /// let lines: Vec<String> = counts.debug_string().lines().map(str::to_string).collect();
+    /// assert!(lines[0].starts_with("(2) reduce_by_key["));
+    /// assert!(lines[1].starts_with("+- shuffle"));
+    /// assert!(lines[2].starts_with("  (2) map["));
+    /// assert!(lines[3].starts_with("  | range["));
+    /// // a thousand narrow operations are a thousand lines, not a staircase
+    /// let deep = (0..1000).fold(ctx.range(0, 4, 2), |r, _| r.map(|x| x + 1));
+    /// assert!(deep.debug_string().lines().all(|l| l.len() < 100));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn debug_string(&self) -> String {
-        fn walk(node: &dyn RddBase, depth: usize, out: &mut String) {
-            out.push_str(&format!(
-                "{:indent$}({}) {}\n",
-                "",
-                node.num_partitions(),
-                node.meta(),
-                indent = depth * 2
-            ));
-            for dep in node.dependencies() {
+        use std::fmt::Write;
+        enum Line {
+            /// A node, its indentation, and whether a narrow dependency reached it.
+            Node(Arc<dyn RddBase>, usize, bool),
+            /// A shuffle boundary and its indentation.
+            Shuffle(ShuffleId, usize),
+        }
+        let mut out = String::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![Line::Node(self.base(), 0, false)];
+        while let Some(line) = stack.pop() {
+            let (node, indent, narrow) = match line {
+                Line::Shuffle(id, indent) => {
+                    let _ = writeln!(out, "{:indent$}+- shuffle {id}", "");
+                    continue;
+                }
+                Line::Node(node, indent, narrow) => (node, indent, narrow),
+            };
+            let again = !seen.insert(node.id());
+            let _ = match (narrow, again) {
+                (true, false) => writeln!(out, "{:indent$}| {}", "", node.meta()),
+                (false, false) => writeln!(
+                    out,
+                    "{:indent$}({}) {}",
+                    "",
+                    node.num_partitions(),
+                    node.meta()
+                ),
+                (_, true) => writeln!(out, "{:indent$}| {} (see above)", "", node.meta()),
+            };
+            if again {
+                continue;
+            }
+            // Pushed in reverse so that they print in order.
+            for dep in node.dependencies().into_iter().rev() {
                 match dep {
-                    Dependency::Narrow(p) => walk(&*p, depth + 1, out),
+                    Dependency::Narrow(p) => stack.push(Line::Node(p, indent, true)),
                     Dependency::Shuffle(s) => {
-                        out.push_str(&format!(
-                            "{:indent$}+- shuffle {}\n",
-                            "",
-                            s.shuffle_id(),
-                            indent = depth * 2 + 2
-                        ));
-                        walk(&*s.rdd(), depth + 2, out);
+                        stack.push(Line::Node(s.rdd(), indent + 2, false));
+                        stack.push(Line::Shuffle(s.shuffle_id(), indent));
                     }
                 }
             }
         }
-        let mut s = String::new();
-        walk(&*self.base(), 0, &mut s);
-        s
+        out
     }
 }

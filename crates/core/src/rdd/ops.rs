@@ -30,6 +30,7 @@ impl<T: Data> Rdd<T> {
             MapPartitionsNode {
                 meta,
                 parent: self.node.clone(),
+                partitions: self.node.num_partitions(),
                 f: Arc::new(f),
                 preserves_partitioning: preserves,
                 _out: PhantomData,
@@ -289,6 +290,7 @@ impl<T: Data> Rdd<T> {
             UnionNode {
                 meta,
                 parents: vec![self.node.clone(), other.node.clone()],
+                partitions: self.num_partitions() + other.num_partitions(),
             },
         )
     }
@@ -321,6 +323,7 @@ impl<T: Data> Rdd<T> {
                 meta,
                 left: self.node.clone(),
                 right: other.node.clone(),
+                partitions: self.num_partitions(),
             },
         ))
     }
@@ -342,6 +345,7 @@ impl<T: Data> Rdd<T> {
                 meta,
                 left: self.node.clone(),
                 right: other.node.clone(),
+                partitions: self.num_partitions() * other.num_partitions(),
             },
         )
     }

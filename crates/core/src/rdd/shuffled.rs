@@ -332,6 +332,10 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddBase
     fn num_partitions(&self) -> usize {
         self.partitions
     }
+    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.hash_partitioner
+            .map(|p| Arc::new(p) as Arc<dyn Any + Send + Sync>)
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         self.dep
             .iter()
@@ -363,9 +367,5 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
         } else {
             PartIter::new(records)
         }
-    }
-    fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        self.hash_partitioner
-            .map(|p| Arc::new(p) as Arc<dyn Any + Send + Sync>)
     }
 }

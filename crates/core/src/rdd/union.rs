@@ -11,6 +11,9 @@ use std::sync::Arc;
 pub(crate) struct UnionNode<T: 'static> {
     pub meta: NodeMeta,
     pub parents: Vec<NodeRef<T>>,
+    /// Partition count, fixed at construction: asking the parent would recurse through the
+    /// whole pipeline.
+    pub partitions: usize,
 }
 
 impl<T: Data> UnionNode<T> {
@@ -31,7 +34,7 @@ impl<T: Data> RddBase for UnionNode<T> {
         &self.meta
     }
     fn num_partitions(&self) -> usize {
-        self.parents.iter().map(|p| p.num_partitions()).sum()
+        self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
         self.parents
@@ -64,6 +67,7 @@ pub fn union_all<T: Data>(sc: Arc<dyn super::JobRunner>, rdds: &[super::Rdd<T>])
         UnionNode {
             meta,
             parents: rdds.iter().map(|r| r.node.clone()).collect(),
+            partitions: rdds.iter().map(|r| r.num_partitions()).sum(),
         },
     )
 }

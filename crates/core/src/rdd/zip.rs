@@ -13,6 +13,9 @@ pub(crate) struct ZipNode<T: 'static, U: 'static> {
     pub meta: NodeMeta,
     pub left: NodeRef<T>,
     pub right: NodeRef<U>,
+    /// Partition count, fixed at construction: asking the parent would recurse through the
+    /// whole pipeline.
+    pub partitions: usize,
 }
 
 impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
@@ -20,7 +23,7 @@ impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
         &self.meta
     }
     fn num_partitions(&self) -> usize {
-        self.left.num_partitions()
+        self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![

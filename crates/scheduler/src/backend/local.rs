@@ -44,6 +44,7 @@ impl SchedulerBackend for LocalBackend {
             let executor = executor.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("spate-task-{i}"))
+                .stack_size(spate_core::task::TASK_STACK_BYTES)
                 .spawn(move || {
                     for launch in rx {
                         let span = tracing::debug_span!(

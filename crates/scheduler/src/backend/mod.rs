@@ -15,8 +15,11 @@ use crate::event::{EventSink, TaskId, TaskReport};
 use spate_core::accumulator::Updates;
 use spate_core::error::Result;
 use spate_core::protocol::{RemoteFailure, Report, TaskResult};
+use spate_core::ship::Secret;
 use spate_core::shuffle::MapStatus;
-use spate_core::task::{TaskFailure, TaskKind, TaskOutput};
+use spate_core::task::{TaskFailure, TaskKind, TaskOutput, WeakKind};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// One task to launch on one executor.
 pub struct TaskLaunch {
@@ -84,15 +87,44 @@ pub(crate) fn block_servers(
         .collect()
 }
 
+/// `kind` sealed, encoded once per stage: every task of a stage carries the same lineage
+/// (the partition travels outside the envelope), which for a deep lineage is most of the
+/// launch's cost. Remembers the last few stages by weak reference, so a dropped lineage
+/// is freed (and never mistaken for a new one at the same address).
+fn sealed(kind: &TaskKind, secret: &Secret) -> std::result::Result<Vec<u8>, String> {
+    type Sealed = (WeakKind, Secret, Arc<Vec<u8>>);
+    static LAST: Mutex<VecDeque<Sealed>> = Mutex::new(VecDeque::new());
+    const KEEP: usize = 4;
+    let same = |(k, s, _): &Sealed| k.alive() && k.is(kind) && s == secret;
+    let hit = {
+        let last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        last.iter()
+            .find(|e| same(e))
+            .map(|(_, _, bytes)| bytes.clone())
+    };
+    if let Some(bytes) = hit {
+        return Ok(bytes.to_vec());
+    }
+    let bytes = Arc::new(
+        spate_core::ship::seal(kind, secret).map_err(|e| format!("encoding the task: {e}"))?,
+    );
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    last.retain(|(k, _, _)| k.alive());
+    if last.len() >= KEEP {
+        last.pop_front();
+    }
+    last.push_back((kind.downgrade(), secret.clone(), bytes.clone()));
+    Ok(bytes.to_vec())
+}
+
 /// What an executor process is sent to run `task`: its kind sealed with the application
 /// secret, map outputs located by block server address.
 pub(crate) fn launch_message(
     task: &TaskLaunch,
-    secret: &spate_core::ship::Secret,
+    secret: &Secret,
     address_of: impl Fn(&str) -> Option<String>,
 ) -> std::result::Result<spate_core::protocol::LaunchTask, String> {
-    let envelope = spate_core::ship::seal(&task.kind, secret)
-        .map_err(|e| format!("encoding the task: {e}"))?;
+    let envelope = sealed(&task.kind, secret)?;
     Ok(spate_core::protocol::LaunchTask {
         task: task.id,
         stage: task.stage,
