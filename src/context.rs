@@ -16,6 +16,7 @@ use spate_scheduler::backend::mesos::framework::{MesosBackend, MesosConfig};
 use spate_scheduler::listener::{EventLog, Listener};
 use spate_scheduler::{LocalBackend, Scheduler, SchedulerBackend};
 use spate_shuffle::MemoryShuffleStore;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Context {
     driver_host: Option<String>,
     /// Started with the first broadcast in a cluster.
     broadcasts: std::sync::Mutex<Option<crate::broadcast_server::BroadcastServer>>,
+    /// The application's checkpoint directories, removed when the context stops.
+    checkpoint_dirs: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 /// Programmatic configuration of a [`Context`].
@@ -641,6 +644,7 @@ impl Context {
             ui,
             driver_host,
             broadcasts: std::sync::Mutex::new(None),
+            checkpoint_dirs: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -842,9 +846,57 @@ impl Context {
         Accumulator::merged_by(zero, merge)
     }
 
+    /// Where [`Rdd::checkpoint`] writes: a directory of this application's own under
+    /// `dir`, created now and removed when the context stops (checkpoints serve one run:
+    /// long lineages and recovery). In a cluster, `dir` must be reachable at the same path
+    /// by every executor and the driver (a shared file system); in `local` and
+    /// `local-cluster`, any local directory.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let dir = std::env::temp_dir().join("spate-doc-checkpoints");
+    /// ctx.set_checkpoint_dir(&dir)?;
+    /// let squares = ctx.range(0, 10, 2).map(|x| x * x).checkpoint()?;
+    /// assert_eq!(squares.count()?, 10); // computes and writes the partitions
+    /// assert!(squares.is_checkpointed()); // the lineage is cut: later jobs read the files
+    /// assert_eq!(squares.collect()?, (0..10).map(|x| x * x).collect::<Vec<_>>());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    ///
+    /// [`Rdd::checkpoint`]: spate_core::Rdd::checkpoint
+    pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| Error::io("resolving", dir.as_ref(), e))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let app = self.config.app_name.replace(['/', ' '], "_");
+        let ours = dir.join(format!("{app}-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&ours).map_err(|e| Error::io("creating", &ours, e))?;
+        self.checkpoint_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ours.clone());
+        self.scheduler.set_checkpoint_dir(ours);
+        Ok(())
+    }
+
     /// Stop the scheduler and its workers; later actions fail with a clear error.
     pub fn stop(&self) {
         self.scheduler.stop();
+        let dirs = std::mem::take(
+            &mut *self
+                .checkpoint_dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for dir in dirs {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove the checkpoint directory");
+            }
+        }
     }
 }
 

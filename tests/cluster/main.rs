@@ -41,6 +41,11 @@ fn main() {
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
         }),
+        ("checkpoints_in_executors", checkpoints_in_executors),
+        (
+            "lost_map_outputs_are_recomputed_from_the_checkpoint",
+            lost_map_outputs_are_recomputed_from_the_checkpoint,
+        ),
         (
             "killed_executor_mid_shuffle_gives_exact_result",
             killed_executor_mid_shuffle,
@@ -837,6 +842,83 @@ fn broadcast_figures(cluster: &Context, _local: &Context) -> Result<(), String> 
 /// Accumulator updates come back from executors and count once per partition: when an
 /// executor dies mid-shuffle its map outputs are recomputed, but the map-side counter is
 /// still exact.
+/// dpark's checkpoint tests with executors writing and reading the files.
+fn checkpoints_in_executors(cluster: &Context, _: &Context) -> Result<(), String> {
+    let dir = temp_dir("checkpoints");
+    cluster
+        .set_checkpoint_dir(&dir)
+        .map_err(|e| e.to_string())?;
+    common::checkpoint_cuts_the_lineage(cluster, &dir)?;
+    common::checkpoint_partial(cluster)?;
+    common::checkpoint_long_lineage(cluster)?;
+    common::damaged_checkpoint_is_named(cluster, &dir)
+}
+
+/// After the cut, an executor dying mid-shuffle loses map outputs computed from the
+/// checkpoint: they are recomputed from its files, never from the lineage.
+fn lost_map_outputs_are_recomputed_from_the_checkpoint(
+    cluster: &Context,
+    local: &Context,
+) -> Result<(), String> {
+    let dir = temp_dir("checkpoint-loss");
+    cluster
+        .set_checkpoint_dir(&dir)
+        .map_err(|e| e.to_string())?;
+    let marker = dir.join("killed").to_string_lossy().into_owned();
+    // one line per computation of a parent partition (accumulators would not show
+    // recomputations: they count a partition's first success only)
+    let runs = dir.join("parent-runs");
+    let runs_path = runs.to_string_lossy().into_owned();
+    let pairs = cluster
+        .range(0, 20_000, 8)
+        .map_partitions_with(runs_path, |runs, it| {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(runs)
+            {
+                let _ = writeln!(f, "run");
+            }
+            it.map(|x| (x % 97, x))
+        })
+        .checkpoint()
+        .map_err(|e| e.to_string())?;
+    check(
+        "first job",
+        pairs.count().map_err(|e| e.to_string())?,
+        20_000,
+    )?;
+    check("checkpointed", pairs.is_checkpointed(), true)?;
+    let sums = pairs
+        .reduce_by_key_n(|a, b| a + b, 4)
+        .map_with(marker, |m, kv| {
+            if first_time(m) {
+                std::process::exit(9);
+            }
+            kv
+        });
+    let mut got = sums.collect().map_err(|e| e.to_string())?;
+    got.sort();
+    let mut want = local
+        .range(0, 20_000, 8)
+        .map(|x| (x % 97, x))
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .map_err(|e| e.to_string())?;
+    want.sort();
+    check("sums after the executor loss", got, want)?;
+    check(
+        "parent partitions computed (the lineage was never used again)",
+        std::fs::read_to_string(&runs)
+            .map_err(|e| e.to_string())?
+            .lines()
+            .count(),
+        8,
+    )?;
+    check("an executor was killed", dir.join("killed").exists(), true)
+}
+
 fn accumulators_count_once_across_executor_loss(
     cluster: &Context,
     local: &Context,

@@ -149,3 +149,147 @@ pub fn deep_lineage_limit(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+fn err(e: spate::Error) -> String {
+    e.to_string()
+}
+
+/// Every file named `name` under `dir`, recursively.
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// dpark's `test_checkpoint`: the first job computes and writes the partitions, the
+/// lineage is then cut, and later jobs read the files (the parent is not computed again).
+/// `ctx` must have a checkpoint directory under `dir`.
+pub fn checkpoint_cuts_the_lineage(ctx: &Context, dir: &Path) -> Result<(), String> {
+    let calls = ctx.accumulator(0u64);
+    let doubled = ctx
+        .parallelize((0..10i64).collect(), 2)
+        .map_with(calls.clone(), |c, x| {
+            c.add(1);
+            x * 2
+        })
+        .checkpoint()
+        .map_err(err)?;
+    let want: Vec<i64> = (0..10).map(|x| x * 2).collect();
+    check(
+        "checkpointed before a job",
+        doubled.is_checkpointed(),
+        false,
+    )?;
+    check("first job", doubled.collect().map_err(err)?, want.clone())?;
+    check("checkpointed after it", doubled.is_checkpointed(), true)?;
+    let lineage = doubled.debug_string();
+    check("lineage lines after the cut", lineage.lines().count(), 1)?;
+    check(
+        "a later job",
+        doubled.map(|x| x + 1).collect().map_err(err)?,
+        want.iter().map(|x| x + 1).collect(),
+    )?;
+    check("parent computations", calls.value(), 10)?;
+    check(
+        "partition files",
+        files_named(dir, "part-00000").len() + files_named(dir, "part-00001").len(),
+        2,
+    )
+}
+
+/// dpark's `test_checkpoint_partial`: a job that reads only part of the partitions writes
+/// only the complete ones; the next job reads those and computes the rest; then the
+/// lineage is cut.
+pub fn checkpoint_partial(ctx: &Context) -> Result<(), String> {
+    let calls = ctx.accumulator(0u64);
+    let rdd = ctx
+        .parallelize((0..200i64).collect(), 10)
+        .map_with(calls.clone(), |c, x| {
+            c.add(1);
+            x + 1
+        })
+        .checkpoint()
+        .map_err(err)?;
+    // take(25): partition 0 read whole (written), partitions 1-4 five elements each (not)
+    check(
+        "take",
+        rdd.take(25).map_err(err)?,
+        (1..=25).collect::<Vec<i64>>(),
+    )?;
+    check(
+        "checkpointed after a partial job",
+        rdd.is_checkpointed(),
+        false,
+    )?;
+    check("computations by take", calls.value(), 20 + 4 * 5)?;
+    check(
+        "collect",
+        rdd.collect().map_err(err)?,
+        (1..=200).collect::<Vec<i64>>(),
+    )?;
+    check("checkpointed after a full job", rdd.is_checkpointed(), true)?;
+    check("partition 0 read, not recomputed", calls.value(), 40 + 180)?;
+    check("count", rdd.count().map_err(err)?, 200)?;
+    check("nothing recomputed", calls.value(), 220)
+}
+
+/// dpark's `test_long_lineage`: ten rounds of a hundred maps, a checkpoint and a job each
+/// round; the lineage never grows past one round.
+pub fn checkpoint_long_lineage(ctx: &Context) -> Result<(), String> {
+    let mut rdd = ctx.parallelize((0..10i64).collect(), 2);
+    for round in 1..=10i64 {
+        for _ in 0..100 {
+            rdd = rdd.map(|x| x + 1);
+        }
+        rdd = rdd.checkpoint().map_err(err)?;
+        check(
+            &format!("round {round}"),
+            rdd.collect().map_err(err)?,
+            (0..10).map(|x| x + 100 * round).collect(),
+        )?;
+        check(
+            &format!("round {round} lineage"),
+            rdd.debug_string().lines().count(),
+            1,
+        )?;
+    }
+    Ok(())
+}
+
+/// A damaged checkpoint file fails the job with an error naming the file and the block.
+pub fn damaged_checkpoint_is_named(ctx: &Context, dir: &Path) -> Result<(), String> {
+    let rdd = ctx
+        .parallelize((0..100_000i64).collect(), 2)
+        .checkpoint()
+        .map_err(err)?;
+    rdd.count().map_err(err)?;
+    check("checkpointed", rdd.is_checkpointed(), true)?;
+    let id = rdd.id();
+    let file = files_named(dir, "part-00001")
+        .into_iter()
+        .find(|p| p.parent().is_some_and(|d| d.ends_with(format!("rdd-{id}"))))
+        .ok_or("no part-00001 written")?;
+    let mut bytes = std::fs::read(&file).map_err(|e| e.to_string())?;
+    bytes[100] ^= 0x55;
+    std::fs::write(&file, &bytes).map_err(|e| e.to_string())?;
+    let e = match rdd.collect() {
+        Ok(_) => return Err("a damaged checkpoint was read without error".into()),
+        Err(e) => e.to_string(),
+    };
+    let named = file.to_string_lossy();
+    if !e.contains(&*named) || !e.contains("checksum mismatch in block 0") {
+        return Err(format!("error does not name {named} and the block: {e}"));
+    }
+    Ok(())
+}

@@ -43,6 +43,14 @@ pub enum Error {
         /// Byte offset of the first invalid byte, from the start of the file.
         offset: u64,
     },
+    /// A file spate wrote (checkpoint, object file) that is damaged or cut short.
+    #[error("corrupt file {}: {message}", path.display())]
+    CorruptFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where in the file.
+        message: String,
+    },
     /// `save_as_text_file` refuses to overwrite.
     #[error("output directory already exists: {} (remove it or choose another path)", .0.display())]
     OutputExists(PathBuf),

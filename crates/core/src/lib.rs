@@ -10,6 +10,7 @@
 //! - [`broadcast`]: read-only values shipped to each executor at most once.
 //! - [`cache`]: this process's persisted RDD partitions (memory, disk).
 //! - [`metrics`]: per-task counters (records and bytes read and written, run time).
+//! - [`objfile`]: files of typed elements with checksums (checkpoints, object files).
 //! - [`task`]: tasks, [`task::TaskContext`] and the task boundary that classifies failures.
 //! - [`plan`]: lineage → stages, a pure function.
 //! - [`protocol`]: driver ↔ executor messages and their framing.
@@ -27,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod func;
 pub mod metrics;
+pub mod objfile;
 pub mod partitioner;
 pub mod plan;
 pub mod protocol;

@@ -217,6 +217,7 @@ where
         inner: ManuallyDrop::new(Arc::new(c).upcast()),
         decode: decode_impl::<C, D>,
         blob: Default::default(),
+        volatile: false,
     }))
 }
 
@@ -232,7 +233,8 @@ trait GraphNode: Send + Sync {
     /// Unique among the live nodes of this process (the address of the shared value).
     fn node_id(&self) -> u64;
     fn decoder(&self) -> DecodeFn;
-    fn encoded(&self) -> Result<&Encoded, String>;
+    fn encoded(&self) -> Result<Arc<Encoded>, String>;
+    fn clone_node(&self) -> Box<dyn GraphNode>;
 }
 
 thread_local! {
@@ -248,7 +250,10 @@ thread_local! {
 pub struct SerArc<D: ?Sized + 'static> {
     inner: ManuallyDrop<Arc<D>>,
     decode: DecodeFn,
-    blob: ManuallyDrop<Arc<OnceLock<Encoded>>>,
+    blob: ManuallyDrop<Arc<OnceLock<Arc<Encoded>>>>,
+    /// Encoded afresh every time: the value's encoding can change (a checkpoint that
+    /// has cut its lineage).
+    volatile: bool,
 }
 
 impl<D: ?Sized> Clone for SerArc<D> {
@@ -257,6 +262,7 @@ impl<D: ?Sized> Clone for SerArc<D> {
             inner: self.inner.clone(),
             decode: self.decode,
             blob: self.blob.clone(),
+            volatile: self.volatile,
         }
     }
 }
@@ -329,7 +335,16 @@ impl<D: ?Sized + 'static> SerArc<D> {
             inner: ManuallyDrop::new(Arc::new(c).upcast()),
             decode: decode_impl::<C, D>,
             blob: Default::default(),
+            volatile: false,
         }
+    }
+
+    /// [`SerArc::new`] for a value whose encoding may change over its life (interior
+    /// state), so it is encoded again every time instead of once.
+    pub fn new_volatile<C: Upcast<D> + Serialize + DeserializeOwned + 'static>(c: C) -> Self {
+        let mut node = Self::new(c);
+        node.volatile = true;
+        node
     }
 
     /// The shared pointer.
@@ -356,15 +371,25 @@ impl<D: ?Sized + EncodeSelf + Send + Sync + 'static> GraphNode for SerArc<D> {
         self.decode
     }
 
-    fn encoded(&self) -> Result<&Encoded, String> {
+    fn encoded(&self) -> Result<Arc<Encoded>, String> {
         if let Some(e) = self.blob.get() {
-            return Ok(e);
+            return Ok(e.clone());
         }
         let outer = COLLECT.replace(Some(Vec::new()));
         let bytes = self.inner.encode_self();
         let children = COLLECT.replace(outer).unwrap_or_default();
-        let bytes = bytes?;
-        Ok(self.blob.get_or_init(|| Encoded { bytes, children }))
+        let encoded = Arc::new(Encoded {
+            bytes: bytes?,
+            children,
+        });
+        if self.volatile {
+            return Ok(encoded);
+        }
+        Ok(self.blob.get_or_init(|| encoded).clone())
+    }
+
+    fn clone_node(&self) -> Box<dyn GraphNode> {
+        Box::new(self.clone())
     }
 }
 
@@ -425,39 +450,43 @@ fn encode_graph<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(
     let root = codec::to_vec(value);
     let roots = COLLECT.replace(outer).unwrap_or_default();
     let root = root?;
-    let mut entries: Vec<(u64, i64, Bytes<'_>)> = Vec::new();
+    let mut entries: Vec<(u64, i64, Arc<Encoded>)> = Vec::new();
     let mut done: HashSet<u64> = HashSet::new();
     let mut on_stack: HashSet<u64> = HashSet::new();
-    let mut stack: Vec<(&dyn GraphNode, usize)> = Vec::new();
+    // (node, its encoding, the next child to visit)
+    let mut stack: Vec<(Box<dyn GraphNode>, Arc<Encoded>, usize)> = Vec::new();
     for r in &roots {
         if done.contains(&r.node_id()) || !on_stack.insert(r.node_id()) {
             continue;
         }
-        stack.push((&**r, 0));
+        let enc = r.encoded().map_err(ShipError::Encode)?;
+        stack.push((r.clone_node(), enc, 0));
         // Post-order: a node is written once all of its children are.
-        while let Some(&(node, next)) = stack.last() {
-            let enc = node.encoded().map_err(ShipError::Encode)?;
-            if let Some(child) = enc.children.get(next) {
-                if let Some(top) = stack.last_mut() {
-                    top.1 += 1;
-                }
+        while let Some((node, enc, next)) = stack.last_mut() {
+            if let Some(child) = enc.children.get(*next) {
+                *next += 1;
                 let id = child.node_id();
                 if !done.contains(&id) && on_stack.insert(id) {
-                    stack.push((&**child, 0));
+                    let child = child.clone_node();
+                    let enc = child.encoded().map_err(ShipError::Encode)?;
+                    stack.push((child, enc, 0));
                 }
             } else {
+                let id = node.node_id();
+                let off = code_offset(node.decoder() as usize);
+                let enc = enc.clone();
                 stack.pop();
-                on_stack.remove(&node.node_id());
-                if done.insert(node.node_id()) {
-                    entries.push((
-                        node.node_id(),
-                        code_offset(node.decoder() as usize),
-                        Bytes(&enc.bytes),
-                    ));
+                on_stack.remove(&id);
+                if done.insert(id) {
+                    entries.push((id, off, enc));
                 }
             }
         }
     }
+    let entries: Vec<(u64, i64, Bytes<'_>)> = entries
+        .iter()
+        .map(|(id, off, enc)| (*id, *off, Bytes(&enc.bytes)))
+        .collect();
     let table = (type_tag::<DecodeFn>(), entries, Bytes(&root));
     let size = bincode::serialized_size(&table).map_err(|e| ShipError::Encode(e.to_string()))?;
     out.reserve(usize::try_from(size).unwrap_or(0));

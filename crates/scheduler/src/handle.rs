@@ -11,6 +11,7 @@ use spate_core::ship::SerArc;
 use spate_core::shuffle::ShuffleService;
 use spate_core::task::ResultJob;
 use std::any::Any;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,6 +33,8 @@ pub struct Scheduler {
     next_rdd: AtomicUsize,
     next_shuffle: AtomicUsize,
     parallelism: usize,
+    /// Where checkpointed RDDs write (see [`Scheduler::set_checkpoint_dir`]).
+    checkpoint_dir: Mutex<Option<PathBuf>>,
 }
 
 impl Scheduler {
@@ -90,7 +93,17 @@ impl Scheduler {
             next_rdd: AtomicUsize::new(0),
             next_shuffle: AtomicUsize::new(0),
             parallelism,
+            checkpoint_dir: Mutex::new(None),
         }))
+    }
+
+    /// Checkpointed RDDs made from now on write their files under `dir` (which every
+    /// executor must reach at the same path).
+    pub fn set_checkpoint_dir(&self, dir: PathBuf) {
+        *self
+            .checkpoint_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(dir);
     }
 
     /// Stop the event loop and the backend. Idempotent.
@@ -123,6 +136,7 @@ impl JobRunner for Scheduler {
                 job.rdd().meta()
             )));
         }
+        let rdd = job.rdd();
         let (reply, results) = unbounded();
         self.events
             .send(Event::JobSubmitted {
@@ -135,7 +149,12 @@ impl JobRunner for Scheduler {
         loop {
             match results.recv() {
                 Ok(JobMessage::Result { index, value }) => out[index] = Some(value),
-                Ok(JobMessage::Done) => break,
+                Ok(JobMessage::Done) => {
+                    if self.checkpoint_dir().is_some() {
+                        spate_core::rdd::finish_checkpoints(&rdd);
+                    }
+                    break;
+                }
                 Ok(JobMessage::Failed(e)) => return Err(e),
                 Err(_) => {
                     return Err(Error::SchedulerStopped(
@@ -168,5 +187,12 @@ impl JobRunner for Scheduler {
 
     fn default_parallelism(&self) -> usize {
         self.parallelism
+    }
+
+    fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.checkpoint_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

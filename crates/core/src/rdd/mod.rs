@@ -9,6 +9,7 @@
 mod actions;
 mod cached;
 mod cartesian;
+mod checkpoint;
 mod coalesce;
 mod cogroup;
 mod indexed;
@@ -160,6 +161,10 @@ pub trait JobRunner: Send + Sync + 'static {
     fn default_parallelism(&self) -> usize;
     /// Drop every cached partition of persisted RDD `key`, wherever it is.
     fn unpersist(&self, _key: crate::cache::CacheKey) {}
+    /// Where checkpointed RDDs write their files (set by `Context::set_checkpoint_dir`).
+    fn checkpoint_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Name, id and the user's call site of a node, for plans, logs and error messages.
@@ -263,6 +268,32 @@ pub trait RddBase: Send + Sync + 'static {
     /// (as `Any`, compared with `Partitioner::same_as`). Lets joins skip a shuffle.
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         None
+    }
+    /// For a checkpointed RDD: whether its files are all written and its lineage cut.
+    fn is_checkpointed(&self) -> bool {
+        false
+    }
+    /// For a checkpointed RDD: cut the lineage if every partition's file is written
+    /// (called on the driver after each job).
+    fn finish_checkpoint(&self) {}
+}
+
+/// After a job on `rdd`: cut the lineage of every checkpointed RDD in it whose files are
+/// all written. Walks the whole lineage iteratively, stopping at cut checkpoints.
+pub fn finish_checkpoints(rdd: &Arc<dyn RddBase>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![rdd.clone()];
+    while let Some(r) = stack.pop() {
+        if !seen.insert(r.id()) {
+            continue;
+        }
+        r.finish_checkpoint();
+        for dep in r.dependencies() {
+            match dep {
+                Dependency::Narrow(p) => stack.push(p),
+                Dependency::Shuffle(s) => stack.push(s.rdd()),
+            }
+        }
     }
 }
 
@@ -409,6 +440,61 @@ impl<T: Data> Rdd<T> {
                 level,
             },
         )
+    }
+
+    /// Save this RDD's partitions to reliable storage and cut its lineage, for long
+    /// lineages (iterative algorithms) and cheap recovery. Use the returned RDD: the
+    /// first job that computes it writes each partition to the directory set with
+    /// `Context::set_checkpoint_dir` (a file per partition, written atomically, with
+    /// checksums); once all are written, its lineage is dropped and later jobs, and
+    /// partitions lost downstream, read the files instead of recomputing.
+    ///
+    /// Unlike [`Rdd::cache`] (fast, in executors' memory, lost with an executor and
+    /// recomputed from lineage), a checkpoint survives executors and ends the lineage;
+    /// each partition is computed once and written as it passes.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// # let dir = std::env::temp_dir().join(format!("spate-doc-ckpt-{}", std::process::id()));
+    /// ctx.set_checkpoint_dir(&dir)?;
+    /// let mut ranks = ctx.range(0, 100, 4);
+    /// for round in 1..=30 {
+    ///     ranks = ranks.map(|x| x + 1);
+    ///     if round % 10 == 0 {
+    ///         ranks = ranks.checkpoint()?; // cut the lineage every 10 rounds
+    ///     }
+    /// }
+    /// assert_eq!(ranks.reduce(|a, b| a + b)?, Some((30..130).sum::<i64>()));
+    /// assert!(ranks.is_checkpointed());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn checkpoint(&self) -> Result<Rdd<T>> {
+        let Some(root) = self.sc.checkpoint_dir() else {
+            return Err(crate::Error::Config(
+                "no checkpoint directory: call ctx.set_checkpoint_dir(dir) before rdd.checkpoint()"
+                    .into(),
+            ));
+        };
+        let meta = NodeMeta::new(&*self.sc, "checkpoint");
+        let dir = root.join(format!("rdd-{}", meta.id));
+        let node = checkpoint::CheckpointNode {
+            meta,
+            dir,
+            partitions: self.node.num_partitions(),
+            partitioner: kept_partitioner(self.base()),
+            parent: std::sync::Mutex::new(Some(self.node.clone())),
+        };
+        Ok(Rdd {
+            node: SerArc::new_volatile(node),
+            sc: self.sc.clone(),
+        })
+    }
+
+    /// Whether this is a checkpointed RDD whose partitions are all written (its lineage
+    /// is cut).
+    pub fn is_checkpointed(&self) -> bool {
+        self.node.is_checkpointed()
     }
 
     /// Drop the cached partitions of a persisted RDD everywhere and return the RDD it
