@@ -668,12 +668,15 @@ impl Context {
         self.runner.default_parallelism()
     }
 
-    /// Distribute a local collection over `partitions` partitions.
+    /// Distribute a local collection over `partitions` partitions (nearly equal slices, in
+    /// order). `0` partitions is taken as 1, so that an empty or computed count still gives
+    /// a usable RDD.
     ///
     /// ```
     /// # let ctx = spate::Context::builder().master("local[2]").build()?;
     /// let r = ctx.parallelize(vec![1, 2, 3, 4], 2);
     /// assert_eq!(r.glom().collect()?, vec![vec![1, 2], vec![3, 4]]);
+    /// assert_eq!(ctx.parallelize(vec![1, 2], 0).num_partitions(), 1);
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]

@@ -23,7 +23,8 @@ pub struct TextFileOptions {
     /// At least this many partitions (when files are large enough to split). Defaults to
     /// the context's default parallelism.
     pub min_partitions: Option<usize>,
-    /// Largest split, in bytes (like an HDFS block). Default 32 MiB.
+    /// Largest split, in bytes (like an HDFS block). Default 32 MiB. Always honoured: a
+    /// value below `min_split_bytes` lowers the minimum to it.
     pub max_split_bytes: u64,
     /// Smallest split, in bytes; keeps tiny files from being cut into slivers. Default 1 MiB.
     pub min_split_bytes: u64,
@@ -183,10 +184,11 @@ fn plan_splits(
     let total: u64 = files.iter().map(|(_, len)| len).sum();
     let min_parts = opts.min_partitions.unwrap_or(default_parallelism).max(1) as u64;
     let goal = total.div_ceil(min_parts).max(1);
-    let split = goal
-        .min(opts.max_split_bytes)
-        .max(opts.min_split_bytes)
-        .max(1);
+    // An explicit maximum wins over the minimum (asking for 1000-byte splits and getting
+    // 1 MiB ones, silently, helps nobody).
+    let max = opts.max_split_bytes.max(1);
+    let min = opts.min_split_bytes.min(max);
+    let split = goal.min(max).max(min).max(1);
     let mut splits = Vec::new();
     for (path, len) in files {
         let codec = Codec::of(&path);
@@ -377,5 +379,22 @@ mod tests {
             assert_eq!(read_all(&path, split), want, "split size {split}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_max_split_below_the_min_takes_effect() {
+        let opts = TextFileOptions {
+            min_partitions: Some(1),
+            max_split_bytes: 1000,
+            ..TextFileOptions::default()
+        };
+        let splits = plan_splits(vec![(PathBuf::from("big.txt"), 10_000)], &opts, 1);
+        assert_eq!(splits.len(), 10, "1000-byte splits of 10 000 bytes");
+        let defaults = plan_splits(
+            vec![(PathBuf::from("big.txt"), 10_000)],
+            &TextFileOptions::default(),
+            4,
+        );
+        assert_eq!(defaults.len(), 1, "the 1 MiB minimum still keeps small files whole");
     }
 }
