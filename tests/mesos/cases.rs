@@ -477,3 +477,37 @@ pub fn resources_that_never_fit_fail_saying_why(h: &Harness) -> Result<String, S
     drop(ctx);
     Ok(format!("failed after {:.1} s: {err}", took.as_secs_f64()))
 }
+
+/// An executor that dies (here: aborts) is named by its cause in the job's error: the
+/// agent's terminal update (the signal) and the last lines of its stderr, read from the
+/// sandbox through the agent; after max_failures such deaths the job fails.
+pub fn executor_death_is_named_with_its_stderr(h: &Harness) -> Result<String, String> {
+    let ctx = h.mesos("mesos-test-abort")?;
+    let outcome = within(&ctx, 120.0, "the aborting job", || {
+        ctx.range(0, 10, 2)
+            .map(|x| {
+                if x == 3 {
+                    eprintln!("about to abort on element 3");
+                    std::process::abort();
+                }
+                x
+            })
+            .count()
+    })?;
+    drop(ctx);
+    let err = match outcome {
+        Ok(n) => return Err(format!("the job survived the aborts and counted {n}")),
+        Err(e) => e.to_string(),
+    };
+    for want in [
+        "died",
+        "Aborted",
+        "about to abort on element 3",
+        "after 4 attempt",
+    ] {
+        if !err.contains(want) {
+            return Err(format!("the error does not say {want:?}: {err}"));
+        }
+    }
+    Ok(format!("error: {err}"))
+}

@@ -73,6 +73,10 @@ fn main() {
         ),
         case("many_small_jobs", cases::many_small_jobs).limit(600),
         case(
+            "executor_death_is_named_with_its_stderr",
+            cases::executor_death_is_named_with_its_stderr,
+        ),
+        case(
             "default_settings_run_on_one_cpu_agents",
             cases::default_settings_run_on_one_cpu_agents,
         ),

@@ -221,6 +221,108 @@ pub async fn post(
     }
 }
 
+/// GET `path_and_query` from `addr` and return the body of a 2xx answer.
+async fn get(
+    addr: &str,
+    path_and_query: &str,
+    authorization: Option<&str>,
+) -> Result<Bytes, HttpError> {
+    let unreachable = |e: &dyn std::fmt::Display| HttpError::Unreachable {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    };
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::get(path_and_query).header(header::HOST, addr);
+    if let Some(a) = authorization {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| unreachable(&e))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(&e))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(HttpError::Status {
+            addr: addr.to_string(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    Ok(body)
+}
+
+/// The last `max` bytes of `file` in the sandbox of `executor` of `framework`, read from
+/// the agent at `addr` (`host:port`) through its `/files/read` endpoint (the sandbox stays
+/// readable there after the executor ended, until the agent garbage-collects it). For
+/// an executor's death, its `stderr` says what the agent's terminal update cannot.
+pub async fn sandbox_tail(
+    addr: &str,
+    framework: &str,
+    executor: &str,
+    file: &str,
+    max: u64,
+    authorization: Option<&str>,
+) -> Result<String, HttpError> {
+    let path = format!("/frameworks/{framework}/executors/{executor}/runs/latest/{file}");
+    let encoded: String = path
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    // An answer is `{"data": "...", "offset": N}`.
+    let chunk = |body: Bytes| -> Result<(String, u64), HttpError> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| HttpError::Status {
+                addr: addr.to_string(),
+                status: StatusCode::OK,
+                body: format!("unexpected /files/read answer: {e}"),
+            })?;
+        let data = v.get("data").and_then(|d| d.as_str()).unwrap_or_default();
+        let offset = v.get("offset").and_then(|o| o.as_u64()).unwrap_or_default();
+        Ok((data.to_string(), offset))
+    };
+    // offset -1 answers the file's size.
+    let (_, size) = chunk(
+        get(
+            addr,
+            &format!("/files/read?path={encoded}&offset=-1"),
+            authorization,
+        )
+        .await?,
+    )?;
+    let from = size.saturating_sub(max);
+    let (data, _) = chunk(
+        get(
+            addr,
+            &format!("/files/read?path={encoded}&offset={from}&length={max}"),
+            authorization,
+        )
+        .await?,
+    )?;
+    Ok(data)
+}
+
 /// A live SUBSCRIBE stream: records as they arrive, with an idle watchdog.
 pub struct EventStream {
     body: Incoming,

@@ -395,6 +395,10 @@ mod tests {
             &TextFileOptions::default(),
             4,
         );
-        assert_eq!(defaults.len(), 1, "the 1 MiB minimum still keeps small files whole");
+        assert_eq!(
+            defaults.len(),
+            1,
+            "the 1 MiB minimum still keeps small files whole"
+        );
     }
 }

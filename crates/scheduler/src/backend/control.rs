@@ -39,6 +39,12 @@ pub(crate) trait ControlHooks: Send + Sync + 'static {
     /// An executor was lost (already announced to the scheduler); `silent` when it stopped
     /// answering rather than disconnecting, so its process should be killed.
     fn lost(&self, _executor: &str, _why: &str, _silent: bool) {}
+    /// How long a closed connection waits before it counts as the loss, so that whoever
+    /// watches the process (its exit status) or its Mesos task (the terminal update and
+    /// the sandbox's stderr) can say first how the executor died.
+    fn close_grace(&self) -> Duration {
+        Duration::from_millis(300)
+    }
 }
 
 struct Conn {
@@ -281,7 +287,7 @@ impl Control {
         if let Some(id) = &me {
             // Whoever watches the process (local-cluster) or its Mesos task usually knows
             // better how it died: give them a moment to say so first.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(self.hooks.close_grace()).await;
             self.lose(id, "control connection closed", false);
         }
     }

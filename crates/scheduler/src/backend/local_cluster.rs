@@ -203,19 +203,7 @@ impl StderrTail {
             std::thread::sleep(Duration::from_millis(10));
         }
         let lines = self.lines.lock().ok()?;
-        let words: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
-        (!words.is_empty()).then(|| {
-            let mut s = words.join(" | ");
-            if s.len() > 500 {
-                let mut cut = 500;
-                while !s.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                s.truncate(cut);
-                s.push('…');
-            }
-            s
-        })
+        super::last_words(lines.iter().map(String::as_str))
     }
 }
 

@@ -87,6 +87,31 @@ pub(crate) fn block_servers(
         .collect()
 }
 
+/// An executor's last words for its obituary: the last three non-empty lines of its
+/// stderr (a panic, a stack overflow, an abort is usually there), joined by ` | `, at most
+/// 500 bytes.
+pub(crate) fn last_words<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) -> Option<String> {
+    let mut words: Vec<&str> = lines
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect();
+    words.reverse();
+    (!words.is_empty()).then(|| {
+        let mut s = words.join(" | ");
+        if s.len() > 500 {
+            let mut cut = 500;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        s
+    })
+}
+
 /// `kind` sealed, encoded once per stage: every task of a stage carries the same lineage
 /// (the partition travels outside the envelope), which for a deep lineage is most of the
 /// launch's cost. Remembers the last few stages by weak reference, so a dropped lineage

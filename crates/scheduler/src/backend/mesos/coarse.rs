@@ -30,6 +30,8 @@ const MAX_AGENT_FAILURES: u32 = 2;
 #[derive(Clone, Debug)]
 pub(crate) struct CoarseExecutor {
     pub agent: String,
+    /// The agent's HTTP address (`host:port`, from the offer), to read the sandbox.
+    pub agent_addr: Option<String>,
     pub cpus: f64,
     pub threads: usize,
     pub registered: bool,
@@ -125,6 +127,10 @@ pub(crate) fn plan(coarse: &mut Coarse, offers: &[Offer], sizes: Sizes) -> Vec<P
             executor.clone(),
             CoarseExecutor {
                 agent: agent.to_string(),
+                agent_addr: o.url.as_ref().map(|u| {
+                    let host = u.address.ip.as_deref().or(u.address.hostname.as_deref());
+                    format!("{}:{}", host.unwrap_or(&o.hostname), u.address.port)
+                }),
                 cpus,
                 threads,
                 registered: false,
@@ -230,6 +236,12 @@ impl ControlHooks for Hooks {
         if silent {
             let _ = self.asks.send(Ask::Kill(executor.to_string()));
         }
+    }
+
+    fn close_grace(&self) -> std::time::Duration {
+        // The terminal update comes within a second or so of the process's end, and the
+        // sandbox read after it within milliseconds.
+        std::time::Duration::from_secs(3)
     }
 }
 

@@ -580,6 +580,19 @@ fn bind_ip(host: &str) -> String {
     }
 }
 
+/// The program's own last lines in a Mesos sandbox's stderr: the fetcher's and the
+/// command executor's log lines (glog: `I1130 15:22:12.882987 …`) left out.
+fn program_lines(stderr: &str) -> Option<String> {
+    let glog = |l: &str| {
+        let b = l.as_bytes();
+        b.len() > 5
+            && matches!(b[0], b'I' | b'W' | b'E' | b'F')
+            && b[1..5].iter().all(u8::is_ascii_digit)
+            && b[5] == b' '
+    };
+    crate::backend::last_words(stderr.lines().filter(|l| !glog(l)))
+}
+
 /// `Authorization: Basic …` when a principal and secret are configured.
 fn basic_auth(config: &MesosConfig) -> Option<String> {
     use base64::Engine as _;
@@ -1940,10 +1953,50 @@ impl Framework {
         };
         let (why, fatal) = coarse::ended_why(status, agent, &self.control_addr);
         if entry.registered {
-            // At once, also when the agent merely disconnected (TASK_LOST): its block
-            // server is gone with it, so its map outputs are recomputed elsewhere now.
-            if let Some(control) = &self.control {
-                control.lose(&id, &format!("executor {id} ended: {why}"), false);
+            let Some(control) = self.control.clone() else {
+                return;
+            };
+            let died = matches!(
+                v1::TaskState::try_from(status.state),
+                Ok(v1::TaskState::TaskFailed | v1::TaskState::TaskError)
+            );
+            match (&entry.agent_addr, &self.framework_id) {
+                (Some(addr), Some(framework)) if died => {
+                    // Its stderr says what the update cannot ("has overflowed its stack",
+                    // a panic): read the sandbox's tail first, briefly.
+                    let (addr, framework, auth) =
+                        (addr.clone(), framework.clone(), self.auth.clone());
+                    tokio::spawn(async move {
+                        let tail = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            spate_mesos::http::sandbox_tail(
+                                &addr,
+                                &framework,
+                                &id,
+                                "stderr",
+                                8 << 10,
+                                auth.as_deref(),
+                            ),
+                        )
+                        .await;
+                        let words = match tail {
+                            Ok(Ok(text)) => program_lines(&text),
+                            Ok(Err(e)) => {
+                                tracing::debug!(executor = id, "reading the sandbox: {e}");
+                                None
+                            }
+                            Err(_) => None,
+                        };
+                        let why = match words {
+                            Some(w) => format!("executor {id} died ({why}): {w}"),
+                            None => format!("executor {id} died ({why})"),
+                        };
+                        control.lose(&id, &why, false);
+                    });
+                }
+                // At once, also when the agent merely disconnected (TASK_LOST): its block
+                // server is gone with it, so its map outputs are recomputed elsewhere now.
+                _ => control.lose(&id, &format!("executor {id} ended: {why}"), false),
             }
         } else {
             tracing::warn!(executor = id, "executor ended before registering: {why}");
