@@ -480,34 +480,47 @@ pub fn resources_that_never_fit_fail_saying_why(h: &Harness) -> Result<String, S
 
 /// An executor that dies (here: aborts) is named by its cause in the job's error: the
 /// agent's terminal update (the signal) and the last lines of its stderr, read from the
-/// sandbox through the agent; after max_failures such deaths the job fails.
+/// sandbox through the agent; after max_failures such deaths the job fails. Both modes.
 pub fn executor_death_is_named_with_its_stderr(h: &Harness) -> Result<String, String> {
-    let ctx = h.mesos("mesos-test-abort")?;
-    let outcome = within(&ctx, 120.0, "the aborting job", || {
-        ctx.range(0, 10, 2)
-            .map(|x| {
-                if x == 3 {
-                    eprintln!("about to abort on element 3");
-                    std::process::abort();
-                }
-                x
+    let mut notes = Vec::new();
+    for mode in [spate::MesosMode::Coarse, spate::MesosMode::Fine] {
+        let ctx = Context::builder()
+            .master(h.url())
+            .app_name("mesos-test-abort")
+            .ui(false)
+            .progress(false)
+            .mesos(spate::MesosOptions {
+                mode: Some(mode),
+                ..Default::default()
             })
-            .count()
-    })?;
-    drop(ctx);
-    let err = match outcome {
-        Ok(n) => return Err(format!("the job survived the aborts and counted {n}")),
-        Err(e) => e.to_string(),
-    };
-    for want in [
-        "died",
-        "Aborted",
-        "about to abort on element 3",
-        "after 4 attempt",
-    ] {
-        if !err.contains(want) {
-            return Err(format!("the error does not say {want:?}: {err}"));
+            .build()
+            .map_err(|e| format!("the {mode:?} Mesos context: {e}"))?;
+        let outcome = within(&ctx, 120.0, "the aborting job", || {
+            ctx.range(0, 10, 2)
+                .map(|x| {
+                    if x == 3 {
+                        eprintln!("about to abort on element 3");
+                        std::process::abort();
+                    }
+                    x
+                })
+                .count()
+        })?;
+        drop(ctx);
+        let err = match outcome {
+            Ok(n) => {
+                return Err(format!(
+                    "{mode:?}: the job survived the aborts, counted {n}"
+                ));
+            }
+            Err(e) => e.to_string(),
+        };
+        for want in ["died", "about to abort on element 3", "after 4 attempt"] {
+            if !err.contains(want) {
+                return Err(format!("{mode:?}: the error does not say {want:?}: {err}"));
+            }
         }
+        notes.push(format!("{mode:?}: {err}"));
     }
-    Ok(format!("error: {err}"))
+    Ok(notes.join("\n"))
 }

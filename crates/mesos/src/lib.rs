@@ -73,6 +73,8 @@ pub fn reason_name(reason: i32) -> Option<&'static str> {
 
 /// Reason code of reconciliation answers (no uuid, no data).
 pub const REASON_RECONCILIATION: i32 = 9;
+/// `TaskStatus.reason`: the task's executor ended (crashed, killed) under it.
+pub const REASON_EXECUTOR_TERMINATED: i32 = 1;
 /// `TaskStatus.reason`: the agent lost its connection to the master (it may come back;
 /// its executors are usually gone with it).
 pub const REASON_AGENT_DISCONNECTED: i32 = 10;

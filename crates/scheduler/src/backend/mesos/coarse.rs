@@ -92,6 +92,14 @@ pub(crate) struct Sizes {
     pub max_cores: Option<f64>,
 }
 
+/// The HTTP address (`host:port`) of the agent behind an offer, to read sandboxes.
+pub(crate) fn agent_addr(o: &Offer) -> Option<String> {
+    o.url.as_ref().map(|u| {
+        let host = u.address.ip.as_deref().or(u.address.hostname.as_deref());
+        format!("{}:{}", host.unwrap_or(&o.hostname), u.address.port)
+    })
+}
+
 /// Pick the offers to start executors on: one per agent without one (and not given up
 /// on), taking all its cpus (within `max_cores`) and memory for the executor plus a task
 /// per thread (at least one task's worth).
@@ -127,10 +135,7 @@ pub(crate) fn plan(coarse: &mut Coarse, offers: &[Offer], sizes: Sizes) -> Vec<P
             executor.clone(),
             CoarseExecutor {
                 agent: agent.to_string(),
-                agent_addr: o.url.as_ref().map(|u| {
-                    let host = u.address.ip.as_deref().or(u.address.hostname.as_deref());
-                    format!("{}:{}", host.unwrap_or(&o.hostname), u.address.port)
-                }),
+                agent_addr: agent_addr(o),
                 cpus,
                 threads,
                 registered: false,

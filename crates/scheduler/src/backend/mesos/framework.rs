@@ -215,6 +215,8 @@ struct State {
     waiting_since: Option<Instant>,
     /// The largest offer seen lately: (cpus, mem, agent), for the no-fit message.
     largest_offer: Option<(f64, f64, String)>,
+    /// Agents' HTTP addresses (from their offers), to read executors' sandboxes.
+    agent_addrs: HashMap<String, String>,
 }
 
 enum Command {
@@ -577,6 +579,32 @@ fn bind_ip(host: &str) -> String {
         host.to_string()
     } else {
         "0.0.0.0".into()
+    }
+}
+
+/// The last words in the stderr of `executor`'s sandbox on the agent at `addr`, if the
+/// agent answers within 2 s.
+async fn last_stderr_words(
+    addr: &str,
+    framework: &str,
+    executor: &str,
+    auth: Option<String>,
+) -> Option<String> {
+    let read = spate_mesos::http::sandbox_tail(
+        addr,
+        framework,
+        executor,
+        "stderr",
+        8 << 10,
+        auth.as_deref(),
+    );
+    match tokio::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok(text)) => program_lines(&text),
+        Ok(Err(e)) => {
+            tracing::debug!(executor, "reading the sandbox: {e}");
+            None
+        }
+        Err(_) => None,
     }
 }
 
@@ -1639,6 +1667,30 @@ impl Framework {
                 ..
             })
             | None => {
+                let executor_died = status.state == v1::TaskState::TaskFailed as i32
+                    && status.reason == Some(spate_mesos::REASON_EXECUTOR_TERMINATED);
+                let addr = self
+                    .state
+                    .lock()
+                    .ok()
+                    .and_then(|st| st.agent_addrs.get(agent).cloned());
+                if let (true, Some(addr), Some(framework)) =
+                    (executor_died, addr, self.framework_id.clone())
+                {
+                    // The executor died under the task: its stderr says how.
+                    let (events, executor, auth) =
+                        (self.events.clone(), executor.to_string(), self.auth.clone());
+                    let why = describe(status, agent);
+                    tokio::spawn(async move {
+                        let words = last_stderr_words(&addr, &framework, &executor, auth).await;
+                        let message = match words {
+                            Some(w) => format!("{why}; executor {executor} died: {w}"),
+                            None => why,
+                        };
+                        events.task_ended(task, Err(TaskFailure::Error { message }));
+                    });
+                    return;
+                }
                 self.events.task_ended(task, fail(describe(status, agent)));
                 // An agent that lost its master usually lost its executors too: their map
                 // outputs are gone now, not when the master removes the agent (75 s later).
@@ -1755,7 +1807,10 @@ impl Framework {
         for (executor, agent, tasks, started) in lost {
             let why = match (&f.executor_id, f.status) {
                 (Some(_), Some(s)) => {
-                    format!("executor {executor} on agent {agent} terminated (wait status {s})")
+                    format!(
+                        "executor {executor} on agent {agent} died ({})",
+                        wait_status(s)
+                    )
                 }
                 (Some(_), None) => format!("executor {executor} on agent {agent} terminated"),
                 (None, _) => format!("agent {agent} was lost with executor {executor}"),
@@ -1769,17 +1824,55 @@ impl Framework {
                 // library); after two of those the agent gets no more tasks.
                 c.failed_to_start(&agent, &why, false);
             }
-            for t in tasks {
-                self.events.task_ended(
-                    t,
-                    Err(TaskFailure::Error {
-                        message: why.clone(),
-                    }),
-                );
+            let events = self.events.clone();
+            let report = move |why: String| {
+                for t in tasks {
+                    events.task_ended(
+                        t,
+                        Err(TaskFailure::Error {
+                            message: why.clone(),
+                        }),
+                    );
+                }
+                events.executor_lost(&executor, &why);
+            };
+            let addr = self
+                .state
+                .lock()
+                .ok()
+                .and_then(|st| st.agent_addrs.get(&agent).cloned());
+            match (f.status, addr, self.framework_id.clone()) {
+                (Some(_), Some(addr), Some(framework)) => {
+                    // It died: its stderr says how (read from the sandbox, briefly).
+                    let (id, auth) = (f.executor_id.clone(), self.auth.clone());
+                    tokio::spawn(async move {
+                        let id = id.map(|e| e.value).unwrap_or_default();
+                        match last_stderr_words(&addr, &framework, &id, auth).await {
+                            Some(words) => report(format!("{why}: {words}")),
+                            None => report(why),
+                        }
+                    });
+                }
+                _ => report(why),
             }
-            self.events.executor_lost(&executor, &why);
         }
     }
+}
+
+/// A raw `waitpid` status, as a person would say it.
+fn wait_status(s: i32) -> String {
+    let signal = s & 0x7f;
+    if signal == 0 {
+        return format!("exit status {}", (s >> 8) & 0xff);
+    }
+    let name = match signal {
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL: killed, e.g. out of memory)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    };
+    format!("signal {signal}{name}")
 }
 
 /// Bytes of cached partitions a coarse executor of `mem_mb` may keep: the driver's
@@ -1819,6 +1912,9 @@ impl Framework {
             );
             if st.largest_offer.as_ref().is_none_or(|l| cpus > l.0) {
                 st.largest_offer = Some((cpus, mem, o.agent_id.value.clone()));
+            }
+            if let Some(addr) = coarse::agent_addr(o) {
+                st.agent_addrs.insert(o.agent_id.value.clone(), addr);
             }
         }
         if self.control.is_none() && st.first_offer_slots.is_none() && !self.config.task_cpus_set {
@@ -1967,26 +2063,7 @@ impl Framework {
                     let (addr, framework, auth) =
                         (addr.clone(), framework.clone(), self.auth.clone());
                     tokio::spawn(async move {
-                        let tail = tokio::time::timeout(
-                            Duration::from_secs(2),
-                            spate_mesos::http::sandbox_tail(
-                                &addr,
-                                &framework,
-                                &id,
-                                "stderr",
-                                8 << 10,
-                                auth.as_deref(),
-                            ),
-                        )
-                        .await;
-                        let words = match tail {
-                            Ok(Ok(text)) => program_lines(&text),
-                            Ok(Err(e)) => {
-                                tracing::debug!(executor = id, "reading the sandbox: {e}");
-                                None
-                            }
-                            Err(_) => None,
-                        };
+                        let words = last_stderr_words(&addr, &framework, &id, auth).await;
                         let why = match words {
                             Some(w) => format!("executor {id} died ({why}): {w}"),
                             None => format!("executor {id} died ({why})"),
@@ -2099,6 +2176,37 @@ impl Framework {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_executors_last_words_leave_the_agents_log_lines_out() {
+        let sandbox = "I1130 15:22:12.882987 13926 fetcher.cpp:562] Fetcher Info: {...}\n\
+                       starting\n\
+                       thread 'spate-executor-task-0' has overflowed its stack\n\
+                       fatal runtime error: stack overflow, aborting\n\
+                       I1130 15:22:13.000000 13927 executor.cpp:1000] Command terminated with signal Aborted (pid: 7)\n";
+        assert_eq!(
+            program_lines(sandbox).as_deref(),
+            Some(
+                "starting | thread 'spate-executor-task-0' has overflowed its stack | \
+                 fatal runtime error: stack overflow, aborting"
+            )
+        );
+        assert_eq!(
+            program_lines("I1130 15:22:12.882987 1 x.cpp:1] only mesos\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn wait_statuses_read_as_exit_codes_or_signals() {
+        assert_eq!(wait_status(0), "exit status 0");
+        assert_eq!(wait_status(3 << 8), "exit status 3");
+        assert_eq!(wait_status(6), "signal 6 (SIGABRT)");
+        assert_eq!(
+            wait_status(9),
+            "signal 9 (SIGKILL: killed, e.g. out of memory)"
+        );
+    }
 
     #[test]
     fn task_ids_round_trip_and_foreign_ids_are_not_ours() {
