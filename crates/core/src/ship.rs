@@ -194,8 +194,16 @@ pub trait EncodeSelf {
 
 impl<C: Serialize> EncodeSelf for C {
     fn encode_self(&self) -> Result<Vec<u8>, String> {
-        bincode::serialize(self).map_err(|e| e.to_string())
+        bincode::Options::serialize(node_codec(), self).map_err(|e| e.to_string())
     }
+}
+
+/// The encoding of a node's own bytes: bincode with variable-length integers, since a
+/// lineage node is mostly small numbers (ids, counts, lengths) and a deep lineage's
+/// envelope is copied a few times on each side.
+fn node_codec() -> impl bincode::Options {
+    use bincode::Options as _;
+    bincode::DefaultOptions::new().with_varint_encoding()
 }
 
 /// How a concrete `C` becomes an `Arc<D>` (a stable stand-in for `Unsize`).
@@ -212,7 +220,7 @@ fn decode_impl<C, D: ?Sized + 'static>(bytes: &[u8]) -> Result<Box<dyn Any>, Str
 where
     C: DeserializeOwned + Upcast<D> + 'static,
 {
-    let c: C = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    let c: C = bincode::Options::deserialize(node_codec(), bytes).map_err(|e| e.to_string())?;
     Ok(Box::new(SerArc::<D> {
         inner: ManuallyDrop::new(Arc::new(c).upcast()),
         decode: decode_impl::<C, D>,

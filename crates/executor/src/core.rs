@@ -56,8 +56,9 @@ impl Shared {
     fn open(&self, envelope: &[u8]) -> Result<Arc<TaskKind>, spate_core::ship::ShipError> {
         let verified = verify(envelope, &self.settings.secret)?;
         let mac = verified.mac();
-        let lock = || self.decoded.lock().unwrap_or_else(|p| p.into_inner());
-        let running = lock()
+        // Held while decoding: tasks of one stage launched together decode it once.
+        let mut decoded = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let running = decoded
             .iter()
             .find(|(m, _)| *m == mac)
             .and_then(|(_, k)| k.upgrade());
@@ -65,7 +66,6 @@ impl Shared {
             return Ok(kind);
         }
         let kind = Arc::new(verified.decode::<TaskKind>()?);
-        let mut decoded = lock();
         decoded.retain(|(_, k)| k.strong_count() > 0);
         decoded.push((mac, Arc::downgrade(&kind)));
         Ok(kind)
