@@ -757,6 +757,49 @@ impl Context {
         rdd::text_file(self.runner.clone(), path, options)
     }
 
+    /// The RDD `save_as_object_file` wrote to `path` (a directory, one partition per part
+    /// file; or a single part file), read as elements of type `T`: the type must be the
+    /// one written (checked by name; a mismatch is an error, not garbage), and each block's
+    /// checksum is verified as it is read.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let dir = std::env::temp_dir().join(format!("spate-doc-objf-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// ctx.range(0, 100, 4).map(|x| x as f64 / 2.0).save_as_object_file(&dir)?;
+    /// assert_eq!(ctx.object_file::<f64>(&dir)?.sum()?, 2475.0);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn object_file<T: Data>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>> {
+        rdd::object_file(self.runner.clone(), path)
+    }
+
+    /// Every file under `path` (a file, a directory or a glob) as one `(path, content)`
+    /// element (Spark's `wholeTextFiles`), in about `default_parallelism` partitions of
+    /// similar size; `.gz`, `.zst` and `.bz2` files are decompressed. For many small files
+    /// whose content belongs together; bad UTF-8 fails the job naming the file and offset.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let dir = std::env::temp_dir().join(format!("spate-doc-wtf-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// std::fs::write(dir.join("a.txt"), "one\ntwo\n")?;
+    /// std::fs::write(dir.join("b.txt"), "three")?;
+    /// let mut files = ctx.whole_text_files(dir.to_str().unwrap())?.collect()?;
+    /// files.sort();
+    /// assert_eq!(files.len(), 2);
+    /// assert!(files[0].0.ends_with("a.txt") && files[0].1 == "one\ntwo\n");
+    /// assert_eq!(files[1].1, "three");
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn whole_text_files(&self, path: &str) -> Result<Rdd<(String, String)>> {
+        rdd::whole_text_files(self.runner.clone(), path, None)
+    }
+
     /// Share a read-only value with tasks: pass the handle (cheap to clone) as the state of
     /// a `_with` operation and read it with `value()` (or through `Deref`). In local mode
     /// tasks share the value itself; in a cluster it is encoded once and each executor

@@ -37,6 +37,10 @@ fn main() {
             "numbering_and_keys_equal_local",
             numbering_and_keys_equal_local,
         ),
+        (
+            "files_zips_and_cogroups_equal_local",
+            files_zips_and_cogroups_equal_local,
+        ),
         ("large_results_travel_by_url", large_results_travel_by_url),
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
@@ -526,6 +530,102 @@ fn numeric_actions_equal_local(cluster: &Context, local: &Context) -> Result<(),
 /// zip_with_index, zip_with_unique_id, top_by, subtract_by_key, ctx.union / empty,
 /// to_local_iterator, take_sample, sample_by_key, pipe and reduce_by_key_locally on
 /// executors equal local mode.
+/// Object files, whole text files and bzip2 text written and read by executors,
+/// zip_partitions and three- and four-way cogroups: exactly local mode's results.
+fn files_zips_and_cogroups_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    let e = |e: spate::Error| e.to_string();
+    let dir = temp_dir("files-zips");
+    let pairs =
+        |ctx: &Context, m: i64| ctx.range(0, 3000, 6).map_with(m, |m, x| ((x * m) % 101, x));
+    // executors write the object files, executors and local mode read them
+    let objects = dir.join("objects");
+    pairs(cluster, 7).save_as_object_file(&objects).map_err(e)?;
+    let want = pairs(local, 7).glom().collect().map_err(e)?;
+    let back = cluster.object_file::<(i64, i64)>(&objects).map_err(e)?;
+    check(
+        "object_file in executors",
+        back.glom().collect().map_err(e)?,
+        want.clone(),
+    )?;
+    let back = local.object_file::<(i64, i64)>(&objects).map_err(e)?;
+    check(
+        "object_file read locally",
+        back.glom().collect().map_err(e)?,
+        want,
+    )?;
+    // bzip2 text written by executors, read back whole and by lines
+    let text = dir.join("text");
+    cluster
+        .range(0, 2000, 4)
+        .map(|x| format!("line {x}"))
+        .save_as_text_file_with(&text, spate::rdd::Codec::Bzip2)
+        .map_err(e)?;
+    let path = text.to_string_lossy().into_owned();
+    let mut lines = cluster.text_file(&path).map_err(e)?.collect().map_err(e)?;
+    lines.sort();
+    let mut want: Vec<String> = (0..2000).map(|x| format!("line {x}")).collect();
+    want.sort();
+    check("bz2 text", lines, want)?;
+    let whole = |ctx: &Context| -> Result<Vec<(String, usize)>, String> {
+        let mut v = ctx
+            .whole_text_files(&format!("{path}/part-*"))
+            .map_err(e)?
+            .map(|(p, c)| (p, c.lines().count()))
+            .collect()
+            .map_err(e)?;
+        v.sort();
+        Ok(v)
+    };
+    check("whole_text_files", whole(cluster)?, whole(local)?)?;
+    let zipped = |ctx: &Context| {
+        ctx.range(0, 1000, 4).zip_partitions(
+            &pairs(ctx, 3).values().filter(|x| x % 3 == 0).repartition(4),
+            |a, b| vec![(a.sum::<i64>(), b.count())],
+        )
+    };
+    let got = zipped(cluster).map_err(e)?.collect().map_err(e)?;
+    check("zip_partitions partitions", got.len(), 4)?;
+    check(
+        "zip_partitions totals",
+        (
+            got.iter().map(|(s, _)| s).sum::<i64>(),
+            got.iter().map(|(_, n)| n).sum::<usize>(),
+        ),
+        (
+            (0..1000).sum::<i64>(),
+            (0..3000).filter(|x| x % 3 == 0).count(),
+        ),
+    )?;
+    let norm = |v: Vec<(i64, (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>))>| {
+        let mut v: Vec<_> = v
+            .into_iter()
+            .map(|(k, (mut a, mut b, mut c, mut d))| {
+                a.sort();
+                b.sort();
+                c.sort();
+                d.sort();
+                (k, (a, b, c, d))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let four = |ctx: &Context| {
+        pairs(ctx, 7)
+            .cogroup4(
+                &pairs(ctx, 11),
+                &pairs(ctx, 13).reduce_by_key(|a, b| a + b),
+                &pairs(ctx, 17),
+            )
+            .collect()
+    };
+    check(
+        "cogroup4",
+        norm(four(cluster).map_err(e)?),
+        norm(four(local).map_err(e)?),
+    )
+}
+
 fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
     let e = |e: spate::Error| e.to_string();
     let words = |ctx: &Context| {

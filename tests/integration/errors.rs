@@ -112,6 +112,38 @@ fn directory_glob_and_gzip_inputs() {
 }
 
 #[test]
+fn bzip2_inputs_with_several_streams_are_read_and_damage_is_named() {
+    use std::io::Write;
+    let dir = TempDir::new("bz2");
+    let bz = |text: &[u8]| {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        e.write_all(text).expect("bz2");
+        e.finish().expect("bz2")
+    };
+    // two concatenated streams, as pbzip2 (or `cat a.bz2 b.bz2`) makes
+    let mut bytes = bz(b"alpha beta\ngamma\n");
+    bytes.extend(bz(b"delta\n"));
+    std::fs::write(dir.join("in.bz2"), &bytes).expect("write");
+    let lines = ctx()
+        .text_file(&dir.str("in.bz2"))
+        .expect("bz2")
+        .collect()
+        .expect("collect");
+    assert_eq!(lines, vec!["alpha beta", "gamma", "delta"]);
+    let mut broken = bytes.clone();
+    let mid = broken.len() / 3;
+    broken[mid] ^= 0xff;
+    std::fs::write(dir.join("broken.bz2"), &broken).expect("write");
+    let e = ctx()
+        .text_file(&dir.str("broken.bz2"))
+        .expect("planned")
+        .collect()
+        .expect_err("damaged")
+        .to_string();
+    assert!(e.contains("broken.bz2"), "{e}");
+}
+
+#[test]
 fn zstd_inputs_with_several_frames_and_compressed_outputs_round_trip() {
     let dir = TempDir::new("zstd");
     // two concatenated frames, as `cat a.zst b.zst` makes
@@ -129,6 +161,7 @@ fn zstd_inputs_with_several_frames_and_compressed_outputs_round_trip() {
     for (codec, ext) in [
         (spate::rdd::Codec::Gzip, "gz"),
         (spate::rdd::Codec::Zstd, "zst"),
+        (spate::rdd::Codec::Bzip2, "bz2"),
         (spate::rdd::Codec::None, ""),
     ] {
         let out = dir.join(&format!("out-{ext}"));

@@ -437,4 +437,62 @@ proptest! {
         let counts: Vec<usize> = r.pipe(&["wc", "-l"]).collect().unwrap().iter().map(|c| c.trim().parse().unwrap()).collect();
         prop_assert_eq!(counts, slices(&v, p).iter().map(Vec::len).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn object_files_round_trip_partition_by_partition(kv in pairs(), p in parts()) {
+        let dir = TempDir::new("prop-obj");
+        let out = dir.join("out");
+        let r = ctx().parallelize(kv.clone(), p);
+        r.save_as_object_file(&out).unwrap();
+        let back = ctx().object_file::<(u8, i32)>(&out).unwrap();
+        prop_assert_eq!(back.num_partitions(), p);
+        prop_assert_eq!(back.glom().collect().unwrap(), slices(&kv, p));
+        prop_assert!(ctx().object_file::<String>(&out).is_err(), "another element type is refused");
+    }
+
+    #[test]
+    fn zip_partitions_matches_slice_pairs(a in small_vec(), b in small_vec(), p in parts()) {
+        let (ra, rb) = (ctx().parallelize(a.clone(), p), ctx().parallelize(b.clone(), p));
+        let got = ra.zip_partitions(&rb, |xs, ys| {
+            let (xs, ys): (Vec<i32>, Vec<i32>) = (xs.collect(), ys.collect());
+            vec![(xs.len(), ys.iter().sum::<i32>() - xs.iter().sum::<i32>())]
+        }).unwrap().collect().unwrap();
+        let want: Vec<(usize, i32)> = slices(&a, p).iter().zip(slices(&b, p))
+            .map(|(xs, ys)| (xs.len(), ys.iter().sum::<i32>() - xs.iter().sum::<i32>()))
+            .collect();
+        prop_assert_eq!(got, want);
+        prop_assert!(ra.zip_partitions(&ctx().parallelize(b.clone(), p + 1), |x, _| x).is_err());
+    }
+
+    #[test]
+    fn cogroup3_and_cogroup4_match_grouping(a in pairs(), b in pairs(), c in pairs(), d in pairs(), p in parts(), q in parts()) {
+        let r = |v: &Vec<(u8, i32)>, n| ctx().parallelize(v.clone(), n);
+        let (ga, gb, gc, gd) = (groups(&a), groups(&b), groups(&c), groups(&d));
+        let keys3: BTreeSet<u8> = ga.keys().chain(gb.keys()).chain(gc.keys()).copied().collect();
+        let get = |g: &BTreeMap<u8, Vec<i32>>, k: &u8| g.get(k).cloned().unwrap_or_default();
+        let norm = |mut v: Vec<i32>| { v.sort(); v };
+        let got3: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>)> = r(&a, p).cogroup3(&r(&b, q), &r(&c, 3)).collect().unwrap()
+            .into_iter().map(|(k, (x, y, z))| (k, (norm(x), norm(y), norm(z)))).collect();
+        let want3: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>)> = keys3.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k)))).collect();
+        prop_assert_eq!(got3, want3);
+        let keys4: BTreeSet<u8> = keys3.iter().chain(gd.keys()).copied().collect();
+        let got4: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)> = r(&a, p).cogroup4(&r(&b, q), &r(&c, 2), &r(&d, p)).collect().unwrap()
+            .into_iter().map(|(k, (w, x, y, z))| (k, (norm(w), norm(x), norm(y), norm(z)))).collect();
+        let want4: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)> = keys4.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k), get(&gd, k)))).collect();
+        prop_assert_eq!(got4, want4);
+    }
+
+    #[test]
+    fn whole_text_files_give_each_file_once(texts in prop::collection::vec("[a-z\n ]{0,40}", 1..12)) {
+        let dir = TempDir::new("prop-wtf");
+        let mut want = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let path = dir.join(&format!("f{i:02}.txt"));
+            std::fs::write(&path, t).unwrap();
+            want.push((path.to_string_lossy().into_owned(), t.clone()));
+        }
+        let r = ctx().whole_text_files(&dir.0.to_string_lossy()).unwrap();
+        prop_assert!(r.num_partitions() <= texts.len());
+        prop_assert_eq!(sorted(r.collect().unwrap()), want);
+    }
 }

@@ -8,11 +8,11 @@ use super::map_partitions::{
     PartsFn, SampleFn,
 };
 use super::union::UnionNode;
-use super::zip::ZipNode;
+use super::zip::{ZipNode, ZipPartitionsNode};
 use super::{NodeMeta, PartIter, Rdd};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
-use crate::func::{With, Zst};
+use crate::func::{Func2, With, Zst};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -324,6 +324,82 @@ impl<T: Data> Rdd<T> {
                 left: self.node.clone(),
                 right: other.node.clone(),
                 partitions: self.num_partitions(),
+            },
+        ))
+    }
+
+    /// Combine partition `i` of this RDD with partition `i` of `other` (Spark's
+    /// `zipPartitions`): `f` gets both partitions' iterators and returns the new partition.
+    /// Both RDDs need the same number of partitions; their sizes may differ.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.range(0, 6, 2); // [0, 1, 2], [3, 4, 5]
+    /// let b = ctx.parallelize(vec!['x', 'y', 'z'], 2); // [x], [y, z]
+    /// let sizes = a.zip_partitions(&b, |xs, ys| vec![(xs.count(), ys.count())])?;
+    /// assert_eq!(sizes.collect()?, vec![(3, 1), (3, 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn zip_partitions<U: Data, V: Data, I, F>(&self, other: &Rdd<U>, f: F) -> Result<Rdd<V>>
+    where
+        F: Fn(PartIter<T>, PartIter<U>) -> I + Copy + Send + Sync + 'static,
+        I: IntoIterator<Item = V> + 'static,
+        I::IntoIter: 'static,
+    {
+        self.zip_partitions_by(other, Zst::new(f))
+    }
+
+    /// [`Rdd::zip_partitions`] with explicit state, shipped once with the task.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let (a, b) = (ctx.range(0, 4, 2), ctx.range(10, 14, 2));
+    /// let sums = a.zip_partitions_with(&b, 100, |k, xs, ys| vec![k + xs.sum::<i64>() + ys.sum::<i64>()])?;
+    /// assert_eq!(sums.collect()?, vec![100 + 1 + 21, 100 + 5 + 25]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn zip_partitions_with<U: Data, S: Data, V: Data, I, F>(
+        &self,
+        other: &Rdd<U>,
+        state: S,
+        f: F,
+    ) -> Result<Rdd<V>>
+    where
+        F: Fn(&S, PartIter<T>, PartIter<U>) -> I + Copy + Send + Sync + 'static,
+        I: IntoIterator<Item = V> + 'static,
+        I::IntoIter: 'static,
+    {
+        self.zip_partitions_by(other, With::new(state, f))
+    }
+
+    #[track_caller]
+    fn zip_partitions_by<U: Data, V: Data, I, G>(&self, other: &Rdd<U>, f: G) -> Result<Rdd<V>>
+    where
+        G: Func2<PartIter<T>, PartIter<U>, I>,
+        I: IntoIterator<Item = V> + 'static,
+        I::IntoIter: 'static,
+    {
+        if self.num_partitions() != other.num_partitions() {
+            return Err(Error::ZipMismatch(format!(
+                "zip_partitions: {} has {} partitions, {} has {}",
+                self.node.meta(),
+                self.num_partitions(),
+                other.node.meta(),
+                other.num_partitions()
+            )));
+        }
+        let meta = NodeMeta::new(&*self.sc, "zip_partitions");
+        Ok(Rdd::from_node(
+            self.sc.clone(),
+            ZipPartitionsNode {
+                meta,
+                left: self.node.clone(),
+                right: other.node.clone(),
+                partitions: self.num_partitions(),
+                f: Arc::new(f),
+                _out: PhantomData,
             },
         ))
     }

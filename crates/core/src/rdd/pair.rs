@@ -354,6 +354,67 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         )
     }
 
+    /// [`Rdd::cogroup`] of three RDDs: for each key in any of them, its values in each.
+    /// Costs what a two-way cogroup does per input: each side is shuffled at most once
+    /// (not at all when already partitioned like the result).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10)], 1);
+    /// let c = ctx.parallelize(vec![(3, 'c')], 1);
+    /// let mut g = a.cogroup3(&b, &c).collect()?;
+    /// g.sort();
+    /// assert_eq!(g, vec![
+    ///     (1, (vec!['a'], vec![10], vec![])),
+    ///     (2, (vec!['b'], vec![], vec![])),
+    ///     (3, (vec![], vec![], vec!['c'])),
+    /// ]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cogroup3<W: Data, X: Data>(
+        &self,
+        b: &Rdd<(K, W)>,
+        c: &Rdd<(K, X)>,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>))> {
+        // The two-way result is partitioned like the three-way one: only `c` shuffles.
+        self.cogroup(b).cogroup(c).map_values(|(mut ab, xs)| {
+            let (vs, ws) = ab.pop().unwrap_or_default();
+            (vs, ws, xs)
+        })
+    }
+
+    /// [`Rdd::cogroup`] of four RDDs (see [`Rdd::cogroup3`]).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10), (1, 11)], 2);
+    /// let c = ctx.parallelize(vec![(2, 'c')], 1);
+    /// let d = ctx.parallelize(vec![(1, 1.5)], 1);
+    /// let mut g = a.cogroup4(&b, &c, &d).collect()?;
+    /// g.sort_by_key(|(k, _)| *k);
+    /// assert_eq!(g, vec![
+    ///     (1, (vec!['a'], vec![10, 11], vec![], vec![1.5])),
+    ///     (2, (vec![], vec![], vec!['c'], vec![])),
+    /// ]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn cogroup4<W: Data, X: Data, Y: Data>(
+        &self,
+        b: &Rdd<(K, W)>,
+        c: &Rdd<(K, X)>,
+        d: &Rdd<(K, Y)>,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>, Vec<Y>))> {
+        self.cogroup3(b, c).cogroup(d).map_values(|(mut abc, ys)| {
+            let (vs, ws, xs) = abc.pop().unwrap_or_default();
+            (vs, ws, xs, ys)
+        })
+    }
+
     /// Inner join: every `(k, (v, w))` with `(k, v)` here and `(k, w)` in `other`.
     ///
     /// ```

@@ -58,14 +58,17 @@ pub enum Codec {
     Gzip,
     /// Zstandard (`.zst`), several frames allowed.
     Zstd,
+    /// bzip2 (`.bz2`), several streams allowed (as `pbzip2` writes).
+    Bzip2,
 }
 
 impl Codec {
-    /// The codec a file name says (`.gz`, `.zst`), else plain text.
+    /// The codec a file name says (`.gz`, `.zst`, `.bz2`), else plain text.
     pub fn of(path: &Path) -> Codec {
         match path.extension().and_then(|e| e.to_str()) {
             Some("gz") => Codec::Gzip,
             Some("zst") => Codec::Zstd,
+            Some("bz2") => Codec::Bzip2,
             _ => Codec::None,
         }
     }
@@ -241,6 +244,102 @@ pub fn text_file(
     Ok(Rdd::from_node(sc, TextFileNode { meta, splits }))
 }
 
+/// `whole_text_files`: one `(path, content)` element per file, files grouped into
+/// partitions of about equal bytes.
+#[derive(Serialize, Deserialize)]
+struct WholeTextFilesNode {
+    meta: NodeMeta,
+    groups: Vec<Vec<PathBuf>>,
+}
+
+impl RddBase for WholeTextFilesNode {
+    fn meta(&self) -> &NodeMeta {
+        &self.meta
+    }
+    fn num_partitions(&self) -> usize {
+        self.groups.len()
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+}
+
+impl RddNode<(String, String)> for WholeTextFilesNode {
+    fn compute(self: Arc<Self>, split: usize, _tc: &TaskContext) -> PartIter<(String, String)> {
+        let files = self.groups.get(split).cloned().unwrap_or_default();
+        PartIter::new(files.into_iter().map(|path| {
+            let content = read_whole(&path).unwrap_or_else(|e| raise(e));
+            crate::metrics::record(|m| {
+                m.input_records += 1;
+                m.input_bytes += content.len() as u64;
+            });
+            (path.to_string_lossy().into_owned(), content)
+        }))
+    }
+}
+
+/// A whole file as text, decompressed by its extension.
+fn read_whole(path: &Path) -> Result<String> {
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut reader: Box<dyn std::io::Read> = match Codec::of(path) {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Codec::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(file)
+                .map_err(|e| Error::io("opening zstd stream", path, e))?,
+        ),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::new(file))),
+        Codec::None => Box::new(file),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut bytes)
+        .map_err(|e| Error::io("reading", path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to() as u64,
+    })
+}
+
+/// Every file under `path` (a file, a directory or a glob, as for [`text_file`]) as one
+/// `(path, content)` element, in `min_partitions` partitions (default: the context's
+/// parallelism, at most one per file) of about equal total size.
+#[track_caller]
+pub fn whole_text_files(
+    sc: Arc<dyn JobRunner>,
+    path: &str,
+    min_partitions: Option<usize>,
+) -> Result<Rdd<(String, String)>> {
+    if min_partitions == Some(0) {
+        return Err(Error::InvalidArgument(
+            "whole_text_files: min_partitions must be at least 1".into(),
+        ));
+    }
+    let mut files = resolve_inputs(path)?;
+    files.sort();
+    let parts = min_partitions
+        .unwrap_or_else(|| sc.default_parallelism())
+        .clamp(1, files.len().max(1));
+    // Largest first into the lightest partition, then each partition in path order.
+    let mut by_size: Vec<&(PathBuf, u64)> = files.iter().collect();
+    by_size.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    let mut groups: Vec<(u64, Vec<PathBuf>)> = vec![(0, Vec::new()); parts];
+    for (p, len) in by_size {
+        if let Some(g) = groups.iter_mut().min_by_key(|(bytes, _)| *bytes) {
+            g.0 += len;
+            g.1.push(p.clone());
+        }
+    }
+    let mut groups: Vec<Vec<PathBuf>> = groups
+        .into_iter()
+        .map(|(_, mut g)| {
+            g.sort();
+            g
+        })
+        .collect();
+    groups.sort();
+    let meta = NodeMeta::new(&*sc, "whole_text_files");
+    Ok(Rdd::from_node(sc, WholeTextFilesNode { meta, groups }))
+}
+
 struct LineReader {
     path: PathBuf,
     reader: Box<dyn BufRead>,
@@ -277,6 +376,10 @@ impl LineReader {
                 256 << 10,
                 zstd::stream::read::Decoder::new(file)
                     .map_err(|e| Error::io("opening zstd stream", split.path.clone(), e))?,
+            )),
+            Codec::Bzip2 => Box::new(BufReader::with_capacity(
+                256 << 10,
+                bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(256 << 10, file)),
             )),
             Codec::None => {
                 file.seek(SeekFrom::Start(split.start))

@@ -3,6 +3,7 @@
 use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
 use crate::data::Data;
 use crate::error::Error;
+use crate::func::Func2;
 use crate::task::{TaskContext, raise};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -45,5 +46,61 @@ impl<T: Data, U: Data> RddNode<(T, U)> for ZipNode<T, U> {
                 self.meta
             ))),
         }))
+    }
+}
+
+/// `zip_partitions`: partition `i` is a function of partition `i` of both parents (any
+/// element counts, unlike `zip`).
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "G: Serialize",
+    deserialize = "G: serde::de::DeserializeOwned"
+))]
+pub(crate) struct ZipPartitionsNode<T: 'static, U: 'static, V, I, G> {
+    pub meta: NodeMeta,
+    pub left: NodeRef<T>,
+    pub right: NodeRef<U>,
+    pub partitions: usize,
+    pub f: Arc<G>,
+    #[serde(skip)]
+    pub _out: std::marker::PhantomData<fn() -> (V, I)>,
+}
+
+impl<T, U, V, I, G> RddBase for ZipPartitionsNode<T, U, V, I, G>
+where
+    T: Data,
+    U: Data,
+    V: Data,
+    I: IntoIterator<Item = V> + 'static,
+    I::IntoIter: 'static,
+    G: Func2<PartIter<T>, PartIter<U>, I>,
+{
+    fn meta(&self) -> &NodeMeta {
+        &self.meta
+    }
+    fn num_partitions(&self) -> usize {
+        self.partitions
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        vec![
+            Dependency::Narrow(base_of(&self.left)),
+            Dependency::Narrow(base_of(&self.right)),
+        ]
+    }
+}
+
+impl<T, U, V, I, G> RddNode<V> for ZipPartitionsNode<T, U, V, I, G>
+where
+    T: Data,
+    U: Data,
+    V: Data,
+    I: IntoIterator<Item = V> + 'static,
+    I::IntoIter: 'static,
+    G: Func2<PartIter<T>, PartIter<U>, I>,
+{
+    fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<V> {
+        let a = compute(&self.left, split, tc);
+        let b = compute(&self.right, split, tc);
+        PartIter::new(self.f.call(a, b).into_iter())
     }
 }
