@@ -596,7 +596,7 @@ fn files_zips_and_cogroups_equal_local(cluster: &Context, local: &Context) -> Re
             (0..3000).filter(|x| x % 3 == 0).count(),
         ),
     )?;
-    let norm = |v: Vec<(i64, (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>))>| {
+    let norm = |v: Vec<spate::rdd::CoGrouped4<i64, i64, i64, i64, i64>>| {
         let mut v: Vec<_> = v
             .into_iter()
             .map(|(k, (mut a, mut b, mut c, mut d))| {

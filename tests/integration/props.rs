@@ -40,6 +40,10 @@ fn groups(v: &[(u8, i32)]) -> BTreeMap<u8, Vec<i32>> {
     m
 }
 
+/// Values per key in each of three / four RDDs.
+type Groups3 = BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>)>;
+type Groups4 = BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)>;
+
 /// How `parallelize` slices `n` elements into `p` partitions.
 fn slices<T: Clone>(v: &[T], p: usize) -> Vec<Vec<T>> {
     (0..p)
@@ -471,14 +475,14 @@ proptest! {
         let keys3: BTreeSet<u8> = ga.keys().chain(gb.keys()).chain(gc.keys()).copied().collect();
         let get = |g: &BTreeMap<u8, Vec<i32>>, k: &u8| g.get(k).cloned().unwrap_or_default();
         let norm = |mut v: Vec<i32>| { v.sort(); v };
-        let got3: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>)> = r(&a, p).cogroup3(&r(&b, q), &r(&c, 3)).collect().unwrap()
+        let got3: Groups3 = r(&a, p).cogroup3(&r(&b, q), &r(&c, 3)).collect().unwrap()
             .into_iter().map(|(k, (x, y, z))| (k, (norm(x), norm(y), norm(z)))).collect();
-        let want3: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>)> = keys3.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k)))).collect();
+        let want3: Groups3 = keys3.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k)))).collect();
         prop_assert_eq!(got3, want3);
         let keys4: BTreeSet<u8> = keys3.iter().chain(gd.keys()).copied().collect();
-        let got4: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)> = r(&a, p).cogroup4(&r(&b, q), &r(&c, 2), &r(&d, p)).collect().unwrap()
+        let got4: Groups4 = r(&a, p).cogroup4(&r(&b, q), &r(&c, 2), &r(&d, p)).collect().unwrap()
             .into_iter().map(|(k, (w, x, y, z))| (k, (norm(w), norm(x), norm(y), norm(z)))).collect();
-        let want4: BTreeMap<u8, (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)> = keys4.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k), get(&gd, k)))).collect();
+        let want4: Groups4 = keys4.iter().map(|k| (*k, (get(&ga, k), get(&gb, k), get(&gc, k), get(&gd, k)))).collect();
         prop_assert_eq!(got4, want4);
     }
 

@@ -31,7 +31,7 @@ pub use indexed::LocalIter;
 pub use map_partitions::PartitionFn;
 pub use numeric::{Numeric, StatCounter};
 pub use object_file::object_file;
-pub use pair::{CoGrouped, FullOuter};
+pub use pair::{CoGrouped, CoGrouped3, CoGrouped4, FullOuter};
 pub use parallelize::parallelize;
 pub use range::range;
 pub use shuffled::ShuffleDep;

@@ -17,6 +17,10 @@ use std::sync::Arc;
 
 /// What `cogroup` yields per key: the values from each side.
 pub type CoGrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
+/// What `cogroup3` yields: a key and its values in each of the three RDDs.
+pub type CoGrouped3<K, V, W, X> = (K, (Vec<V>, Vec<W>, Vec<X>));
+/// What `cogroup4` yields: a key and its values in each of the four RDDs.
+pub type CoGrouped4<K, V, W, X, Y> = (K, (Vec<V>, Vec<W>, Vec<X>, Vec<Y>));
 /// What `full_outer_join` yields: either side may be missing.
 pub type FullOuter<K, V, W> = (K, (Option<V>, Option<W>));
 
@@ -377,7 +381,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         &self,
         b: &Rdd<(K, W)>,
         c: &Rdd<(K, X)>,
-    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>))> {
+    ) -> Rdd<CoGrouped3<K, V, W, X>> {
         // The two-way result is partitioned like the three-way one: only `c` shuffles.
         self.cogroup(b).cogroup(c).map_values(|(mut ab, xs)| {
             let (vs, ws) = ab.pop().unwrap_or_default();
@@ -402,13 +406,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    #[allow(clippy::type_complexity)]
     pub fn cogroup4<W: Data, X: Data, Y: Data>(
         &self,
         b: &Rdd<(K, W)>,
         c: &Rdd<(K, X)>,
         d: &Rdd<(K, Y)>,
-    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>, Vec<Y>))> {
+    ) -> Rdd<CoGrouped4<K, V, W, X, Y>> {
         self.cogroup3(b, c).cogroup(d).map_values(|(mut abc, ys)| {
             let (vs, ws, xs) = abc.pop().unwrap_or_default();
             (vs, ws, xs, ys)
