@@ -41,6 +41,10 @@ fn main() {
             "files_zips_and_cogroups_equal_local",
             files_zips_and_cogroups_equal_local,
         ),
+        (
+            "partitioned_operations_equal_local",
+            partitioned_operations_equal_local,
+        ),
         ("large_results_travel_by_url", large_results_travel_by_url),
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
@@ -624,6 +628,66 @@ fn files_zips_and_cogroups_equal_local(cluster: &Context, local: &Context) -> Re
         norm(four(cluster).map_err(e)?),
         norm(four(local).map_err(e)?),
     )
+}
+
+/// Keys by remainder: a custom partitioner shipped to executors.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Modulo(usize);
+
+impl spate::partitioner::Partitioner<i64> for Modulo {
+    fn num_partitions(&self) -> usize {
+        self.0
+    }
+    fn partition(&self, key: &i64) -> usize {
+        key.rem_euclid(self.0 as i64) as usize
+    }
+    fn same_as(&self, other: &dyn std::any::Any) -> bool {
+        other
+            .downcast_ref::<Modulo>()
+            .is_some_and(|o| o.0 == self.0)
+    }
+}
+
+/// `_n` operations with counts and a custom partitioner, and a join of two RDDs
+/// partitioned alike (no shuffle of either side), in executors: local mode's results.
+fn partitioned_operations_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {
+    use spate::partitioner::Partitioning;
+    let e = |e: spate::Error| e.to_string();
+    let run = |ctx: &Context| -> Result<_, String> {
+        let a = ctx
+            .range(0, 5000, 5)
+            .map(|x| (x % 97, x))
+            .partition_by(Partitioning::by(Modulo(6)));
+        let b = ctx
+            .range(0, 3000, 3)
+            .map(|x| (x % 89, -x))
+            .reduce_by_key_n(|x, y| x + y, Partitioning::by(Modulo(6)));
+        let joined = a.join(&b);
+        let stages = spate::plan::plan_stages(&joined.base()).stages.len();
+        let placed = a
+            .glom()
+            .collect()
+            .map_err(e)?
+            .iter()
+            .enumerate()
+            .all(|(i, part)| part.iter().all(|(k, _)| k.rem_euclid(6) as usize == i));
+        let mut j = joined.collect().map_err(e)?;
+        j.sort();
+        let mut d = ctx
+            .range(0, 1000, 4)
+            .map(|x| x % 37)
+            .distinct_n(5)
+            .collect()
+            .map_err(e)?;
+        d.sort();
+        let mut f = a.fold_by_key_n(0, |x, y| x + y, 7).collect().map_err(e)?;
+        f.sort();
+        Ok((stages, placed, j, d, f))
+    };
+    let got = run(cluster)?;
+    check("stages of the co-partitioned join", got.0, 3)?;
+    check("keys where the partitioner says", got.1, true)?;
+    check("results", got, run(local)?)
 }
 
 fn numbering_and_keys_equal_local(cluster: &Context, local: &Context) -> Result<(), String> {

@@ -499,4 +499,79 @@ proptest! {
         prop_assert!(r.num_partitions() <= texts.len());
         prop_assert_eq!(sorted(r.collect().unwrap()), want);
     }
+
+    #[test]
+    fn partitioned_variants_match_iterators_and_place_keys(kv in pairs(), other in pairs(), v in small_vec(), w in small_vec(), p in parts(), n in parts()) {
+        use spate::partitioner::{Partitioner, Partitioning};
+        let r = ctx().parallelize(kv.clone(), p);
+        let o = ctx().parallelize(other.clone(), 3);
+        // every `_n` operation: the oracle's answer, in exactly n partitions
+        let sums = r.fold_by_key_n(0, |a, b| a + b, n);
+        prop_assert_eq!(sums.num_partitions(), n);
+        let want: BTreeMap<u8, i32> = groups(&kv).into_iter().map(|(k, xs)| (k, xs.iter().sum())).collect();
+        prop_assert_eq!(sums.collect().unwrap().into_iter().collect::<BTreeMap<_, _>>(), want.clone());
+        let agg = r.aggregate_by_key_n(0i64, |a, x| a + x as i64, |a, b| a + b, n).collect().unwrap();
+        prop_assert_eq!(agg.into_iter().map(|(k, x)| (k, x as i32)).collect::<BTreeMap<_, _>>(), want);
+        let joined = sorted(r.join_n(&o, n).collect().unwrap());
+        let mut nested = Vec::new();
+        for (k, a) in &kv { for (k2, b) in &other { if k == k2 { nested.push((*k, (*a, *b))); } } }
+        prop_assert_eq!(joined, sorted(nested));
+        let (rv, rw) = (ctx().parallelize(v.clone(), p), ctx().parallelize(w.clone(), 2));
+        let vs: BTreeSet<i32> = v.iter().copied().collect();
+        let ws: BTreeSet<i32> = w.iter().copied().collect();
+        prop_assert_eq!(sorted(rv.distinct_n(n).collect().unwrap()), vs.iter().copied().collect::<Vec<_>>());
+        prop_assert_eq!(sorted(rv.intersection_n(&rw, n).collect().unwrap()), vs.intersection(&ws).copied().collect::<Vec<_>>());
+        prop_assert_eq!(sorted(rv.subtract_n(&rw, n).collect().unwrap()), sorted(v.iter().copied().filter(|x| !ws.contains(x)).collect()));
+        let g = rv.group_by_n(|x| x.rem_euclid(3), n);
+        prop_assert_eq!(g.num_partitions(), n);
+        prop_assert_eq!(g.count().unwrap() as usize, v.iter().map(|x| x.rem_euclid(3)).collect::<BTreeSet<_>>().len());
+        // a custom partitioner places every key where it says
+        let placed = r.partition_by(Partitioning::by(ByKey(n))).glom().collect().unwrap();
+        prop_assert_eq!(placed.len(), n);
+        for (i, part) in placed.iter().enumerate() {
+            prop_assert!(part.iter().all(|(k, _)| Partitioner::<u8>::partition(&ByKey(n), k) == i));
+        }
+    }
+}
+
+/// A custom partitioner for the tests: key mod n.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct ByKey(pub usize);
+
+impl spate::partitioner::Partitioner<u8> for ByKey {
+    fn num_partitions(&self) -> usize {
+        self.0
+    }
+    fn partition(&self, key: &u8) -> usize {
+        *key as usize % self.0
+    }
+    fn same_as(&self, other: &dyn std::any::Any) -> bool {
+        other.downcast_ref::<ByKey>().is_some_and(|o| o.0 == self.0)
+    }
+}
+
+#[test]
+fn joins_of_rdds_partitioned_alike_shuffle_neither_side() {
+    use spate::partitioner::Partitioning;
+    let a = ctx()
+        .parallelize((0u8..40).map(|k| (k, k as i32)).collect(), 3)
+        .partition_by(Partitioning::by(ByKey(4)));
+    let b = ctx()
+        .parallelize((0u8..40).map(|k| (k, -(k as i32))).collect(), 2)
+        .partition_by(Partitioning::by(ByKey(4)));
+    let j = a.join(&b);
+    // two partition_by shuffles, then the join in the result stage: no third or fourth
+    assert_eq!(spate::plan::plan_stages(&j.base()).stages.len(), 3);
+    assert_eq!(j.num_partitions(), 4);
+    assert_eq!(
+        sorted(j.collect().unwrap()),
+        (0u8..40)
+            .map(|k| (k, (k as i32, -(k as i32))))
+            .collect::<Vec<_>>()
+    );
+    // partitioned differently: the right side is shuffled to match the left
+    let c = ctx()
+        .parallelize((0u8..40).map(|k| (k, 1)).collect(), 2)
+        .partition_by(Partitioning::by(ByKey(5)));
+    assert_eq!(spate::plan::plan_stages(&a.join(&c).base()).stages.len(), 4);
 }

@@ -25,14 +25,99 @@ fn fmix64(mut h: u64) -> u64 {
 }
 
 /// Maps keys to reduce partitions. Partitioners ship with map tasks.
-pub trait Partitioner<K>: crate::ship::EncodeSelf + Send + Sync + 'static {
+///
+/// A custom partitioner is a serde type implementing this trait; pass it as
+/// `Partitioning::by(p)` wherever an operation takes a [`Partitioning`]
+/// (`reduce_by_key_n`, `partition_by`, `join_n`, …). Two RDDs partitioned by partitioners that are
+/// [`Partitioner::same_as`] each other are joined without shuffling either.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use spate::partitioner::{Partitioner, Partitioning};
+///
+/// /// Keys by their remainder: partition `k mod n`.
+/// #[derive(Clone, Serialize, Deserialize)]
+/// struct Modulo(usize);
+///
+/// impl Partitioner<u64> for Modulo {
+///     fn num_partitions(&self) -> usize { self.0 }
+///     fn partition(&self, key: &u64) -> usize { (*key % self.0 as u64) as usize }
+///     fn same_as(&self, other: &dyn std::any::Any) -> bool {
+///         other.downcast_ref::<Modulo>().is_some_and(|o| o.0 == self.0)
+///     }
+/// }
+///
+/// # let ctx = spate::Context::builder().master("local[2]").build()?;
+/// let counts = ctx
+///     .range(0, 100, 4)
+///     .map(|x| (x as u64 % 10, 1u32))
+///     .reduce_by_key_n(|a, b| a + b, Partitioning::by(Modulo(5)));
+/// assert_eq!(counts.glom().collect()?[3].iter().map(|(k, _)| *k).collect::<Vec<_>>().len(), 2); // keys 3 and 8
+/// # Ok::<(), spate::Error>(())
+/// ```
+pub trait Partitioner<K>: std::any::Any + crate::ship::EncodeSelf + Send + Sync + 'static {
     /// How many reduce partitions there are.
     fn num_partitions(&self) -> usize;
     /// The partition of `key`, in `0..num_partitions()`.
     fn partition(&self, key: &K) -> usize;
-    /// Equal partitioners place equal keys in equal partitions; used to avoid re-shuffling
-    /// data that is already partitioned the same way.
-    fn same_as(&self, other: &dyn std::any::Any) -> bool;
+    /// Whether `other` (a partitioner, as `Any`) places every key in the same partition as
+    /// this one: then data partitioned by either is not shuffled again to match the other.
+    /// `false` (the default) is always safe.
+    fn same_as(&self, _other: &dyn std::any::Any) -> bool {
+        false
+    }
+}
+
+/// Where an operation puts its output: a partition count (hash partitioning) or a
+/// partitioner. Operations ending in `_n` take `impl Into<Partitioning<K>>`: a count
+/// (`rdd.reduce_by_key_n(f, 8)`), a [`HashPartitioner`], or any partitioner as
+/// `Partitioning::by(p)`.
+pub enum Partitioning<K: 'static> {
+    /// `n` hash partitions.
+    Count(usize),
+    /// This partitioner.
+    By(crate::ship::SerArc<dyn Partitioner<K>>),
+}
+
+impl<K: 'static> From<usize> for Partitioning<K> {
+    fn from(n: usize) -> Self {
+        Partitioning::Count(n)
+    }
+}
+
+impl<K: Hash + 'static> From<HashPartitioner> for Partitioning<K> {
+    fn from(p: HashPartitioner) -> Self {
+        Partitioning::By(crate::ship::SerArc::new(p))
+    }
+}
+
+impl<K: 'static> Partitioning<K> {
+    /// A custom partitioner (a serde type implementing [`Partitioner`]).
+    pub fn by<P>(p: P) -> Self
+    where
+        P: Partitioner<K> + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        Partitioning::By(crate::ship::SerArc::new(p))
+    }
+}
+
+impl<K: Hash + 'static> Partitioning<K> {
+    /// The partitioner: a count becomes a [`HashPartitioner`].
+    pub fn partitioner(self) -> crate::ship::SerArc<dyn Partitioner<K>> {
+        match self {
+            Partitioning::Count(n) => crate::ship::SerArc::new(HashPartitioner::new(n)),
+            Partitioning::By(p) => p,
+        }
+    }
+}
+
+/// Whether two partitioners place keys alike ([`Partitioner::same_as`]).
+pub fn same<K: 'static>(
+    a: &crate::ship::SerArc<dyn Partitioner<K>>,
+    b: &crate::ship::SerArc<dyn Partitioner<K>>,
+) -> bool {
+    let b: &dyn std::any::Any = &**b.arc();
+    a.same_as(b)
 }
 
 impl<K: 'static, C: Partitioner<K>> crate::ship::Upcast<dyn Partitioner<K>> for C {

@@ -4,7 +4,6 @@ use super::{Codec, PartIter, Rdd};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
 use crate::func::{Func, With, Zst};
-use crate::partitioner::{HashPartitioner, Partitioner};
 use crate::ship::SerArc;
 use crate::task::{PartitionJob, ResultJob, raise};
 use rustc_hash::FxBuildHasher;
@@ -597,11 +596,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
-        let partitions = match self
-            .node
-            .partitioner()
-            .and_then(|p| p.downcast_ref::<HashPartitioner>().copied())
-        {
+        let partitions = match super::partitioner_of::<K>(&*self.node) {
             Some(p) => vec![p.partition(key)],
             None => self.all_partitions(),
         };

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::aggregator::NoAgg;
 use crate::data::{Data, Key};
-use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::partitioner::{Partitioner, same};
 use crate::ship::SerArc;
 use crate::shuffle::ShuffleDependency;
 use crate::task::TaskContext;
@@ -39,12 +39,10 @@ pub(crate) enum Side<K: 'static, V: 'static> {
 impl<K: Key, V: Data> Side<K, V> {
     pub fn new(
         parent: NodeRef<(K, V)>,
-        target: HashPartitioner,
+        target: &SerArc<dyn Partitioner<K>>,
         shuffle_id: impl FnOnce() -> ShuffleId,
     ) -> Self {
-        let co_partitioned = parent
-            .partitioner()
-            .is_some_and(|p| p.downcast_ref::<HashPartitioner>() == Some(&target));
+        let co_partitioned = super::partitioner_of::<K>(&*parent).is_some_and(|p| same(target, &p));
         if co_partitioned {
             Side::Narrow(parent)
         } else {
@@ -53,7 +51,7 @@ impl<K: Key, V: Data> Side<K, V> {
             let dep = ShuffleDep::<K, V, V, NoAgg<V>> {
                 shuffle_id,
                 parent,
-                partitioner: SerArc::<dyn Partitioner<K>>::new(target),
+                partitioner: target.clone(),
                 aggregator: NoAgg::default(),
                 _types: PhantomData,
             };
@@ -88,7 +86,7 @@ pub(crate) struct CoGroupedNode<K: 'static, V: 'static, W: 'static> {
     pub meta: NodeMeta,
     pub left: Side<K, V>,
     pub right: Side<K, W>,
-    pub partitioner: HashPartitioner,
+    pub partitioner: SerArc<dyn Partitioner<K>>,
 }
 
 impl<K: Key, V: Data, W: Data> RddBase for CoGroupedNode<K, V, W> {
@@ -96,10 +94,10 @@ impl<K: Key, V: Data, W: Data> RddBase for CoGroupedNode<K, V, W> {
         &self.meta
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        Some(Arc::new(self.partitioner))
+        Some(Arc::new(self.partitioner.clone()))
     }
     fn num_partitions(&self) -> usize {
-        Partitioner::<K>::num_partitions(&self.partitioner)
+        self.partitioner.num_partitions()
     }
     fn dependencies(&self) -> Vec<Dependency> {
         self.left

@@ -299,6 +299,15 @@ pub fn finish_checkpoints(rdd: &Arc<dyn RddBase>) {
     }
 }
 
+/// The partitioner placing the keys of `rdd`, if any (see [`RddBase::partitioner`]).
+pub(crate) fn partitioner_of<K: 'static>(
+    rdd: &dyn RddBase,
+) -> Option<SerArc<dyn crate::partitioner::Partitioner<K>>> {
+    rdd.partitioner()?
+        .downcast_ref::<SerArc<dyn crate::partitioner::Partitioner<K>>>()
+        .cloned()
+}
+
 /// The first node up a pipeline of one-to-one nodes from `rdd` that is not one (a source,
 /// a shuffle, a union …).
 pub(crate) fn pipeline_source(mut rdd: Arc<dyn RddBase>) -> Arc<dyn RddBase> {

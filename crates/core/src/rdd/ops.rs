@@ -13,6 +13,7 @@ use super::{NodeMeta, PartIter, Rdd};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
 use crate::func::{Func2, With, Zst};
+use crate::partitioner::Partitioning;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -511,7 +512,28 @@ impl<T: Data> Rdd<T> {
     where
         T: Key,
     {
-        self.map(|x| (x, ())).reduce_by_key(|a, _| a).keys()
+        self.distinct_n(self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::distinct`] into `parts` (a partition count or a partitioner of elements).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let d = ctx.parallelize(vec![3, 1, 3, 2, 1], 2).distinct_n(3);
+    /// assert_eq!(d.num_partitions(), 3);
+    /// let mut v = d.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![1, 2, 3]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn distinct_n(&self, parts: impl Into<Partitioning<T>>) -> Rdd<T>
+    where
+        T: Key,
+    {
+        self.map(|x| (x, ()))
+            .reduce_by_key_n(|a, _| a, parts)
+            .keys()
     }
 
     /// The elements present in both RDDs, without duplicates.
@@ -528,8 +550,27 @@ impl<T: Data> Rdd<T> {
     where
         T: Key,
     {
+        self.intersection_n(other, self.num_partitions().max(other.num_partitions()))
+    }
+
+    /// [`Rdd::intersection`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let both = ctx.range(0, 10, 2).intersection_n(&ctx.range(5, 15, 2), 4);
+    /// assert_eq!(both.num_partitions(), 4);
+    /// let mut v = both.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![5, 6, 7, 8, 9]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn intersection_n(&self, other: &Rdd<T>, parts: impl Into<Partitioning<T>>) -> Rdd<T>
+    where
+        T: Key,
+    {
         self.map(|x| (x, ()))
-            .cogroup(&other.map(|x| (x, ())))
+            .cogroup_n(&other.map(|x| (x, ())), parts)
             .filter(|(_, (a, b))| !a.is_empty() && !b.is_empty())
             .keys()
     }
@@ -548,8 +589,27 @@ impl<T: Data> Rdd<T> {
     where
         T: Key,
     {
+        self.subtract_n(other, self.num_partitions().max(other.num_partitions()))
+    }
+
+    /// [`Rdd::subtract`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let left = ctx.range(0, 6, 2).subtract_n(&ctx.parallelize(vec![1, 4], 1), 3);
+    /// assert_eq!(left.num_partitions(), 3);
+    /// let mut v = left.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![0, 2, 3, 5]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn subtract_n(&self, other: &Rdd<T>, parts: impl Into<Partitioning<T>>) -> Rdd<T>
+    where
+        T: Key,
+    {
         self.map(|x| (x, ()))
-            .cogroup(&other.map(|x| (x, ())))
+            .cogroup_n(&other.map(|x| (x, ())), parts)
             .flat_map(|(k, (a, b))| {
                 let n = if b.is_empty() { a.len() } else { 0 };
                 std::iter::repeat_n(k, n)
@@ -598,6 +658,23 @@ impl<T: Data> Rdd<T> {
         F: Fn(&T) -> K + Copy + Send + Sync + 'static,
     {
         self.key_by(f).group_by_key()
+    }
+
+    /// [`Rdd::group_by`] into `parts` (a partition count or a partitioner of keys).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let by_parity = ctx.range(0, 6, 2).group_by_n(|x| x % 2, 5);
+    /// assert_eq!(by_parity.num_partitions(), 5);
+    /// assert_eq!(by_parity.count()?, 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn group_by_n<K: Key, F>(&self, f: F, parts: impl Into<Partitioning<K>>) -> Rdd<(K, Vec<T>)>
+    where
+        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+    {
+        self.key_by(f).group_by_key_n(parts)
     }
 
     /// The default partition count of shuffles on this RDD: its own partition count.

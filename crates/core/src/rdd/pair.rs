@@ -10,10 +10,9 @@ use crate::aggregator::{
 use crate::data::{Data, Key};
 use crate::error::Result;
 use crate::func::{With, Zst};
-use crate::partitioner::{HashPartitioner, Partitioner, RangePartitioner};
+use crate::partitioner::{Partitioner, Partitioning, RangePartitioner};
 use crate::ship::SerArc;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 /// What `cogroup` yields per key: the values from each side.
 pub type CoGrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
@@ -31,7 +30,6 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         op: &'static str,
         aggregator: A,
         partitioner: SerArc<dyn Partitioner<K>>,
-        hash_partitioner: Option<HashPartitioner>,
         sort: S,
     ) -> Rdd<(K, C)> {
         let shuffle_id = self.sc.new_shuffle_id();
@@ -39,7 +37,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let dep = ShuffleDep {
             shuffle_id,
             parent: self.node.clone(),
-            partitioner,
+            partitioner: partitioner.clone(),
             aggregator: aggregator.clone(),
             _types: PhantomData,
         };
@@ -52,7 +50,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 maps: self.num_partitions(),
                 partitions,
                 aggregator,
-                hash_partitioner,
+                partitioner: Some(partitioner),
                 sort,
                 dep: Some(SerArc::new(dep)),
                 _types: PhantomData,
@@ -60,21 +58,15 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         )
     }
 
+    /// Shuffle into `parts` (a count: hash partitioning; or a partitioner).
     #[track_caller]
-    fn hash_shuffle<C: Data, A: Aggregator<K, V, C>>(
+    fn shuffle_by<C: Data, A: Aggregator<K, V, C>>(
         &self,
         op: &'static str,
         aggregator: A,
-        partitions: usize,
+        parts: impl Into<Partitioning<K>>,
     ) -> Rdd<(K, C)> {
-        let p = HashPartitioner::new(partitions);
-        self.shuffle_into(
-            op,
-            aggregator,
-            SerArc::<dyn Partitioner<K>>::new(p),
-            Some(p),
-            NoSort,
-        )
+        self.shuffle_into(op, aggregator, parts.into().partitioner(), NoSort)
     }
 
     /// The general aggregation by key: `create` turns a key's first value into a combiner,
@@ -98,7 +90,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         create: Cr,
         merge_value: Mv,
         merge_combiners: Mc,
-        partitions: usize,
+        partitions: impl Into<Partitioning<K>>,
     ) -> Rdd<(K, C)>
     where
         Cr: Fn(V) -> C + Copy + Send + Sync + 'static,
@@ -110,7 +102,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             merge_value: Zst::new(merge_value),
             merge_combiners: Zst::new(merge_combiners),
         };
-        self.hash_shuffle("combine_by_key", agg, partitions)
+        self.shuffle_by("combine_by_key", agg, partitions)
     }
 
     /// Merge the values of each key with an associative function, combining on the map
@@ -144,11 +136,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn reduce_by_key_n<F>(&self, f: F, partitions: usize) -> Rdd<(K, V)>
+    pub fn reduce_by_key_n<F>(&self, f: F, partitions: impl Into<Partitioning<K>>) -> Rdd<(K, V)>
     where
         F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
     {
-        self.hash_shuffle("reduce_by_key", ReduceAgg(Zst::new(f)), partitions)
+        self.shuffle_by("reduce_by_key", ReduceAgg(Zst::new(f)), partitions)
     }
 
     /// Like [`Rdd::reduce_by_key`] with a neutral `zero` value folded in once per key and
@@ -166,11 +158,30 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     where
         F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
     {
+        self.fold_by_key_n(zero, f, self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::fold_by_key`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let sums = ctx.parallelize(vec![('a', 1), ('a', 2), ('b', 5)], 2).fold_by_key_n(0, |a, b| a + b, 3);
+    /// assert_eq!(sums.num_partitions(), 3);
+    /// let mut v = sums.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![('a', 3), ('b', 5)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn fold_by_key_n<F>(&self, zero: V, f: F, parts: impl Into<Partitioning<K>>) -> Rdd<(K, V)>
+    where
+        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+    {
         let agg = FoldAgg {
             zero,
             f: Zst::new(f),
         };
-        self.hash_shuffle("fold_by_key", agg, self.default_shuffle_partitions())
+        self.shuffle_by("fold_by_key", agg, parts)
     }
 
     /// Aggregate the values of each key into a different type: `seq` folds a value into the
@@ -191,12 +202,38 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         S: Fn(U, V) -> U + Copy + Send + Sync + 'static,
         C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
     {
+        self.aggregate_by_key_n(zero, seq, comb, self.default_shuffle_partitions())
+    }
+
+    /// [`Rdd::aggregate_by_key`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let n = ctx
+    ///     .parallelize(vec![('a', 1), ('a', 2)], 2)
+    ///     .aggregate_by_key_n(0u32, |n, _| n + 1, |a, b| a + b, 4);
+    /// assert_eq!(n.num_partitions(), 4);
+    /// assert_eq!(n.collect()?, vec![('a', 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn aggregate_by_key_n<U: Data, S, C>(
+        &self,
+        zero: U,
+        seq: S,
+        comb: C,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<(K, U)>
+    where
+        S: Fn(U, V) -> U + Copy + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
+    {
         let agg = AggregateAgg {
             zero,
             seq: Zst::new(seq),
             comb: Zst::new(comb),
         };
-        self.hash_shuffle("aggregate_by_key", agg, self.default_shuffle_partitions())
+        self.shuffle_by("aggregate_by_key", agg, parts)
     }
 
     /// All values of each key. Prefer [`Rdd::reduce_by_key`] when a reduction is what
@@ -224,8 +261,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn group_by_key_n(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
-        self.hash_shuffle("group_by_key", GroupAgg, partitions)
+    pub fn group_by_key_n(&self, partitions: impl Into<Partitioning<K>>) -> Rdd<(K, Vec<V>)> {
+        self.shuffle_by("group_by_key", GroupAgg, partitions)
     }
 
     /// Hash-partition the pairs into `partitions` partitions (no aggregation). Later
@@ -239,8 +276,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     #[track_caller]
-    pub fn partition_by(&self, partitions: usize) -> Rdd<(K, V)> {
-        self.hash_shuffle("partition_by", NoAgg::default(), partitions)
+    pub fn partition_by(&self, partitions: impl Into<Partitioning<K>>) -> Rdd<(K, V)> {
+        self.shuffle_by("partition_by", NoAgg::default(), partitions)
     }
 
     /// Apply `f` to each value, keeping keys (and partitioning).
@@ -335,17 +372,38 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     #[track_caller]
     pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<CoGrouped<K, V, W>> {
-        let existing = |r: Option<Arc<dyn std::any::Any + Send + Sync>>| {
-            r.and_then(|p| p.downcast_ref::<HashPartitioner>().copied())
-        };
-        let partitioner = existing(self.node.partitioner())
-            .or_else(|| existing(other.node.partitioner()))
-            .unwrap_or_else(|| {
-                HashPartitioner::new(self.num_partitions().max(other.num_partitions()))
-            });
+        // Like Spark's default partitioner: an input's own, else hash over the larger count.
+        let partitioner = super::partitioner_of::<K>(&*self.node)
+            .or_else(|| super::partitioner_of::<K>(&*other.node))
+            .map_or_else(
+                || Partitioning::Count(self.num_partitions().max(other.num_partitions())),
+                Partitioning::By,
+            );
+        self.cogroup_n(other, partitioner)
+    }
+
+    /// [`Rdd::cogroup`] into `parts` (a partition count or a partitioner); an input
+    /// already partitioned that way is read without a shuffle.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10)], 1);
+    /// let g = a.cogroup_n(&b, 5);
+    /// assert_eq!(g.num_partitions(), 5);
+    /// assert_eq!(g.count()?, 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cogroup_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<CoGrouped<K, V, W>> {
+        let partitioner = parts.into().partitioner();
         let sc = &self.sc;
-        let left = Side::new(self.node.clone(), partitioner, || sc.new_shuffle_id());
-        let right = Side::new(other.node.clone(), partitioner, || sc.new_shuffle_id());
+        let left = Side::new(self.node.clone(), &partitioner, || sc.new_shuffle_id());
+        let right = Side::new(other.node.clone(), &partitioner, || sc.new_shuffle_id());
         let meta = NodeMeta::new(&**sc, "cogroup");
         Rdd::from_node(
             sc.clone(),
@@ -431,7 +489,37 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     #[track_caller]
     pub fn join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
-        self.cogroup(other).flat_map_values(|(vs, ws)| {
+        Self::pairs_of(self.cogroup(other))
+    }
+
+    /// [`Rdd::join`] into `parts` (a partition count or a partitioner). When both sides are
+    /// already partitioned that way (e.g. both `partition_by` the same partitioner), neither
+    /// is shuffled: the join is a narrow operation of their stages.
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'x'), (2, 'y')], 2).partition_by(4);
+    /// let b = ctx.parallelize(vec![(1, 10), (2, 20)], 3).partition_by(4);
+    /// let j = a.join_n(&b, 4); // co-partitioned: no third shuffle
+    /// let mut v = j.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![(1, ('x', 10)), (2, ('y', 20))]);
+    /// assert_eq!(spate::plan::plan_stages(&j.base()).stages.len(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn join_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<(K, (V, W))> {
+        Self::pairs_of(self.cogroup_n(other, parts))
+    }
+
+    /// The inner-join pairs of a cogroup.
+    #[track_caller]
+    fn pairs_of<W: Data>(grouped: Rdd<CoGrouped<K, V, W>>) -> Rdd<(K, (V, W))> {
+        grouped.flat_map_values(|(vs, ws)| {
             let mut out = Vec::with_capacity(vs.len() * ws.len());
             for v in &vs {
                 for w in &ws {
@@ -570,7 +658,6 @@ impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
             "sort_by_key",
             NoAgg::default(),
             SerArc::<dyn Partitioner<K>>::new(partitioner),
-            None,
             SortByKey { ascending },
         ))
     }

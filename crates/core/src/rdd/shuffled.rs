@@ -8,7 +8,7 @@ use super::{
 use crate::aggregator::{Aggregator, CombineMap};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
-use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::partitioner::Partitioner;
 use crate::ship::{SerArc, Upcast};
 use crate::shuffle::{Block, BlockData, MapStatus, ShuffleDependency};
 use crate::task::{TaskContext, raise};
@@ -308,13 +308,16 @@ type Types<K, V, C> = fn() -> (K, V, C);
     serialize = "A: Serialize, S: Serialize",
     deserialize = "A: DeserializeOwned, S: DeserializeOwned"
 ))]
-pub(crate) struct ShuffledNode<K, V, C, A, S> {
+pub(crate) struct ShuffledNode<K: 'static, V, C, A, S> {
     pub meta: NodeMeta,
     pub shuffle_id: ShuffleId,
     pub maps: usize,
     pub partitions: usize,
     pub aggregator: A,
-    pub hash_partitioner: Option<HashPartitioner>,
+    /// How keys were placed, for co-partitioned joins and `lookup` on the driver (not
+    /// shipped: executors only read).
+    #[serde(skip)]
+    pub partitioner: Option<SerArc<dyn Partitioner<K>>>,
     pub sort: S,
     /// The map side, for stage planning on the driver (not shipped: executors only read).
     #[serde(skip)]
@@ -333,7 +336,8 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddBase
         self.partitions
     }
     fn partitioner(&self) -> Option<Arc<dyn Any + Send + Sync>> {
-        self.hash_partitioner
+        self.partitioner
+            .clone()
             .map(|p| Arc::new(p) as Arc<dyn Any + Send + Sync>)
     }
     fn dependencies(&self) -> Vec<Dependency> {
