@@ -1,7 +1,7 @@
 //! `cartesian`: every pair of elements; partition (i, j) pairs left partition i with right
 //! partition j.
 
-use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, compute};
 use crate::data::Data;
 use crate::task::TaskContext;
 use serde::{Deserialize, Serialize};
@@ -26,10 +26,7 @@ impl<T: Data, U: Data> RddBase for CartesianNode<T, U> {
         self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![
-            Dependency::Narrow(base_of(&self.left)),
-            Dependency::Narrow(base_of(&self.right)),
-        ]
+        super::both_narrow(&self.left, &self.right)
     }
 }
 

@@ -360,6 +360,17 @@ pub(crate) fn compute<T: 'static>(
     node.arc().clone().compute(split, tc)
 }
 
+/// Narrow dependencies on two parents (zips, cartesian products).
+pub(crate) fn both_narrow<T: 'static, U: 'static>(
+    left: &NodeRef<T>,
+    right: &NodeRef<U>,
+) -> Vec<Dependency> {
+    vec![
+        Dependency::Narrow(base_of(left)),
+        Dependency::Narrow(base_of(right)),
+    ]
+}
+
 /// The type-erased view of a node reference, for dependencies.
 pub(crate) fn base_of<T: 'static>(node: &NodeRef<T>) -> Arc<dyn RddBase> {
     node.arc().clone()

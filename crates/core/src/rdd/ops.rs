@@ -308,15 +308,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     #[track_caller]
     pub fn zip<U: Data>(&self, other: &Rdd<U>) -> Result<Rdd<(T, U)>> {
-        if self.num_partitions() != other.num_partitions() {
-            return Err(Error::ZipMismatch(format!(
-                "{} has {} partitions, {} has {}",
-                self.node.meta(),
-                self.num_partitions(),
-                other.node.meta(),
-                other.num_partitions()
-            )));
-        }
+        self.same_partition_count(other)?;
         let meta = NodeMeta::new(&*self.sc, "zip");
         Ok(Rdd::from_node(
             self.sc.clone(),
@@ -382,15 +374,7 @@ impl<T: Data> Rdd<T> {
         I: IntoIterator<Item = V> + 'static,
         I::IntoIter: 'static,
     {
-        if self.num_partitions() != other.num_partitions() {
-            return Err(Error::ZipMismatch(format!(
-                "zip_partitions: {} has {} partitions, {} has {}",
-                self.node.meta(),
-                self.num_partitions(),
-                other.node.meta(),
-                other.num_partitions()
-            )));
-        }
+        self.same_partition_count(other)?;
         let meta = NodeMeta::new(&*self.sc, "zip_partitions");
         Ok(Rdd::from_node(
             self.sc.clone(),
@@ -403,6 +387,20 @@ impl<T: Data> Rdd<T> {
                 _out: PhantomData,
             },
         ))
+    }
+
+    /// Zips need partition `i` on both sides.
+    fn same_partition_count<U: Data>(&self, other: &Rdd<U>) -> Result<()> {
+        if self.num_partitions() == other.num_partitions() {
+            return Ok(());
+        }
+        Err(Error::ZipMismatch(format!(
+            "{} has {} partitions, {} has {}",
+            self.node.meta(),
+            self.num_partitions(),
+            other.node.meta(),
+            other.num_partitions()
+        )))
     }
 
     /// Every pair `(a, b)` with `a` from this RDD and `b` from `other`.

@@ -1,6 +1,6 @@
 //! `zip`: pair up the i-th elements of two RDDs with the same partitioning.
 
-use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, base_of, compute};
+use super::{Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, compute};
 use crate::data::Data;
 use crate::error::Error;
 use crate::func::Func2;
@@ -27,10 +27,7 @@ impl<T: Data, U: Data> RddBase for ZipNode<T, U> {
         self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![
-            Dependency::Narrow(base_of(&self.left)),
-            Dependency::Narrow(base_of(&self.right)),
-        ]
+        super::both_narrow(&self.left, &self.right)
     }
 }
 
@@ -82,10 +79,7 @@ where
         self.partitions
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        vec![
-            Dependency::Narrow(base_of(&self.left)),
-            Dependency::Narrow(base_of(&self.right)),
-        ]
+        super::both_narrow(&self.left, &self.right)
     }
 }
 
