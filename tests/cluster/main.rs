@@ -495,7 +495,10 @@ fn executor_death_is_named_by_its_cause(
         Err(e) => e.to_string(),
     };
     println!("(the job's error: {err})");
-    for want in ["SIGABRT", "about to abort on element 3", "lost"] {
+    for want in [
+        "executor exec-0 died (signal 6 (SIGABRT))",
+        "about to abort on element 3",
+    ] {
         if !err.contains(want) {
             return Err(format!("the error does not say {want:?}: {err}"));
         }

@@ -1074,9 +1074,15 @@ impl DagScheduler {
             .filter(|(_, t)| t.executor == executor)
             .map(|(id, _)| *id)
             .collect();
+        // A reason that already names the executor ("executor X died (…)") is the message.
+        let message = if reason.starts_with(&format!("executor {executor} ")) {
+            reason.to_string()
+        } else {
+            format!("executor {executor} lost: {reason}")
+        };
         for id in lost {
             if let Some(rt) = self.running.remove(&id) {
-                self.task_failed(rt, format!("executor {executor} lost: {reason}"));
+                self.task_failed(rt, message.clone());
             }
         }
     }

@@ -285,9 +285,13 @@ impl Spawner {
                 // Reported once, by whoever notices first (this watcher or the connection,
                 // which leaves the watcher a moment to say how the process died).
                 let last = tail.last_words(Duration::from_millis(200));
+                let how = {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    super::wait_status(status.into_raw())
+                };
                 let why = match last {
-                    Some(words) => format!("executor process exited ({status}): {words}"),
-                    None => format!("executor process exited ({status})"),
+                    Some(words) => format!("executor {id} died ({how}): {words}"),
+                    None => format!("executor {id} died ({how})"),
                 };
                 self.control.lose(id, &why, false);
                 let _ = std::fs::remove_dir_all(self.work_root.join(id));

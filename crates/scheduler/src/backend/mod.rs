@@ -87,6 +87,22 @@ pub(crate) fn block_servers(
         .collect()
 }
 
+/// A raw `waitpid` status, as a person would say it.
+pub(crate) fn wait_status(s: i32) -> String {
+    let signal = s & 0x7f;
+    if signal == 0 {
+        return format!("exit status {}", (s >> 8) & 0xff);
+    }
+    let name = match signal {
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL: killed, e.g. out of memory)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    };
+    format!("signal {signal}{name}")
+}
+
 /// An executor's last words for its obituary: the last three non-empty lines of its
 /// stderr (a panic, a stack overflow, an abort is usually there), joined by ` | `, at most
 /// 500 bytes.

@@ -1809,7 +1809,7 @@ impl Framework {
                 (Some(_), Some(s)) => {
                     format!(
                         "executor {executor} on agent {agent} died ({})",
-                        wait_status(s)
+                        crate::backend::wait_status(s)
                     )
                 }
                 (Some(_), None) => format!("executor {executor} on agent {agent} terminated"),
@@ -1857,22 +1857,6 @@ impl Framework {
             }
         }
     }
-}
-
-/// A raw `waitpid` status, as a person would say it.
-fn wait_status(s: i32) -> String {
-    let signal = s & 0x7f;
-    if signal == 0 {
-        return format!("exit status {}", (s >> 8) & 0xff);
-    }
-    let name = match signal {
-        6 => " (SIGABRT)",
-        9 => " (SIGKILL: killed, e.g. out of memory)",
-        11 => " (SIGSEGV)",
-        15 => " (SIGTERM)",
-        _ => "",
-    };
-    format!("signal {signal}{name}")
 }
 
 /// Bytes of cached partitions a coarse executor of `mem_mb` may keep: the driver's
@@ -2199,11 +2183,11 @@ mod tests {
 
     #[test]
     fn wait_statuses_read_as_exit_codes_or_signals() {
-        assert_eq!(wait_status(0), "exit status 0");
-        assert_eq!(wait_status(3 << 8), "exit status 3");
-        assert_eq!(wait_status(6), "signal 6 (SIGABRT)");
+        assert_eq!(crate::backend::wait_status(0), "exit status 0");
+        assert_eq!(crate::backend::wait_status(3 << 8), "exit status 3");
+        assert_eq!(crate::backend::wait_status(6), "signal 6 (SIGABRT)");
         assert_eq!(
-            wait_status(9),
+            crate::backend::wait_status(9),
             "signal 9 (SIGKILL: killed, e.g. out of memory)"
         );
     }
