@@ -123,6 +123,9 @@ struct ExecutorSlots {
 struct UnitFailures {
     count: u32,
     first: Option<String>,
+    /// The first failure of the task itself (a panic, an error), as opposed to the loss
+    /// of the executor it ran on: what the job's error reports when there is one.
+    first_own: Option<String>,
     executors: HashSet<String>,
 }
 
@@ -929,7 +932,7 @@ impl DagScheduler {
                     .or_default()
                     .executors
                     .insert(ran_on);
-                self.task_failed(rt, failure.message())
+                self.task_failed(rt, failure.message(), true)
             }
         }
     }
@@ -955,11 +958,20 @@ impl DagScheduler {
         }
     }
 
-    fn task_failed(&mut self, rt: RunningTask, message: String) {
+    /// Task `rt` failed; `own` when the task itself failed, not its executor.
+    fn task_failed(&mut self, rt: RunningTask, message: String, own: bool) {
         let entry = self.failures.entry((rt.stage, rt.unit)).or_default();
         entry.count += 1;
         entry.executors.insert(rt.executor.clone());
-        let first = entry.first.get_or_insert_with(|| message.clone()).clone();
+        entry.first.get_or_insert_with(|| message.clone());
+        if own {
+            entry.first_own.get_or_insert_with(|| message.clone());
+        }
+        let first = entry
+            .first_own
+            .clone()
+            .or_else(|| entry.first.clone())
+            .unwrap_or_default();
         let count = entry.count;
         let Some(stage) = self.stages.get(&rt.stage) else {
             return;
@@ -1082,7 +1094,7 @@ impl DagScheduler {
         };
         for id in lost {
             if let Some(rt) = self.running.remove(&id) {
-                self.task_failed(rt, message.clone());
+                self.task_failed(rt, message.clone(), false);
             }
         }
     }

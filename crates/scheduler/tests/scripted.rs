@@ -22,6 +22,8 @@ enum Verdict {
     Fail(&'static str),
     /// Run the task, then report its executor lost.
     RunThenLose,
+    /// Report the task's executor lost while the task runs.
+    LoseMidTask,
     /// Never answer; the backend reports that it can run nothing any more.
     BackendDies,
 }
@@ -82,6 +84,7 @@ impl SchedulerBackend for ScriptedBackend {
                 sink.task_ended(task.id, run_task(&task.kind, &tc));
                 sink.executor_lost(executor, "killed by the script");
             }
+            Verdict::LoseMidTask => sink.executor_lost(executor, "lost in the middle of a task"),
             Verdict::FetchFail { shuffle, map } => {
                 self.store.remove_map_output(shuffle, map);
                 sink.task_ended(
@@ -266,6 +269,46 @@ fn retries_prefer_another_executor_and_fail_with_the_first_cause() {
     );
     // the scheduler is still usable after a failed job
     assert_eq!(rdd::range(sched, 0, 10, 2).count().expect("next job"), 10);
+}
+
+/// Regression (seen under load): when a partition's first attempt died with its executor
+/// and the later ones panicked, the job's error was the executor loss and the panic was
+/// lost. The task's own failure is the cause to report.
+#[test]
+fn a_tasks_own_failure_is_reported_over_an_executor_loss() {
+    let (sched, _log) = scheduler(
+        vec![("e1", 1), ("e2", 1)],
+        3,
+        Box::new(|t, history| {
+            let tries = history
+                .iter()
+                .filter(|h| !h.map_task && h.stage == t.stage && h.partition == t.partition)
+                .count();
+            if !t.map_task && t.stage == 1 && t.partition == 1 {
+                if tries == 0 {
+                    Verdict::LoseMidTask
+                } else {
+                    Verdict::Fail("the task's own failure")
+                }
+            } else {
+                Verdict::Run
+            }
+        }),
+    );
+    let e = rdd::range(sched, 0, 100, 4)
+        .map(|x| (x % 5, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 2)
+        .collect()
+        .expect_err("partition 1 always fails");
+    match e {
+        Error::JobFailed {
+            attempts, message, ..
+        } => {
+            assert_eq!(attempts, 3);
+            assert_eq!(message, "the task's own failure");
+        }
+        other => panic!("unexpected {other}"),
+    }
 }
 
 #[test]
