@@ -685,7 +685,12 @@ fn partitioned_operations_equal_local(cluster: &Context, local: &Context) -> Res
         d.sort();
         let mut f = a.fold_by_key_n(0, |x, y| x + y, 7).collect().map_err(e)?;
         f.sort();
-        Ok((stages, placed, j, d, f))
+        let mut o = a
+            .full_outer_join_n(&b, Partitioning::by(Modulo(3)))
+            .collect()
+            .map_err(e)?;
+        o.sort();
+        Ok((stages, placed, j, d, f, o))
     };
     let got = run(cluster)?;
     check("stages of the co-partitioned join", got.0, 3)?;

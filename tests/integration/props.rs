@@ -515,7 +515,22 @@ proptest! {
         let joined = sorted(r.join_n(&o, n).collect().unwrap());
         let mut nested = Vec::new();
         for (k, a) in &kv { for (k2, b) in &other { if k == k2 { nested.push((*k, (*a, *b))); } } }
-        prop_assert_eq!(joined, sorted(nested));
+        prop_assert_eq!(joined.clone(), sorted(nested));
+        // outer joins and subtract_by_key with n partitions: inner pairs plus the unmatched
+        let left = r.left_outer_join_n(&o, n);
+        prop_assert_eq!(left.num_partitions(), n);
+        let keys_o: BTreeSet<u8> = other.iter().map(|(k, _)| *k).collect();
+        let keys_r: BTreeSet<u8> = kv.iter().map(|(k, _)| *k).collect();
+        let mut want_left: Vec<(u8, (i32, Option<i32>))> = joined.iter().map(|(k, (a, b))| (*k, (*a, Some(*b)))).collect();
+        want_left.extend(kv.iter().filter(|(k, _)| !keys_o.contains(k)).map(|(k, a)| (*k, (*a, None))));
+        prop_assert_eq!(sorted(left.collect().unwrap()), sorted(want_left));
+        let right = r.right_outer_join_n(&o, n).collect().unwrap();
+        prop_assert_eq!(right.len(), joined.len() + other.iter().filter(|(k, _)| !keys_r.contains(k)).count());
+        let full = r.full_outer_join_n(&o, n).collect().unwrap();
+        prop_assert_eq!(full.len(), right.len() + kv.iter().filter(|(k, _)| !keys_o.contains(k)).count());
+        let kept = r.subtract_by_key_n(&o, n);
+        prop_assert_eq!(kept.num_partitions(), n);
+        prop_assert_eq!(sorted(kept.collect().unwrap()), sorted(kv.iter().copied().filter(|(k, _)| !keys_o.contains(k)).collect()));
         let (rv, rw) = (ctx().parallelize(v.clone(), p), ctx().parallelize(w.clone(), 2));
         let vs: BTreeSet<i32> = v.iter().copied().collect();
         let ws: BTreeSet<i32> = w.iter().copied().collect();

@@ -91,7 +91,32 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn subtract_by_key<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
-        self.cogroup(other).flat_map(|(k, (vs, ws))| {
+        Self::kept_by_key(self.cogroup(other))
+    }
+
+    /// [`Rdd::subtract_by_key`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let left = a.subtract_by_key_n(&ctx.parallelize(vec![(2, ())], 1), 3);
+    /// assert_eq!(left.num_partitions(), 3);
+    /// assert_eq!(left.collect()?, vec![(1, 'a')]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn subtract_by_key_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<crate::partitioner::Partitioning<K>>,
+    ) -> Rdd<(K, V)> {
+        Self::kept_by_key(self.cogroup_n(other, parts))
+    }
+
+    /// The pairs of keys with no values on the other side.
+    #[track_caller]
+    fn kept_by_key<W: Data>(grouped: Rdd<super::CoGrouped<K, V, W>>) -> Rdd<(K, V)> {
+        grouped.flat_map(|(k, (vs, ws))| {
             let keep = if ws.is_empty() { vs } else { Vec::new() };
             keep.into_iter().map(move |v| (k.clone(), v))
         })

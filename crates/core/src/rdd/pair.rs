@@ -543,7 +543,33 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     #[track_caller]
     pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
-        self.cogroup(other).flat_map_values(|(vs, ws)| {
+        Self::left_outer_join_of(self.cogroup(other))
+    }
+
+    /// [`Rdd::left_outer_join`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 1);
+    /// let j = a.left_outer_join_n(&ctx.parallelize(vec![(1, 10)], 1), 3);
+    /// assert_eq!(j.num_partitions(), 3);
+    /// let mut v = j.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![(1, ('a', Some(10))), (2, ('b', None))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn left_outer_join_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<(K, (V, Option<W>))> {
+        Self::left_outer_join_of(self.cogroup_n(other, parts))
+    }
+
+    #[track_caller]
+    fn left_outer_join_of<W: Data>(grouped: Rdd<CoGrouped<K, V, W>>) -> Rdd<(K, (V, Option<W>))> {
+        grouped.flat_map_values(|(vs, ws)| {
             let mut out = Vec::new();
             for v in &vs {
                 if ws.is_empty() {
@@ -570,7 +596,33 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     #[track_caller]
     pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
-        self.cogroup(other).flat_map_values(|(vs, ws)| {
+        Self::right_outer_join_of(self.cogroup(other))
+    }
+
+    /// [`Rdd::right_outer_join`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let j = a.right_outer_join_n(&ctx.parallelize(vec![(1, 10), (3, 30)], 1), 2);
+    /// assert_eq!(j.num_partitions(), 2);
+    /// let mut v = j.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![(1, (Some('a'), 10)), (3, (None, 30))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn right_outer_join_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<(K, (Option<V>, W))> {
+        Self::right_outer_join_of(self.cogroup_n(other, parts))
+    }
+
+    #[track_caller]
+    fn right_outer_join_of<W: Data>(grouped: Rdd<CoGrouped<K, V, W>>) -> Rdd<(K, (Option<V>, W))> {
+        grouped.flat_map_values(|(vs, ws)| {
             let mut out = Vec::new();
             for w in &ws {
                 if vs.is_empty() {
@@ -597,7 +649,33 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     #[track_caller]
     pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<FullOuter<K, V, W>> {
-        self.cogroup(other).flat_map_values(|(vs, ws)| {
+        Self::full_outer_join_of(self.cogroup(other))
+    }
+
+    /// [`Rdd::full_outer_join`] into `parts` (a partition count or a partitioner).
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 1);
+    /// let j = a.full_outer_join_n(&ctx.parallelize(vec![(2, 20), (3, 30)], 1), 4);
+    /// assert_eq!(j.num_partitions(), 4);
+    /// let mut v = j.collect()?;
+    /// v.sort();
+    /// assert_eq!(v, vec![(1, (Some('a'), None)), (2, (Some('b'), Some(20))), (3, (None, Some(30)))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn full_outer_join_n<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        parts: impl Into<Partitioning<K>>,
+    ) -> Rdd<FullOuter<K, V, W>> {
+        Self::full_outer_join_of(self.cogroup_n(other, parts))
+    }
+
+    #[track_caller]
+    fn full_outer_join_of<W: Data>(grouped: Rdd<CoGrouped<K, V, W>>) -> Rdd<FullOuter<K, V, W>> {
+        grouped.flat_map_values(|(vs, ws)| {
             let mut out = Vec::new();
             match (vs.is_empty(), ws.is_empty()) {
                 (_, true) => out.extend(vs.iter().map(|v| (Some(v.clone()), None))),
