@@ -898,21 +898,7 @@ async fn master(req: Request<Incoming>, inner: Arc<Mutex<Inner>>) -> Response<Bo
             // period, a command executor kills its task.
             for a in &mut g.agents {
                 for e in a.executors.values_mut() {
-                    e.killing = true;
-                    if let Some(tx) = &e.tx {
-                        let _ = tx.send(eevent(eevent::Type::Shutdown));
-                    }
-                    if let Some(c) = &e.child {
-                        let c = c.clone();
-                        if e.info.is_some() {
-                            tokio::spawn(async move {
-                                tokio::time::sleep(SHUTDOWN_GRACE).await;
-                                signal_group(&c, "KILL");
-                            });
-                        } else {
-                            terminate_later(c, KILL_GRACE);
-                        }
-                    }
+                    shut_down(e);
                 }
             }
         }
@@ -1146,9 +1132,13 @@ fn kill_task(g: &mut Inner, id: &str) {
 /// SHUTDOWN of an executor: a custom one gets SHUTDOWN and is killed after its grace
 /// period; a command executor kills its task.
 fn shutdown_executor(g: &mut Inner, idx: usize, id: &str) {
-    let Some(e) = g.agents[idx].executors.get_mut(id) else {
-        return;
-    };
+    if let Some(e) = g.agents[idx].executors.get_mut(id) {
+        shut_down(e);
+    }
+}
+
+/// Shut executor `e` down (see [`shutdown_executor`]).
+fn shut_down(e: &mut Exec) {
     e.killing = true;
     if let Some(tx) = &e.tx {
         let _ = tx.send(eevent(eevent::Type::Shutdown));

@@ -217,27 +217,31 @@ fn lost_executor_outputs_are_recomputed_elsewhere() {
     assert_eq!(log.iter().filter(|t| !t.map_task).count(), 2, "{log:?}");
 }
 
+/// A script where only partition 1 of the first job's reduce stage (stage 1) fails:
+/// `first` on its first attempt, `later` on every other.
+fn reduce_partition_one_fails(first: fn() -> Verdict, later: fn() -> Verdict) -> Script {
+    Box::new(move |t, history| {
+        let tries = history
+            .iter()
+            .filter(|h| !h.map_task && h.stage == t.stage && h.partition == t.partition)
+            .count();
+        match (t.map_task, t.stage, t.partition, tries) {
+            (false, 1, 1, 0) => first(),
+            (false, 1, 1, _) => later(),
+            _ => Verdict::Run,
+        }
+    })
+}
+
 #[test]
 fn retries_prefer_another_executor_and_fail_with_the_first_cause() {
     let (sched, log) = scheduler(
         vec![("e1", 1), ("e2", 1)],
         3,
-        Box::new(|t, history| {
-            let tries = history
-                .iter()
-                .filter(|h| !h.map_task && h.stage == t.stage && h.partition == t.partition)
-                .count();
-            // only the reduce stage of the first job (stage 1) fails
-            if !t.map_task && t.stage == 1 && t.partition == 1 {
-                if tries == 0 {
-                    Verdict::Fail("first cause")
-                } else {
-                    Verdict::Fail("later cause")
-                }
-            } else {
-                Verdict::Run
-            }
-        }),
+        reduce_partition_one_fails(
+            || Verdict::Fail("first cause"),
+            || Verdict::Fail("later cause"),
+        ),
     );
     let e = rdd::range(sched.clone(), 0, 100, 4)
         .map(|x| (x % 5, 1u64))
@@ -279,21 +283,10 @@ fn a_tasks_own_failure_is_reported_over_an_executor_loss() {
     let (sched, _log) = scheduler(
         vec![("e1", 1), ("e2", 1)],
         3,
-        Box::new(|t, history| {
-            let tries = history
-                .iter()
-                .filter(|h| !h.map_task && h.stage == t.stage && h.partition == t.partition)
-                .count();
-            if !t.map_task && t.stage == 1 && t.partition == 1 {
-                if tries == 0 {
-                    Verdict::LoseMidTask
-                } else {
-                    Verdict::Fail("the task's own failure")
-                }
-            } else {
-                Verdict::Run
-            }
-        }),
+        reduce_partition_one_fails(
+            || Verdict::LoseMidTask,
+            || Verdict::Fail("the task's own failure"),
+        ),
     );
     let e = rdd::range(sched, 0, 100, 4)
         .map(|x| (x % 5, 1u64))
