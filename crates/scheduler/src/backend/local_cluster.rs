@@ -157,9 +157,6 @@ struct StderrTail {
     done: Arc<AtomicBool>,
 }
 
-/// Lines of an executor's stderr kept for its obituary.
-const TAIL_LINES: usize = 3;
-
 impl StderrTail {
     fn forward(stderr: Option<std::process::ChildStderr>, id: &str) -> StderrTail {
         let tail = StderrTail {
@@ -182,7 +179,7 @@ impl StderrTail {
                         continue;
                     }
                     if let Ok(mut l) = me.lines.lock() {
-                        if l.len() == TAIL_LINES {
+                        if l.len() == super::LAST_WORDS {
                             l.pop_front();
                         }
                         l.push_back(line);

@@ -103,7 +103,10 @@ pub(crate) fn wait_status(s: i32) -> String {
     format!("signal {signal}{name}")
 }
 
-/// An executor's last words for its obituary: the last three non-empty lines of its
+/// Lines of an executor's stderr kept for its obituary.
+pub(crate) const LAST_WORDS: usize = 3;
+
+/// An executor's last words for its obituary: the last [`LAST_WORDS`] non-empty lines of its
 /// stderr (a panic, a stack overflow, an abort is usually there), joined by ` | `, at most
 /// 500 bytes.
 pub(crate) fn last_words<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) -> Option<String> {
@@ -111,7 +114,7 @@ pub(crate) fn last_words<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) ->
         .rev()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .take(3)
+        .take(LAST_WORDS)
         .collect();
     words.reverse();
     (!words.is_empty()).then(|| {

@@ -30,8 +30,6 @@ const MAX_AGENT_FAILURES: u32 = 2;
 #[derive(Clone, Debug)]
 pub(crate) struct CoarseExecutor {
     pub agent: String,
-    /// The agent's HTTP address (`host:port`, from the offer), to read the sandbox.
-    pub agent_addr: Option<String>,
     pub cpus: f64,
     pub threads: usize,
     pub registered: bool,
@@ -135,7 +133,6 @@ pub(crate) fn plan(coarse: &mut Coarse, offers: &[Offer], sizes: Sizes) -> Vec<P
             executor.clone(),
             CoarseExecutor {
                 agent: agent.to_string(),
-                agent_addr: agent_addr(o),
                 cpus,
                 threads,
                 registered: false,

@@ -913,6 +913,13 @@ enum Ended {
 }
 
 impl Framework {
+    /// Where executors' sandboxes on `agent` are read: the agent's HTTP address (from its
+    /// offers) and this framework's id, once both are known.
+    fn sandbox_of(&self, agent: &str) -> Option<(String, String)> {
+        let addr = self.state.lock().ok()?.agent_addrs.get(agent).cloned()?;
+        Some((addr, self.framework_id.clone()?))
+    }
+
     fn call(&self, r#type: call::Type) -> Call {
         Call {
             framework_id: self.framework_id.clone().map(|value| FrameworkId { value }),
@@ -1669,14 +1676,7 @@ impl Framework {
             | None => {
                 let executor_died = status.state == v1::TaskState::TaskFailed as i32
                     && status.reason == Some(spate_mesos::REASON_EXECUTOR_TERMINATED);
-                let addr = self
-                    .state
-                    .lock()
-                    .ok()
-                    .and_then(|st| st.agent_addrs.get(agent).cloned());
-                if let (true, Some(addr), Some(framework)) =
-                    (executor_died, addr, self.framework_id.clone())
-                {
+                if let (true, Some((addr, framework))) = (executor_died, self.sandbox_of(agent)) {
                     // The executor died under the task: its stderr says how.
                     let (events, executor, auth) =
                         (self.events.clone(), executor.to_string(), self.auth.clone());
@@ -1836,13 +1836,8 @@ impl Framework {
                 }
                 events.executor_lost(&executor, &why);
             };
-            let addr = self
-                .state
-                .lock()
-                .ok()
-                .and_then(|st| st.agent_addrs.get(&agent).cloned());
-            match (f.status, addr, self.framework_id.clone()) {
-                (Some(_), Some(addr), Some(framework)) => {
+            match (f.status, self.sandbox_of(&agent)) {
+                (Some(_), Some((addr, framework))) => {
                     // It died: its stderr says how (read from the sandbox, briefly).
                     let (id, auth) = (f.executor_id.clone(), self.auth.clone());
                     tokio::spawn(async move {
@@ -2040,12 +2035,11 @@ impl Framework {
                 v1::TaskState::try_from(status.state),
                 Ok(v1::TaskState::TaskFailed | v1::TaskState::TaskError)
             );
-            match (&entry.agent_addr, &self.framework_id) {
-                (Some(addr), Some(framework)) if died => {
+            match self.sandbox_of(agent) {
+                Some((addr, framework)) if died => {
                     // Its stderr says what the update cannot ("has overflowed its stack",
                     // a panic): read the sandbox's tail first, briefly.
-                    let (addr, framework, auth) =
-                        (addr.clone(), framework.clone(), self.auth.clone());
+                    let auth = self.auth.clone();
                     tokio::spawn(async move {
                         let words = last_stderr_words(&addr, &framework, &id, auth).await;
                         let why = match words {
