@@ -115,41 +115,40 @@ pub fn plan_stages(rdd: &Arc<dyn RddBase>) -> StagePlan {
 }
 
 /// The nodes of the stage ending at `rdd` (narrow dependencies only), each after its
-/// parents.
-fn pipeline_nodes(rdd: &Arc<dyn RddBase>) -> Vec<Arc<dyn RddBase>> {
+/// parents, with the ids of its narrow parents.
+fn pipeline_nodes(rdd: &Arc<dyn RddBase>) -> Vec<(Arc<dyn RddBase>, Vec<RddId>)> {
     let mut out = Vec::new();
     let mut seen: HashSet<RddId> = HashSet::new();
     seen.insert(rdd.id());
-    /// A node and its parents still to visit.
-    type Frame = (Arc<dyn RddBase>, Vec<Arc<dyn RddBase>>);
-    let mut stack: Vec<Frame> = vec![(rdd.clone(), narrow_parents(rdd))];
-    while let Some((_, parents)) = stack.last_mut() {
+    /// A node, its narrow parents' ids, and the parents still to visit.
+    type Frame = (Arc<dyn RddBase>, Vec<RddId>, Vec<Arc<dyn RddBase>>);
+    let frame = |r: Arc<dyn RddBase>| -> Frame {
+        let mut ps: Vec<Arc<dyn RddBase>> = r
+            .dependencies()
+            .into_iter()
+            .filter_map(|d| match d {
+                Dependency::Narrow(p) => Some(p),
+                Dependency::Shuffle(_) => None,
+            })
+            .collect();
+        let ids = ps.iter().map(|p| p.id()).collect();
+        // popped first-to-last
+        ps.reverse();
+        (r, ids, ps)
+    };
+    let mut stack: Vec<Frame> = vec![frame(rdd.clone())];
+    while let Some((_, _, parents)) = stack.last_mut() {
         if let Some(p) = parents.pop() {
             if seen.insert(p.id()) {
-                let ps = narrow_parents(&p);
-                stack.push((p, ps));
+                stack.push(frame(p));
             }
             continue;
         }
-        if let Some((node, _)) = stack.pop() {
-            out.push(node);
+        if let Some((node, ids, _)) = stack.pop() {
+            out.push((node, ids));
         }
     }
     out
-}
-
-/// A node's narrow parents, in reverse order (popped first-to-last).
-fn narrow_parents(r: &Arc<dyn RddBase>) -> Vec<Arc<dyn RddBase>> {
-    let mut ps: Vec<Arc<dyn RddBase>> = r
-        .dependencies()
-        .into_iter()
-        .filter_map(|d| match d {
-            Dependency::Narrow(p) => Some(p),
-            Dependency::Shuffle(_) => None,
-        })
-        .collect();
-    ps.reverse();
-    ps
 }
 
 /// How many operations deep the pipeline of the stage ending at `rdd` is: the longest
@@ -157,10 +156,10 @@ fn narrow_parents(r: &Arc<dyn RddBase>) -> Vec<Arc<dyn RddBase>> {
 /// recurses this deep (nested iterators), so it bounds a task thread's stack use.
 pub fn pipeline_depth(rdd: &Arc<dyn RddBase>) -> usize {
     let mut depth: std::collections::HashMap<RddId, usize> = std::collections::HashMap::new();
-    for node in pipeline_nodes(rdd) {
-        let d = 1 + narrow_parents(&node)
+    for (node, parents) in pipeline_nodes(rdd) {
+        let d = 1 + parents
             .iter()
-            .filter_map(|p| depth.get(&p.id()))
+            .filter_map(|p| depth.get(p))
             .max()
             .copied()
             .unwrap_or(0);
@@ -173,7 +172,7 @@ pub fn pipeline_depth(rdd: &Arc<dyn RddBase>) -> usize {
 fn pipeline_ops(rdd: &Arc<dyn RddBase>) -> Vec<String> {
     pipeline_nodes(rdd)
         .iter()
-        .map(|n| n.meta().op.to_string())
+        .map(|(n, _)| n.meta().op.to_string())
         .collect()
 }
 

@@ -113,31 +113,28 @@ impl<T: Data> RddBase for CheckpointNode<T> {
 impl<T: Data> RddNode<T> for CheckpointNode<T> {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<T> {
         let file = Self::file(&self.dir, split);
-        let parent = self.parent();
-        if parent.is_none() || file.is_file() {
-            return match ObjectReader::<T>::open(&file) {
-                Ok(reader) => PartIter::new(reader.map(|x| x.unwrap_or_else(|e| raise(e)))),
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    raise(Error::CorruptFile {
-                        path: file,
-                        message: format!(
-                            "checkpoint of {} partition {split} is missing (was the checkpoint directory removed, or is it not shared with this executor?)",
-                            self.meta
-                        ),
-                    })
-                }
+        // Not yet written (and the lineage is still here): compute it and write it.
+        if let Some(parent) = self.parent().filter(|_| !file.is_file()) {
+            let input = compute(&parent, split, tc);
+            return match ObjectWriter::create(&file) {
+                Ok(writer) => PartIter::new(Writing {
+                    input,
+                    writer: Some(writer),
+                }),
                 Err(e) => raise(e),
             };
         }
-        let Some(parent) = parent else {
-            unreachable!("checked above")
-        };
-        let input = compute(&parent, split, tc);
-        match ObjectWriter::create(&file) {
-            Ok(writer) => PartIter::new(Writing {
-                input,
-                writer: Some(writer),
-            }),
+        match ObjectReader::<T>::open(&file) {
+            Ok(reader) => PartIter::new(reader.map(|x| x.unwrap_or_else(|e| raise(e)))),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                raise(Error::CorruptFile {
+                    path: file,
+                    message: format!(
+                        "checkpoint of {} partition {split} is missing (was the checkpoint directory removed, or is it not shared with this executor?)",
+                        self.meta
+                    ),
+                })
+            }
             Err(e) => raise(e),
         }
     }

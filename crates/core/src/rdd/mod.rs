@@ -185,8 +185,9 @@ pub struct NodeMeta {
 }
 
 /// Decode an operation name or source path as a string shared by every node that has it:
-/// a lineage repeats a handful of them thousands of times, and each node owning a copy
-/// was a third of a decoded node's memory. The set is bounded by the program's call sites.
+/// a lineage repeats a handful of them thousands of times (two allocations per decoded
+/// node otherwise: 100 000 chained maps took 71 MB in an executor, 68 MB interned). The
+/// set is bounded by the program's call sites.
 fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
     use std::collections::HashSet;
     use std::sync::Mutex;
