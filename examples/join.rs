@@ -58,16 +58,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         [left, right] => {
-            let l = ctx
-                .text_file(left)?
-                .flat_map_with((sep, left_key), |(sep, k), line| {
-                    column(&line, *sep, *k).map(|key| (key, line))
-                });
-            let r = ctx
-                .text_file(right)?
-                .flat_map_with((sep, right_key), |(sep, k), line| {
-                    column(&line, *sep, *k).map(|key| (key, line))
-                });
+            let l = ctx.text_file(left)?.flat_map(f!(
+                |line| column(&line, sep, left_key).map(|key| (key, line))
+            ));
+            let r = ctx.text_file(right)?.flat_map(f!(
+                |line| column(&line, sep, right_key).map(|key| (key, line))
+            ));
             let joined = l.join(&r);
             println!("joined_rows\t{}", joined.count()?);
             let per_key = joined

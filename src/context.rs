@@ -884,10 +884,10 @@ impl Context {
         &self,
         zero: T,
         merge: F,
-    ) -> Accumulator<T, spate_core::func::Zst<F>>
+    ) -> Accumulator<T, spate_core::func::Fun<F>>
     where
         T: Data,
-        F: Fn(T, T) -> T + Copy + Send + Sync + 'static,
+        F: Fn(T, T) -> T + Clone + Send + Sync + 'static,
     {
         Accumulator::merged_by(zero, merge)
     }

@@ -24,6 +24,9 @@
 //! the model from `spate-core`: [`Rdd`] and its operations, [`text`] helpers,
 //! [`partitioner`], [`plan`], [`config`].
 
+// `f!` expands to `::spate::…` paths; this makes them resolve inside this crate too.
+extern crate self as spate;
+
 mod broadcast_server;
 pub mod context;
 
@@ -48,6 +51,7 @@ pub use spate_core::{
     accumulator, broadcast, config, func, metrics, partitioner, plan, protocol, rdd, ship, task,
     text,
 };
+pub use spate_macros::f;
 pub use spate_scheduler::listener;
 /// The web UI and terminal progress (also usable to serve an event log again).
 pub use spate_ui as ui;
@@ -57,6 +61,7 @@ pub mod prelude {
     pub use crate::context::Context;
     pub use spate_core::text::{Word, words};
     pub use spate_core::{Data, Error, Key, PartIter, Rdd, Result};
+    pub use spate_macros::f;
 }
 
 #[cfg(feature = "mimalloc")]

@@ -45,6 +45,10 @@ fn main() {
             "partitioned_operations_equal_local",
             partitioned_operations_equal_local,
         ),
+        ("captured_values_ship_to_executors", |c, _| {
+            let got = common::captured_closures(c).map_err(|e| e.to_string())?;
+            check("f! closures", got, common::captured_closures_oracle())
+        }),
         ("large_results_travel_by_url", large_results_travel_by_url),
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
@@ -1237,7 +1241,7 @@ fn sealed_sum_task(
     let rdd = local.range(0, 100, 4).map_with(3i64, |k, x| x * k);
     let job: spate::SerArc<dyn ResultJob> = spate::SerArc::new(PartitionJob::new(
         rdd.node(),
-        spate::func::Zst::new(|it: PartIter<i64>| it.sum::<i64>()),
+        spate::func::Fun::new(|it: PartIter<i64>| it.sum::<i64>()),
     ));
     let envelope =
         spate::ship::seal(&TaskKind::Result(job.clone()), secret).map_err(|e| e.to_string())?;

@@ -293,3 +293,200 @@ pub fn damaged_checkpoint_is_named(ctx: &Context, dir: &Path) -> Result<(), Stri
     }
     Ok(())
 }
+
+/// The actions of [`captured_closures`].
+type Actions = (Option<i64>, i64, (i64, usize), Vec<i64>, Vec<i64>);
+
+/// What [`captured_closures`] computes, operation by operation.
+#[derive(Debug, PartialEq)]
+pub struct CapturedResults {
+    pub map_filter: Vec<i64>,
+    pub flat_map: Vec<String>,
+    pub partitions: Vec<(usize, i64)>,
+    pub sorted: Vec<i64>,
+    pub grouped: Vec<(i64, Vec<i64>)>,
+    pub by_key: Vec<(i64, (i64, i64, i64, i64))>,
+    pub values: Vec<(i64, String)>,
+    /// reduce, fold, aggregate, take_ordered_by, top_by
+    pub actions: Actions,
+    pub locally: Vec<(i64, i64)>,
+    pub zipped: Vec<i64>,
+    pub seen: (i64, i64),
+}
+
+/// Every kind of operation that takes a closure, each closure capturing variables of the
+/// program through `f!` (numbers, a string, a broadcast vector). The functions merge
+/// associatively, so any partitioning gives the same results.
+pub fn captured_closures(ctx: &Context) -> spate::Result<CapturedResults> {
+    let (k, limit, modulus) = (3i64, 200i64, 7i64);
+    let tag = String::from("w");
+    let table = ctx.broadcast(vec![10i64, 20, 30, 40, 50, 60, 70])?;
+    let nums = ctx.range(0, 300, 4);
+    let map_filter = nums
+        .map(f!(|x| x * k))
+        .filter(f!(|x| *x < limit))
+        .collect()?;
+    let flat_map = nums
+        .filter(f!(|x| x % 50 == 0))
+        .flat_map(f!(|x| (0..k)
+            .map(|i| format!("{tag}{x}.{i}"))
+            .collect::<Vec<_>>()))
+        .collect()?;
+    let partitions = nums
+        .map_partitions_with_index(f!(|i, it| std::iter::once((i, it.sum::<i64>() * k))))
+        .collect()?;
+    let sorted = nums.sort_by(f!(|x| (x % modulus, *x)), true, 3)?.take(20)?;
+    let mut grouped = nums
+        .filter(f!(|x| *x < limit / 4))
+        .group_by(f!(|x| x % modulus))
+        .collect()?;
+    grouped.iter_mut().for_each(|(_, v)| v.sort());
+    grouped.sort();
+    let pairs = nums.key_by(f!(|x| x % modulus));
+    let reduced = pairs.reduce_by_key(f!(|a, b| (a + b) % limit));
+    let folded = pairs.fold_by_key(0, f!(|a, b| a.max(b.min(limit))));
+    let aggregated = pairs.aggregate_by_key(0i64, f!(|n, _v| n + k), |a, b| a + b);
+    let combined = pairs.combine_by_key(
+        f!(|v| v * k),
+        f!(|c, v| c.max(v * k)),
+        |a: i64, b: i64| a.max(b),
+        2,
+    );
+    let mut by_key = reduced
+        .join(&folded)
+        .join(&aggregated.join(&combined))
+        .map_values(|((r, f), (a, c))| (r, f, a, c))
+        .collect()?;
+    by_key.sort();
+    let mut values = pairs
+        .filter(f!(|(key, _)| *key < modulus / 3))
+        .map_values(f!(|v| v + limit))
+        .flat_map_values(f!(|v| vec![format!("{tag}{v}"); (v % 2 + 1) as usize]))
+        .collect()?;
+    values.sort();
+    let actions = (
+        nums.reduce(f!(|a, b| (a + b) % limit))?,
+        nums.fold(0, f!(|a, b| a + b * k))?,
+        nums.aggregate(
+            (0, 0),
+            f!(|(s, n), x| (s + x % modulus, n + 1)),
+            |(a, b), (c, d)| (a + c, b + d),
+        )?,
+        nums.take_ordered_by(3, f!(|x| (x % modulus, -x)))?,
+        nums.top_by(3, f!(|x| table.value()[(*x % modulus) as usize] - x))?,
+    );
+    let mut locally: Vec<_> = pairs
+        .reduce_by_key_locally(f!(|a, b| (a + b) % limit))?
+        .into_iter()
+        .collect();
+    locally.sort();
+    let zipped = nums
+        .zip_partitions(
+            &nums.map(f!(|x| x * k)),
+            f!(|a, b| a.zip(b).map(|(x, y)| x + y + k).collect::<Vec<_>>()),
+        )?
+        .collect()?;
+    let sum = ctx.accumulator_with(0i64, f!(|a, b| (a + b) % (limit * 1000)));
+    nums.foreach(f!(|x| sum.add(x * k)))?;
+    let count = ctx.accumulator(0i64);
+    nums.foreach_partition(f!(
+        |it| count.add(it.filter(|x| x % modulus == 0).count() as i64)
+    ))?;
+    Ok(CapturedResults {
+        map_filter,
+        flat_map,
+        partitions,
+        sorted,
+        grouped,
+        by_key,
+        values,
+        actions,
+        locally,
+        zipped,
+        seen: (sum.value(), count.value()),
+    })
+}
+
+/// [`captured_closures`] computed with plain iterators.
+pub fn captured_closures_oracle() -> CapturedResults {
+    let (k, limit, modulus) = (3i64, 200i64, 7i64);
+    let table = [10i64, 20, 30, 40, 50, 60, 70];
+    let nums: Vec<i64> = (0..300).collect();
+    let of_key = |key: i64| nums.iter().copied().filter(move |x| x % modulus == key);
+    // (a + b) % limit merged in any order: the sum mod limit, a lone value as it is
+    let modsum = |vs: Vec<i64>| match vs.len() {
+        1 => vs[0],
+        _ => vs.iter().sum::<i64>() % limit,
+    };
+    let mut sorted = nums.clone();
+    sorted.sort_by_key(|x| (x % modulus, *x));
+    sorted.truncate(20);
+    let mut smallest = nums.clone();
+    smallest.sort_by_key(|x| (x % modulus, -x));
+    smallest.truncate(3);
+    let mut largest = nums.clone();
+    largest.sort_by_key(|x| std::cmp::Reverse(table[(x % modulus) as usize] - x));
+    largest.truncate(3);
+    let keys = 0..modulus;
+    CapturedResults {
+        map_filter: nums.iter().map(|x| x * k).filter(|x| *x < limit).collect(),
+        flat_map: nums
+            .iter()
+            .filter(|x| *x % 50 == 0)
+            .flat_map(|x| (0..k).map(move |i| format!("w{x}.{i}")))
+            .collect(),
+        partitions: (0..4)
+            .map(|p| (p, (p as i64 * 75..(p as i64 + 1) * 75).sum::<i64>() * k))
+            .collect(),
+        sorted,
+        grouped: keys
+            .clone()
+            .map(|key| (key, of_key(key).filter(|x| *x < limit / 4).collect()))
+            .collect(),
+        by_key: keys
+            .clone()
+            .map(|key| {
+                let vs: Vec<i64> = of_key(key).collect();
+                let max = *vs.iter().max().unwrap_or(&0);
+                (
+                    key,
+                    (
+                        modsum(vs.clone()),
+                        max.min(limit),
+                        vs.len() as i64 * k,
+                        max * k,
+                    ),
+                )
+            })
+            .collect(),
+        values: {
+            let mut v: Vec<(i64, String)> = keys
+                .clone()
+                .filter(|key| *key < modulus / 3)
+                .flat_map(|key| {
+                    of_key(key).flat_map(move |v| {
+                        let v = v + limit;
+                        vec![(key, format!("w{v}")); (v % 2 + 1) as usize]
+                    })
+                })
+                .collect();
+            v.sort();
+            v
+        },
+        actions: (
+            Some(nums.iter().sum::<i64>() % limit),
+            nums.iter().sum::<i64>() * k * k,
+            (nums.iter().map(|x| x % modulus).sum(), nums.len()),
+            smallest,
+            largest,
+        ),
+        locally: keys
+            .map(|key| (key, modsum(of_key(key).collect())))
+            .collect(),
+        zipped: nums.iter().map(|x| x + x * k + k).collect(),
+        seen: (
+            nums.iter().sum::<i64>() * k,
+            nums.iter().filter(|x| *x % modulus == 0).count() as i64,
+        ),
+    }
+}

@@ -2,6 +2,7 @@
 
 mod accumulators;
 mod cache;
+mod capture;
 mod checkpoint;
 mod errors;
 mod fixtures;

@@ -35,7 +35,7 @@ fn a_result_task_with_state_round_trips_and_runs() {
         .key_by(|x| x % 7);
     let job: SerArc<dyn ResultJob> = SerArc::new(PartitionJob::new(
         rdd.node(),
-        spate::func::Zst::new(|it: PartIter<(i64, i64)>| it.map(|(k, v)| k + v).sum::<i64>()),
+        spate::func::Fun::new(|it: PartIter<(i64, i64)>| it.map(|(k, v)| k + v).sum::<i64>()),
     ));
     let shipped = ship(&TaskKind::Result(job.clone()), &secret);
     let store = Arc::new(MemoryShuffleStore::new());
@@ -90,7 +90,7 @@ fn tampered_or_foreign_task_bytes_are_refused() {
     let secret = Secret::generate().expect("secret");
     let job: SerArc<dyn ResultJob> = SerArc::new(PartitionJob::new(
         ctx().range(0, 10, 1).node(),
-        spate::func::Zst::new(|it: PartIter<i64>| it.count() as u64),
+        spate::func::Fun::new(|it: PartIter<i64>| it.count() as u64),
     ));
     let mut bytes = seal(&TaskKind::Result(job), &secret).expect("seal");
     let mid = bytes.len() / 2;

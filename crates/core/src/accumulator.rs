@@ -10,7 +10,7 @@
 
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::func::{Func2, Zst};
+use crate::func::{Fun, Func2};
 use crate::ship::codec;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -190,13 +190,13 @@ impl<T: Data + std::ops::Add<Output = T>> Accumulator<T, Sum> {
     }
 }
 
-impl<T: Data, F> Accumulator<T, Zst<F>>
+impl<T: Data, F> Accumulator<T, Fun<F>>
 where
-    F: Fn(T, T) -> T + Copy + Send + Sync + 'static,
+    F: Fn(T, T) -> T + Clone + Send + Sync + 'static,
 {
     /// An accumulator merging with a closure that captures nothing.
     pub fn merged_by(zero: T, merge: F) -> Self {
-        Self::with_merge(zero, Zst::new(merge))
+        Self::with_merge(zero, Fun::new(merge))
     }
 }
 

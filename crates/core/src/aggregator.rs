@@ -263,11 +263,11 @@ impl<K, V: 'static> Aggregator<K, V, V> for NoAgg<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::func::Zst;
+    use crate::func::Fun;
 
     #[test]
     fn reduce_combines_by_key() {
-        let agg = ReduceAgg(Zst::new(|a: u64, b: u64| a + b));
+        let agg = ReduceAgg(Fun::new(|a: u64, b: u64| a + b));
         let mut m = CombineMap::default();
         for w in ["a", "b", "a", "c", "a"] {
             m.insert_value(&agg, w, 1u64);
@@ -294,12 +294,12 @@ mod tests {
             }
         }
         let agg = CombineAgg {
-            create: Zst::new(Counted::new),
-            merge_value: Zst::new(|c: Counted, v: u64| {
+            create: Fun::new(Counted::new),
+            merge_value: Fun::new(|c: Counted, v: u64| {
                 assert!(v != 99, "boom");
                 Counted::new(c.0 + v)
             }),
-            merge_combiners: Zst::new(|a: Counted, b: Counted| Counted::new(a.0 + b.0)),
+            merge_combiners: Fun::new(|a: Counted, b: Counted| Counted::new(a.0 + b.0)),
         };
         let mut m = CombineMap::default();
         m.insert_value(&agg, "a", 1u64);
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn panic_in_merge_leaves_map_usable() {
-        let agg = ReduceAgg(Zst::new(|a: u64, b: u64| {
+        let agg = ReduceAgg(Fun::new(|a: u64, b: u64| {
             assert!(b != 99, "boom");
             a + b
         }));

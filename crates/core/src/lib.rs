@@ -2,7 +2,7 @@
 //!
 //! - [`rdd`]: the typed [`Rdd`] API (transformations, pair operations, actions), the
 //!   type-erased [`RddBase`] view for the scheduler, and the lineage nodes, one per file.
-//! - [`func`]: user closures as shippable values ([`func::Zst`], [`func::With`]).
+//! - [`func`]: user closures as shippable values ([`func::Fun`], [`func::With`]).
 //! - [`data`]: the bounds on element and key types.
 //! - [`partitioner`], [`aggregator`]: where keys go and how values combine.
 //! - [`shuffle`]: the [`shuffle::ShuffleService`] seam between map and reduce tasks.

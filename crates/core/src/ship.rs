@@ -139,7 +139,7 @@ thread_local! {
 pub struct TrustedScope(bool);
 
 impl TrustedScope {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         TrustedScope(TRUSTED.replace(true))
     }
 }

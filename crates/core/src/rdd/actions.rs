@@ -3,7 +3,7 @@
 use super::{Codec, PartIter, Rdd};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
-use crate::func::{Func, With, Zst};
+use crate::func::{Fun, Func, With};
 use crate::ship::SerArc;
 use crate::task::{PartitionJob, ResultJob, raise};
 use rustc_hash::FxBuildHasher;
@@ -50,7 +50,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
         let parts: Vec<Vec<T>> =
-            self.run_job(Zst::new(super::collect_vec::<T>), self.all_partitions())?;
+            self.run_job(Fun::new(super::collect_vec::<T>), self.all_partitions())?;
         Ok(parts.into_iter().flatten().collect())
     }
 
@@ -63,7 +63,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn count(&self) -> Result<u64> {
         let counts: Vec<u64> = self.run_job(
-            Zst::new(|it: PartIter<T>| it.count() as u64),
+            Fun::new(|it: PartIter<T>| it.count() as u64),
             self.all_partitions(),
         )?;
         Ok(counts.into_iter().sum())
@@ -79,11 +79,13 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn reduce<F>(&self, f: F) -> Result<Option<T>>
     where
-        F: Fn(T, T) -> T + Copy + Send + Sync + 'static,
+        F: Fn(T, T) -> T + Clone + Send + Sync + 'static,
     {
-        let f = Zst::new(f);
+        let f = Fun::new(f);
         let partials: Vec<Option<T>> = self.run_job(
-            Zst::new(move |it: PartIter<T>| it.reduce(|a, b| (f.get())(a, b))),
+            With::new(f.clone(), |f: &Fun<F>, it: PartIter<T>| {
+                it.reduce(|a, b| (f.get())(a, b))
+            }),
             self.all_partitions(),
         )?;
         Ok(partials
@@ -102,13 +104,14 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn fold<F>(&self, zero: T, f: F) -> Result<T>
     where
-        F: Fn(T, T) -> T + Copy + Send + Sync + 'static,
+        F: Fn(T, T) -> T + Clone + Send + Sync + 'static,
     {
-        let f = Zst::new(f);
+        let f = Fun::new(f);
         let partials: Vec<T> = self.run_job(
-            With::new(zero.clone(), move |z: &T, it: PartIter<T>| {
-                it.fold(z.clone(), |a, b| (f.get())(a, b))
-            }),
+            With::new(
+                (zero.clone(), f.clone()),
+                |(z, f): &(T, Fun<F>), it: PartIter<T>| it.fold(z.clone(), |a, b| (f.get())(a, b)),
+            ),
             self.all_partitions(),
         )?;
         Ok(partials.into_iter().fold(zero, |a, b| (f.get())(a, b)))
@@ -125,15 +128,18 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn aggregate<U: Data, S, C>(&self, zero: U, seq: S, comb: C) -> Result<U>
     where
-        S: Fn(U, T) -> U + Copy + Send + Sync + 'static,
-        C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
+        S: Fn(U, T) -> U + Clone + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Clone + Send + Sync + 'static,
     {
-        let seq = Zst::new(seq);
-        let comb = Zst::new(comb);
+        let seq = Fun::new(seq);
+        let comb = Fun::new(comb);
         let partials: Vec<U> = self.run_job(
-            With::new(zero.clone(), move |z: &U, it: PartIter<T>| {
-                it.fold(z.clone(), |a, b| (seq.get())(a, b))
-            }),
+            With::new(
+                (zero.clone(), seq),
+                |(z, seq): &(U, Fun<S>), it: PartIter<T>| {
+                    it.fold(z.clone(), |a, b| (seq.get())(a, b))
+                },
+            ),
             self.all_partitions(),
         )?;
         Ok(partials.into_iter().fold(zero, |a, b| (comb.get())(a, b)))
@@ -206,17 +212,35 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn take_ordered_by<K: Ord, F>(&self, n: usize, key: F) -> Result<Vec<T>>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
-        let key = Zst::new(key);
+        self.take_ordered_with(n, Fun::new(key), |key: &Fun<F>, x: &T| (key.get())(x))
+    }
+
+    /// The `n` smallest elements by `key(state, x)`: the one job behind `take_ordered_by`
+    /// and `top_by`.
+    pub(super) fn take_ordered_with<S: Data, K: Ord, G>(
+        &self,
+        n: usize,
+        state: S,
+        key: G,
+    ) -> Result<Vec<T>>
+    where
+        G: Fn(&S, &T) -> K + Copy + Send + Sync + 'static,
+    {
+        let by = |s: &S, a: &T, b: &T| key(s, a).cmp(&key(s, b));
         let partials: Vec<Vec<T>> = self.run_job(
-            With::new(n, move |n: &usize, it: PartIter<T>| {
-                smallest_by(it, *n, |a, b| (key.get())(a).cmp(&(key.get())(b)))
-            }),
+            With::new(
+                (n, state.clone(), Fun::new(key)),
+                |(n, s, key): &(usize, S, Fun<G>), it: PartIter<T>| {
+                    let key = key.get();
+                    smallest_by(it, *n, |a, b| key(s, a).cmp(&key(s, b)))
+                },
+            ),
             self.all_partitions(),
         )?;
         Ok(smallest_by(partials.into_iter().flatten(), n, |a, b| {
-            (key.get())(a).cmp(&(key.get())(b))
+            by(&state, a, b)
         }))
     }
 
@@ -296,11 +320,13 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn foreach<F>(&self, f: F) -> Result<()>
     where
-        F: Fn(T) + Copy + Send + Sync + 'static,
+        F: Fn(T) + Clone + Send + Sync + 'static,
     {
-        let f = Zst::new(f);
+        let f = Fun::new(f);
         self.run_job(
-            Zst::new(move |it: PartIter<T>| it.for_each(|x| (f.get())(x))),
+            With::new(f, |f: &Fun<F>, it: PartIter<T>| {
+                it.for_each(|x| (f.get())(x))
+            }),
             self.all_partitions(),
         )?;
         Ok(())
@@ -315,11 +341,11 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn foreach_with<S: Data, F>(&self, state: S, f: F) -> Result<()>
     where
-        F: Fn(&S, T) + Copy + Send + Sync + 'static,
+        F: Fn(&S, T) + Clone + Send + Sync + 'static,
     {
-        let f = Zst::new(f);
+        let f = Fun::new(f);
         self.run_job(
-            With::new(state, move |s: &S, it: PartIter<T>| {
+            With::new((state, f), |(s, f): &(S, Fun<F>), it: PartIter<T>| {
                 it.for_each(|x| (f.get())(s, x))
             }),
             self.all_partitions(),
@@ -337,9 +363,9 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn foreach_partition<F>(&self, f: F) -> Result<()>
     where
-        F: Fn(PartIter<T>) + Copy + Send + Sync + 'static,
+        F: Fn(PartIter<T>) + Clone + Send + Sync + 'static,
     {
-        self.run_job(Zst::new(f), self.all_partitions())?;
+        self.run_job(Fun::new(f), self.all_partitions())?;
         Ok(())
     }
 
@@ -358,7 +384,7 @@ impl<T: Data> Rdd<T> {
         T: Key,
     {
         let partials: Vec<HashMap<T, u64, FxBuildHasher>> = self.run_job(
-            Zst::new(|it: PartIter<T>| {
+            Fun::new(|it: PartIter<T>| {
                 let mut m: HashMap<T, u64, FxBuildHasher> = HashMap::default();
                 for x in it {
                     *m.entry(x).or_insert(0) += 1;

@@ -6,7 +6,7 @@ use super::Rdd;
 use super::map_partitions::SplitMix64;
 use crate::data::{Data, Key};
 use crate::error::Result;
-use crate::func::Zst;
+use crate::func::Fun;
 use std::cmp::Reverse;
 
 impl<T: Data> Rdd<T> {
@@ -71,10 +71,11 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn top_by<K: Ord, F>(&self, n: usize, key: F) -> Result<Vec<T>>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
-        let key = Zst::new(key);
-        self.take_ordered_by(n, move |x| Reverse((key.get())(x)))
+        self.take_ordered_with(n, Fun::new(key), |key: &Fun<F>, x: &T| {
+            Reverse((key.get())(x))
+        })
     }
 }
 
@@ -147,7 +148,7 @@ impl<T: Data> Iterator for LocalIter<T> {
             self.next += 1;
             match self
                 .rdd
-                .run_job(Zst::new(super::collect_vec::<T>), vec![partition])
+                .run_job(Fun::new(super::collect_vec::<T>), vec![partition])
             {
                 Ok(mut parts) => self.current = parts.pop().unwrap_or_default().into_iter(),
                 Err(e) => {
@@ -194,29 +195,27 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     pub fn reduce_by_key_locally<F>(&self, f: F) -> Result<std::collections::HashMap<K, V>>
     where
-        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
     {
         use std::collections::HashMap;
-        let f = Zst::new(f);
-        let merge = move |m: &mut HashMap<K, V>, k: K, v: V| match m.remove(&k) {
-            Some(old) => {
-                m.insert(k, (f.get())(old, v));
-            }
-            None => {
-                m.insert(k, v);
-            }
-        };
+        fn merge<K: Key, V, F: Fn(V, V) -> V>(m: &mut HashMap<K, V>, f: &F, k: K, v: V) {
+            match m.remove(&k) {
+                Some(old) => m.insert(k, f(old, v)),
+                None => m.insert(k, v),
+            };
+        }
+        let f = Fun::new(f);
         let partials = self
-            .map_partitions(move |it| {
+            .map_partitions_with(f.clone(), |f: &Fun<F>, it| {
                 let mut m = HashMap::new();
-                it.for_each(|(k, v)| merge(&mut m, k, v));
+                it.for_each(|(k, v)| merge(&mut m, f.get(), k, v));
                 std::iter::once(m)
             })
             .collect()?;
         let mut all = HashMap::new();
         for part in partials {
             for (k, v) in part {
-                merge(&mut all, k, v);
+                merge(&mut all, f.get(), k, v);
             }
         }
         Ok(all)

@@ -12,7 +12,7 @@ use super::zip::{ZipNode, ZipPartitionsNode};
 use super::{NodeMeta, PartIter, Rdd};
 use crate::data::{Data, Key};
 use crate::error::{Error, Result};
-use crate::func::{Func2, With, Zst};
+use crate::func::{Fun, Func2, With};
 use crate::partitioner::Partitioning;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -48,8 +48,20 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), spate::Error>(())
     /// ```
     ///
-    /// A closure that captures a variable does not compile (it could not be shipped to an
-    /// executor); the error says to use [`Rdd::map_with`]:
+    /// A closure that captures variables is written with `spate::f!`, which ships what it
+    /// captured (serde values, cloned when the closure is made):
+    ///
+    /// ```
+    /// # let ctx = spate::Context::builder().master("local[2]").build()?;
+    /// use spate::f;
+    /// let k = 3;
+    /// let v = ctx.parallelize(vec![1, 2], 1).map(f!(|x| x * k)).collect()?;
+    /// assert_eq!(v, vec![3, 6]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    ///
+    /// Without it, the closure does not compile (it could not be shipped to an executor);
+    /// the error says to wrap it in `f!`:
     ///
     /// ```compile_fail
     /// # let ctx = spate::Context::builder().master("local[2]").build().unwrap();
@@ -59,9 +71,9 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map<U: Data, F>(&self, f: F) -> Rdd<U>
     where
-        F: Fn(T) -> U + Copy + Send + Sync + 'static,
+        F: Fn(T) -> U + Clone + Send + Sync + 'static,
     {
-        self.with_partition_fn("map", MapFn(Zst::new(f)), false)
+        self.with_partition_fn("map", MapFn(Fun::new(f)), false)
     }
 
     /// [`Rdd::map`] with explicit state, shipped once with the task.
@@ -76,7 +88,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map_with<S: Data, U: Data, F>(&self, state: S, f: F) -> Rdd<U>
     where
-        F: Fn(&S, T) -> U + Copy + Send + Sync + 'static,
+        F: Fn(&S, T) -> U + Clone + Send + Sync + 'static,
     {
         self.with_partition_fn("map", MapFn(With::new(state, f)), false)
     }
@@ -95,11 +107,11 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn flat_map<U: Data, I, F>(&self, f: F) -> Rdd<U>
     where
-        F: Fn(T) -> I + Copy + Send + Sync + 'static,
+        F: Fn(T) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("flat_map", FlatMapFn(Zst::new(f), PhantomData), false)
+        self.with_partition_fn("flat_map", FlatMapFn(Fun::new(f), PhantomData), false)
     }
 
     /// [`Rdd::flat_map`] with explicit state.
@@ -113,7 +125,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn flat_map_with<S: Data, U: Data, I, F>(&self, state: S, f: F) -> Rdd<U>
     where
-        F: Fn(&S, T) -> I + Copy + Send + Sync + 'static,
+        F: Fn(&S, T) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
@@ -135,9 +147,9 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn filter<F>(&self, f: F) -> Rdd<T>
     where
-        F: Fn(&T) -> bool + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> bool + Clone + Send + Sync + 'static,
     {
-        self.with_partition_fn("filter", FilterFn(Zst::new(f)), true)
+        self.with_partition_fn("filter", FilterFn(Fun::new(f)), true)
     }
 
     /// [`Rdd::filter`] with explicit state.
@@ -151,7 +163,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn filter_with<S: Data, F>(&self, state: S, f: F) -> Rdd<T>
     where
-        F: Fn(&S, &T) -> bool + Copy + Send + Sync + 'static,
+        F: Fn(&S, &T) -> bool + Clone + Send + Sync + 'static,
     {
         self.with_partition_fn("filter", FilterFn(With::new(state, f)), true)
     }
@@ -167,11 +179,11 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map_partitions<U: Data, I, F>(&self, f: F) -> Rdd<U>
     where
-        F: Fn(PartIter<T>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(PartIter<T>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
-        self.with_partition_fn("map_partitions", PartsFn(Zst::new(f), PhantomData), false)
+        self.with_partition_fn("map_partitions", PartsFn(Fun::new(f), PhantomData), false)
     }
 
     /// [`Rdd::map_partitions`] with explicit state.
@@ -185,7 +197,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map_partitions_with<S: Data, U: Data, I, F>(&self, state: S, f: F) -> Rdd<U>
     where
-        F: Fn(&S, PartIter<T>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(&S, PartIter<T>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
@@ -207,13 +219,13 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map_partitions_with_index<U: Data, I, F>(&self, f: F) -> Rdd<U>
     where
-        F: Fn(usize, PartIter<T>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(usize, PartIter<T>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
         self.with_partition_fn(
             "map_partitions_with_index",
-            IndexedPartsFn(Zst::new(f), PhantomData),
+            IndexedPartsFn(Fun::new(f), PhantomData),
             false,
         )
     }
@@ -235,7 +247,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn map_partitions_with_index_with<S: Data, U: Data, I, F>(&self, state: S, f: F) -> Rdd<U>
     where
-        F: Fn(&S, usize, PartIter<T>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(&S, usize, PartIter<T>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: 'static,
     {
@@ -269,9 +281,9 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn key_by<K: Data, F>(&self, f: F) -> Rdd<(K, T)>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
-        self.with_partition_fn("key_by", KeyByFn(Zst::new(f)), false)
+        self.with_partition_fn("key_by", KeyByFn(Fun::new(f)), false)
     }
 
     /// The elements of both RDDs (duplicates kept), partitions side by side.
@@ -336,11 +348,11 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn zip_partitions<U: Data, V: Data, I, F>(&self, other: &Rdd<U>, f: F) -> Result<Rdd<V>>
     where
-        F: Fn(PartIter<T>, PartIter<U>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(PartIter<T>, PartIter<U>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = V> + 'static,
         I::IntoIter: 'static,
     {
-        self.zip_partitions_by(other, Zst::new(f))
+        self.zip_partitions_by(other, Fun::new(f))
     }
 
     /// [`Rdd::zip_partitions`] with explicit state, shipped once with the task.
@@ -360,7 +372,7 @@ impl<T: Data> Rdd<T> {
         f: F,
     ) -> Result<Rdd<V>>
     where
-        F: Fn(&S, PartIter<T>, PartIter<U>) -> I + Copy + Send + Sync + 'static,
+        F: Fn(&S, PartIter<T>, PartIter<U>) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = V> + 'static,
         I::IntoIter: 'static,
     {
@@ -630,7 +642,7 @@ impl<T: Data> Rdd<T> {
         partitions: usize,
     ) -> Result<Rdd<T>>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
         Ok(self
             .key_by(f)
@@ -653,7 +665,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn group_by<K: Key, F>(&self, f: F) -> Rdd<(K, Vec<T>)>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
         self.key_by(f).group_by_key()
     }
@@ -670,7 +682,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn group_by_n<K: Key, F>(&self, f: F, parts: impl Into<Partitioning<K>>) -> Rdd<(K, Vec<T>)>
     where
-        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
         self.key_by(f).group_by_key_n(parts)
     }

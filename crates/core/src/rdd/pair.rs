@@ -9,7 +9,7 @@ use crate::aggregator::{
 };
 use crate::data::{Data, Key};
 use crate::error::Result;
-use crate::func::{With, Zst};
+use crate::func::{Fun, With};
 use crate::partitioner::{Partitioner, Partitioning, RangePartitioner};
 use crate::ship::SerArc;
 use std::marker::PhantomData;
@@ -93,14 +93,14 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         partitions: impl Into<Partitioning<K>>,
     ) -> Rdd<(K, C)>
     where
-        Cr: Fn(V) -> C + Copy + Send + Sync + 'static,
-        Mv: Fn(C, V) -> C + Copy + Send + Sync + 'static,
-        Mc: Fn(C, C) -> C + Copy + Send + Sync + 'static,
+        Cr: Fn(V) -> C + Clone + Send + Sync + 'static,
+        Mv: Fn(C, V) -> C + Clone + Send + Sync + 'static,
+        Mc: Fn(C, C) -> C + Clone + Send + Sync + 'static,
     {
         let agg = CombineAgg {
-            create: Zst::new(create),
-            merge_value: Zst::new(merge_value),
-            merge_combiners: Zst::new(merge_combiners),
+            create: Fun::new(create),
+            merge_value: Fun::new(merge_value),
+            merge_combiners: Fun::new(merge_combiners),
         };
         self.shuffle_by("combine_by_key", agg, partitions)
     }
@@ -121,7 +121,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn reduce_by_key<F>(&self, f: F) -> Rdd<(K, V)>
     where
-        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
     {
         self.reduce_by_key_n(f, self.default_shuffle_partitions())
     }
@@ -138,9 +138,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn reduce_by_key_n<F>(&self, f: F, partitions: impl Into<Partitioning<K>>) -> Rdd<(K, V)>
     where
-        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
     {
-        self.shuffle_by("reduce_by_key", ReduceAgg(Zst::new(f)), partitions)
+        self.shuffle_by("reduce_by_key", ReduceAgg(Fun::new(f)), partitions)
     }
 
     /// Like [`Rdd::reduce_by_key`] with a neutral `zero` value folded in once per key and
@@ -156,7 +156,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn fold_by_key<F>(&self, zero: V, f: F) -> Rdd<(K, V)>
     where
-        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
     {
         self.fold_by_key_n(zero, f, self.default_shuffle_partitions())
     }
@@ -175,11 +175,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn fold_by_key_n<F>(&self, zero: V, f: F, parts: impl Into<Partitioning<K>>) -> Rdd<(K, V)>
     where
-        F: Fn(V, V) -> V + Copy + Send + Sync + 'static,
+        F: Fn(V, V) -> V + Clone + Send + Sync + 'static,
     {
         let agg = FoldAgg {
             zero,
-            f: Zst::new(f),
+            f: Fun::new(f),
         };
         self.shuffle_by("fold_by_key", agg, parts)
     }
@@ -199,8 +199,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn aggregate_by_key<U: Data, S, C>(&self, zero: U, seq: S, comb: C) -> Rdd<(K, U)>
     where
-        S: Fn(U, V) -> U + Copy + Send + Sync + 'static,
-        C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
+        S: Fn(U, V) -> U + Clone + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Clone + Send + Sync + 'static,
     {
         self.aggregate_by_key_n(zero, seq, comb, self.default_shuffle_partitions())
     }
@@ -225,13 +225,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         parts: impl Into<Partitioning<K>>,
     ) -> Rdd<(K, U)>
     where
-        S: Fn(U, V) -> U + Copy + Send + Sync + 'static,
-        C: Fn(U, U) -> U + Copy + Send + Sync + 'static,
+        S: Fn(U, V) -> U + Clone + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Clone + Send + Sync + 'static,
     {
         let agg = AggregateAgg {
             zero,
-            seq: Zst::new(seq),
-            comb: Zst::new(comb),
+            seq: Fun::new(seq),
+            comb: Fun::new(comb),
         };
         self.shuffle_by("aggregate_by_key", agg, parts)
     }
@@ -291,9 +291,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn map_values<W: Data, F>(&self, f: F) -> Rdd<(K, W)>
     where
-        F: Fn(V) -> W + Copy + Send + Sync + 'static,
+        F: Fn(V) -> W + Clone + Send + Sync + 'static,
     {
-        self.with_partition_fn("map_values", MapValuesFn(Zst::new(f)), true)
+        self.with_partition_fn("map_values", MapValuesFn(Fun::new(f)), true)
     }
 
     /// [`Rdd::map_values`] with explicit state.
@@ -307,7 +307,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn map_values_with<S: Data, W: Data, F>(&self, state: S, f: F) -> Rdd<(K, W)>
     where
-        F: Fn(&S, V) -> W + Copy + Send + Sync + 'static,
+        F: Fn(&S, V) -> W + Clone + Send + Sync + 'static,
     {
         self.with_partition_fn("map_values", MapValuesFn(With::new(state, f)), true)
     }
@@ -323,13 +323,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn flat_map_values<W: Data, I, F>(&self, f: F) -> Rdd<(K, W)>
     where
-        F: Fn(V) -> I + Copy + Send + Sync + 'static,
+        F: Fn(V) -> I + Clone + Send + Sync + 'static,
         I: IntoIterator<Item = W> + 'static,
         I::IntoIter: 'static,
     {
         self.with_partition_fn(
             "flat_map_values",
-            FlatMapValuesFn(Zst::new(f), PhantomData),
+            FlatMapValuesFn(Fun::new(f), PhantomData),
             true,
         )
     }
