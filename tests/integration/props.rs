@@ -55,6 +55,31 @@ proptest! {
     #![proptest_config(cfg())]
 
     #[test]
+    fn captured_values_match_iterators(
+        v in pairs(),
+        p in parts(),
+        k in -5i32..5,
+        min in -60i32..60,
+        tag in "[a-z]{0,3}",
+    ) {
+        use spate::f;
+        let r = ctx().parallelize(v.clone(), p);
+        let got = sorted(
+            r.filter(f!(|(_, x)| *x >= min))
+                .map_values(f!(|x| x * k))
+                .reduce_by_key(f!(|a, b| a + b + k - k))
+                .map(f!(|(key, x)| format!("{tag}{key}:{x}")))
+                .collect()?,
+        );
+        let mut sums: BTreeMap<u8, i32> = BTreeMap::new();
+        for (key, x) in v.iter().filter(|(_, x)| *x >= min) {
+            *sums.entry(*key).or_default() += x * k;
+        }
+        let want: Vec<String> = sorted(sums.iter().map(|(key, x)| format!("{tag}{key}:{x}")).collect());
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn narrow_ops_match_iterators(v in small_vec(), p in parts()) {
         let r = ctx().parallelize(v.clone(), p);
         prop_assert_eq!(r.num_partitions(), p);
