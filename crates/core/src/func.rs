@@ -16,6 +16,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -46,6 +47,9 @@ thread_local! {
 #[repr(C, align(64))]
 pub struct Captured<C> {
     slot: Arc<Slot>,
+    /// `slot`'s value as a `*const C` once known (null until then): what the body reads
+    /// per record, without the slot's checks.
+    cached: AtomicPtr<()>,
     _values: PhantomData<fn() -> C>,
 }
 
@@ -70,13 +74,25 @@ where
                 bytes: OnceLock::new(),
                 encode: Some(encode::<C>),
             }),
+            cached: AtomicPtr::new(std::ptr::null_mut()),
             _values: PhantomData,
         }
     }
 
     /// The values, decoded from what the driver sent on first use in an executor.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> &C {
+        let p = self.cached.load(Ordering::Acquire);
+        if p.is_null() {
+            return self.get_slow();
+        }
+        // SAFETY: `cached` is only ever set (below) to the address of the C in
+        // `self.slot`'s value, which `self` keeps alive and nothing mutates.
+        unsafe { &*p.cast::<C>() }
+    }
+
+    #[cold]
+    fn get_slow(&self) -> &C {
         let value = self.slot.value.get_or_init(|| {
             let bytes = self.slot.bytes.get().map(Vec::as_slice).unwrap_or_default();
             // The bytes came out of a verified envelope (only Fun's Deserialize, which
@@ -92,7 +108,11 @@ where
             }
         });
         match value.downcast_ref::<C>() {
-            Some(v) => v,
+            Some(v) => {
+                let p: *const C = v;
+                self.cached.store(p.cast_mut().cast(), Ordering::Release);
+                v
+            }
             None => panic!(
                 "spate: a closure's captured values are not a {}",
                 std::any::type_name::<C>()
@@ -110,6 +130,7 @@ impl<C> Clone for Captured<C> {
         });
         Captured {
             slot: self.slot.clone(),
+            cached: AtomicPtr::new(self.cached.load(Ordering::Acquire)),
             _values: PhantomData,
         }
     }
@@ -213,14 +234,15 @@ impl<'de, F: Clone + 'static> Deserialize<'de> for Fun<F> {
                 });
                 let captured = Captured::<()> {
                     slot: slot.clone(),
+                    cached: AtomicPtr::new(std::ptr::null_mut()),
                     _values: PhantomData,
                 };
                 let mut f = std::mem::MaybeUninit::<F>::uninit();
                 // SAFETY: the (identical) binary that encoded this made an F with
                 // Fun::new, which checked that F holds one Captured and nothing else with
                 // bytes: F has Captured's size and alignment, so the Captured is all of
-                // F. Captured<C>'s layout does not depend on C (repr(C): an Arc, then
-                // PhantomData), and the closure reads its values through
+                // F. Captured<C>'s layout does not depend on C (repr(C): an Arc, a pointer,
+                // then PhantomData), and the closure reads its values through
                 // Captured::<C>::get, which decodes `bytes` as C.
                 let f = unsafe {
                     f.as_mut_ptr().cast::<Captured<()>>().write(captured);
