@@ -79,10 +79,30 @@ impl<K: Hash + Eq, C> CombineMap<K, C> {
     /// Fold one value into its key's combiner.
     #[inline]
     pub fn insert_value<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, v: V) {
-        match self.map.entry(k) {
-            Entry::Occupied(e) => update_in_place(e, |c| agg.merge_value(c, v)),
-            Entry::Vacant(e) => {
-                e.insert(agg.create_combiner(v));
+        // Look up by reference first: most records hit a key already there, and then the
+        // key is neither moved into an entry nor hashed twice (a miss hashes twice).
+        let Some(slot) = self.map.get_mut(&k) else {
+            self.map.insert(k, agg.create_combiner(v));
+            return;
+        };
+        let slot: *mut C = slot;
+        // SAFETY: as in `update_in_place`: `slot` points to an initialized C owned by the
+        // table, moved out and written back; on a panic a C with drop glue has its entry
+        // removed and the stale bits forgotten.
+        unsafe {
+            let old = std::ptr::read(slot);
+            if !std::mem::needs_drop::<C>() {
+                std::ptr::write(slot, agg.merge_value(old, v));
+                return;
+            }
+            match catch_unwind(AssertUnwindSafe(move || agg.merge_value(old, v))) {
+                Ok(new) => std::ptr::write(slot, new),
+                Err(panic) => {
+                    if let Some(stale) = self.map.remove(&k) {
+                        std::mem::forget(stale);
+                    }
+                    resume_unwind(panic)
+                }
             }
         }
     }
