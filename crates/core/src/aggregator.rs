@@ -2,10 +2,10 @@
 //! the shuffle, the reduce side merges combiners from all map outputs.
 
 use crate::func::{Func, Func2};
-use hashbrown::hash_map::{Entry, HashMap, OccupiedEntry};
+use hashbrown::hash_map::{Entry, HashMap, OccupiedEntry, RawEntryMut};
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
@@ -79,30 +79,35 @@ impl<K: Hash + Eq, C> CombineMap<K, C> {
     /// Fold one value into its key's combiner.
     #[inline]
     pub fn insert_value<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, v: V) {
-        // Look up by reference first: most records hit a key already there, and then the
-        // key is neither moved into an entry nor hashed twice (a miss hashes twice).
-        let Some(slot) = self.map.get_mut(&k) else {
-            self.map.insert(k, agg.create_combiner(v));
-            return;
-        };
-        let slot: *mut C = slot;
-        // SAFETY: as in `update_in_place`: `slot` points to an initialized C owned by the
-        // table, moved out and written back; on a panic a C with drop glue has its entry
-        // removed and the stale bits forgotten.
-        unsafe {
-            let old = std::ptr::read(slot);
-            if !std::mem::needs_drop::<C>() {
-                std::ptr::write(slot, agg.merge_value(old, v));
-                return;
-            }
-            match catch_unwind(AssertUnwindSafe(move || agg.merge_value(old, v))) {
-                Ok(new) => std::ptr::write(slot, new),
-                Err(panic) => {
-                    if let Some(stale) = self.map.remove(&k) {
-                        std::mem::forget(stale);
+        // One hash and one probe, looking up by reference: on a hit (most records) the key
+        // is neither moved into an entry nor kept; on a miss it is inserted where the
+        // probe ended.
+        let hash = self.map.hasher().hash_one(&k);
+        match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, &k) {
+            RawEntryMut::Occupied(e) => {
+                let slot: *mut C = e.into_mut();
+                // SAFETY: as in `update_in_place`: `slot` points to an initialized C owned
+                // by the table, moved out and written back; on a panic a C with drop glue
+                // has its entry removed and the stale bits forgotten.
+                unsafe {
+                    let old = std::ptr::read(slot);
+                    if !std::mem::needs_drop::<C>() {
+                        std::ptr::write(slot, agg.merge_value(old, v));
+                        return;
                     }
-                    resume_unwind(panic)
+                    match catch_unwind(AssertUnwindSafe(move || agg.merge_value(old, v))) {
+                        Ok(new) => std::ptr::write(slot, new),
+                        Err(panic) => {
+                            if let Some(stale) = self.map.remove(&k) {
+                                std::mem::forget(stale);
+                            }
+                            resume_unwind(panic)
+                        }
+                    }
                 }
+            }
+            RawEntryMut::Vacant(e) => {
+                e.insert_hashed_nocheck(hash, k, agg.create_combiner(v));
             }
         }
     }
