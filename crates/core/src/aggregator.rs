@@ -2,7 +2,7 @@
 //! the shuffle, the reduce side merges combiners from all map outputs.
 
 use crate::func::{Func, Func2};
-use hashbrown::hash_map::{Entry, HashMap, OccupiedEntry, RawEntryMut};
+use hashbrown::hash_map::{HashMap, RawEntryMut};
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 use std::hash::{BuildHasher, Hash};
@@ -45,80 +45,67 @@ impl<K: Hash + Eq, C> Default for CombineMap<K, C> {
     }
 }
 
-/// Replace the combiner in an occupied entry with `f(old)`, in place.
-///
-/// `f` is user code and may panic after taking the old combiner; the slot then holds a
-/// stale bitwise copy of it. A combiner without drop glue (counts, sums) can be left
-/// there: nothing will be dropped twice, and the map is dropped with the failed task.
-/// Otherwise the panic is caught, the entry removed and the stale copy forgotten before
-/// the panic continues.
-#[inline(always)]
-fn update_in_place<K, C>(mut e: OccupiedEntry<'_, K, C, FxBuildHasher>, f: impl FnOnce(C) -> C) {
-    let slot: *mut C = e.get_mut();
-    // SAFETY: `slot` points to an initialized C owned by the table. It is moved out and,
-    // on success, a new value is written back. On a panic, a type with drop glue has its
-    // entry removed and the stale bits forgotten; a type without drop glue is left as
-    // is, which cannot cause a double drop.
-    unsafe {
-        let old = std::ptr::read(slot);
-        if !std::mem::needs_drop::<C>() {
-            std::ptr::write(slot, f(old));
-            return;
-        }
-        match catch_unwind(AssertUnwindSafe(move || f(old))) {
-            Ok(new) => std::ptr::write(slot, new),
-            Err(panic) => {
-                std::mem::forget(e.remove());
-                resume_unwind(panic)
-            }
-        }
-    }
-}
-
 impl<K: Hash + Eq, C> CombineMap<K, C> {
     /// Fold one value into its key's combiner.
     #[inline]
     pub fn insert_value<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, v: V) {
-        // One hash and one probe, looking up by reference: on a hit (most records) the key
-        // is neither moved into an entry nor kept; on a miss it is inserted where the
-        // probe ended.
-        let hash = self.map.hasher().hash_one(&k);
-        match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, &k) {
-            RawEntryMut::Occupied(e) => {
-                let slot: *mut C = e.into_mut();
-                // SAFETY: as in `update_in_place`: `slot` points to an initialized C owned
-                // by the table, moved out and written back; on a panic a C with drop glue
-                // has its entry removed and the stale bits forgotten.
-                unsafe {
-                    let old = std::ptr::read(slot);
-                    if !std::mem::needs_drop::<C>() {
-                        std::ptr::write(slot, agg.merge_value(old, v));
-                        return;
-                    }
-                    match catch_unwind(AssertUnwindSafe(move || agg.merge_value(old, v))) {
-                        Ok(new) => std::ptr::write(slot, new),
-                        Err(panic) => {
-                            if let Some(stale) = self.map.remove(&k) {
-                                std::mem::forget(stale);
-                            }
-                            resume_unwind(panic)
-                        }
-                    }
-                }
-            }
-            RawEntryMut::Vacant(e) => {
-                e.insert_hashed_nocheck(hash, k, agg.create_combiner(v));
-            }
-        }
+        self.upsert(
+            k,
+            v,
+            |v| agg.create_combiner(v),
+            |c, v| agg.merge_value(c, v),
+        );
     }
 
     /// Merge one combiner into its key's combiner.
     #[inline]
     pub fn insert_combiner<V, A: Aggregator<K, V, C>>(&mut self, agg: &A, k: K, c: C) {
-        match self.map.entry(k) {
-            Entry::Occupied(e) => update_in_place(e, |old| agg.merge_combiners(old, c)),
-            Entry::Vacant(e) => {
-                e.insert(c);
+        self.upsert(k, c, |c| c, |old, c| agg.merge_combiners(old, c));
+    }
+
+    /// `k`'s combiner becomes `merge(old, x)`, or `create(x)` for a new key.
+    ///
+    /// One hash and one probe, looking up by reference: on a hit (most records) the key is
+    /// neither moved into an entry nor kept; on a miss it is inserted where the probe
+    /// ended. The combiner is replaced in place: `merge` is user code and may panic after
+    /// taking the old combiner, leaving a stale bitwise copy in the slot. A combiner
+    /// without drop glue (counts, sums) can be left there: nothing will be dropped twice,
+    /// and the map is dropped with the failed task. Otherwise the panic is caught, the
+    /// entry removed and the stale copy forgotten before the panic continues.
+    #[inline(always)]
+    fn upsert<X>(
+        &mut self,
+        k: K,
+        x: X,
+        create: impl FnOnce(X) -> C,
+        merge: impl FnOnce(C, X) -> C,
+    ) {
+        let hash = self.map.hasher().hash_one(&k);
+        let slot: *mut C = match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, &k) {
+            RawEntryMut::Occupied(e) => e.into_mut(),
+            RawEntryMut::Vacant(e) => {
+                e.insert_hashed_nocheck(hash, k, create(x));
+                return;
+            }
+        };
+        // SAFETY: `slot` points to an initialized C owned by the table. It is moved out
+        // and, on success, a new value is written back. On a panic, a type with drop glue
+        // has its entry removed and the stale bits forgotten; a type without drop glue is
+        // left as is, which cannot cause a double drop.
+        unsafe {
+            let old = std::ptr::read(slot);
+            if !std::mem::needs_drop::<C>() {
+                std::ptr::write(slot, merge(old, x));
+                return;
+            }
+            match catch_unwind(AssertUnwindSafe(move || merge(old, x))) {
+                Ok(new) => std::ptr::write(slot, new),
+                Err(panic) => {
+                    if let Some(stale) = self.map.remove(&k) {
+                        std::mem::forget(stale);
+                    }
+                    resume_unwind(panic)
+                }
             }
         }
     }
