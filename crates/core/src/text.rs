@@ -1,62 +1,124 @@
 //! Helpers for text jobs. [`words`] splits a line into [`Word`]s without a heap allocation
-//! per word: a `Word` stores up to 24 bytes inline, which covers almost every word of
-//! natural text, and it hashes and compares like the `&str` it holds.
+//! per word: a `Word` stores up to 16 bytes inline, which covers almost every word of
+//! natural text, and it hashes, orders and serializes like the `&str` it holds.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
-use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A short string stored inline (heap only beyond 24 bytes). It hashes, orders and
+/// Longest word stored inline.
+const INLINE: usize = 16;
+
+/// A short string stored inline (heap only beyond 16 bytes). It hashes, orders and
 /// serializes like the `str` it holds (so maps keyed by `Word` can be queried with a
-/// `&str`), derefs to `str`, and compares equal words without a call to `memcmp`: word
-/// counts compare a key on nearly every record, and for words of a few bytes the call
-/// cost more than the comparison.
-#[derive(Clone, Default, PartialOrd, Ord)]
-pub struct Word(CompactString);
+/// `&str`) and derefs to `str`.
+///
+/// Built for the hot loop of word counts: a short word is made from the line with one
+/// 16-byte load and a mask (no `memcpy` call, whose byte-wise stores stall the loads that
+/// follow), and two short words compare equal with one 16-byte compare.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Word(Repr);
+
+/// Canonical by length: a text of up to [`INLINE`] bytes is always `Inline` (with zeros
+/// after it), so the derived equality is text equality.
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    /// Invariant: `bytes[..len]` is UTF-8 and the rest zero.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Heap(Box<str>),
+}
 
 impl Word {
     /// A word holding `s`.
     #[inline]
     pub fn new(s: &str) -> Self {
-        Word(CompactString::new(s))
+        if s.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Word(Repr::Inline {
+                len: s.len() as u8,
+                bytes,
+            })
+        } else {
+            Word(Repr::Heap(s.into()))
+        }
+    }
+
+    /// The word `line[start..end]`, for tokenizers: a short word is read from the line
+    /// with one 16-byte load (the bytes around it are masked off). An invalid range (out
+    /// of bounds or not on char boundaries) gives an empty word.
+    #[inline(always)]
+    pub fn from_line(line: &str, start: usize, end: usize) -> Self {
+        let b = line.as_bytes();
+        let len = end.wrapping_sub(start);
+        if len > INLINE
+            || end > b.len()
+            || !line.is_char_boundary(start)
+            || !line.is_char_boundary(end)
+        {
+            return Word::new(line.get(start..end).unwrap_or_default());
+        }
+        let load = |at: usize| {
+            b.get(at..at + INLINE)
+                .and_then(|c| <[u8; INLINE]>::try_from(c).ok())
+                .map(u128::from_le_bytes)
+        };
+        let chunk = if let Some(c) = load(start) {
+            // The word, then whatever follows it: keep the low `len` bytes.
+            c & u128::MAX
+                .checked_shr(8 * (INLINE - len) as u32)
+                .unwrap_or(0)
+        } else if let Some(c) = end.checked_sub(INLINE).and_then(load) {
+            // Near the end of the line: the 16 bytes ending with the word, shifted down.
+            c.checked_shr(8 * (INLINE - len) as u32).unwrap_or(0)
+        } else {
+            return Word::new(line.get(start..end).unwrap_or_default());
+        };
+        Word(Repr::Inline {
+            len: len as u8,
+            bytes: chunk.to_le_bytes(),
+        })
     }
 
     /// The word as a `&str`.
     #[inline]
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let text = bytes.get(..usize::from(*len)).unwrap_or_default();
+                // SAFETY: `bytes[..len]` is UTF-8 (Repr's invariant: every constructor
+                // copies it from a `str` between char boundaries).
+                unsafe { std::str::from_utf8_unchecked(text) }
+            }
+            Repr::Heap(s) => s,
+        }
     }
 }
 
-/// `a == b` for short byte strings with a few word-sized loads instead of a call.
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let load8 = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
-    let load4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4]));
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
-        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
-        _ => a == b,
+impl Default for Word {
+    fn default() -> Self {
+        Word::new("")
     }
 }
 
-impl PartialEq for Word {
-    #[inline]
-    fn eq(&self, other: &Word) -> bool {
-        same_bytes(self.as_bytes(), other.as_bytes())
+impl PartialOrd for Word {
+    fn partial_cmp(&self, other: &Word) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
-impl Eq for Word {}
+
+impl Ord for Word {
+    fn cmp(&self, other: &Word) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 impl Hash for Word {
     #[inline]
@@ -105,13 +167,20 @@ impl From<&str> for Word {
 
 impl From<String> for Word {
     fn from(s: String) -> Self {
-        Word(CompactString::from(s))
+        if s.len() <= INLINE {
+            Word::new(&s)
+        } else {
+            Word(Repr::Heap(s.into_boxed_str()))
+        }
     }
 }
 
 impl From<Word> for String {
     fn from(w: Word) -> String {
-        w.0.into_string()
+        match w.0 {
+            Repr::Heap(s) => s.into_string(),
+            Repr::Inline { .. } => w.as_str().to_owned(),
+        }
     }
 }
 
@@ -141,27 +210,81 @@ impl Serialize for Word {
 
 impl<'de> Deserialize<'de> for Word {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        CompactString::deserialize(d).map(Word)
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Word;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Word, E> {
+                Ok(Word::new(s))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Word, E> {
+                Ok(Word::from(s))
+            }
+        }
+        d.deserialize_str(Visit)
     }
 }
 
-static SPACE: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b' ' as usize] = true;
-    t[b'\t' as usize] = true;
-    t[b'\n' as usize] = true;
-    t[0x0b] = true;
-    t[0x0c] = true;
-    t[b'\r' as usize] = true;
-    t
-};
+/// Bit `i` set: byte `at + i` of `bytes` is ASCII whitespace (C `isspace`: space, `\t`,
+/// `\n`, `\v`, `\f`, `\r`) or lies past the end. Scanning a line 64 bytes at a time
+/// turns finding a word's ends into two bit scans instead of a loop per byte.
 #[inline(always)]
-fn is_space(b: u8) -> bool {
-    SPACE[b as usize]
+fn space_mask(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 64) {
+        Some(block) => space_mask_64(block.try_into().unwrap_or(&[b' '; 64])),
+        None => {
+            // The line's last block: pad with spaces, so a word ends at the end of the line.
+            let mut block = [b' '; 64];
+            let tail = bytes.get(at..).unwrap_or_default();
+            block[..tail.len()].copy_from_slice(tail);
+            space_mask_64(&block)
+        }
+    }
 }
 
-/// The words of `line`, split on ASCII whitespace. Takes the line by value so it can be
-/// used directly with `flat_map`:
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn space_mask_64(block: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_sub_epi8,
+    };
+    let mut mask = 0u64;
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly the 16 bytes
+        // of `chunk` (unaligned load).
+        let bits = unsafe {
+            let x = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let space = _mm_cmpeq_epi8(x, _mm_set1_epi8(b' ' as i8));
+            // \t..=\r are 9..=13: x - 9 <= 4 as an unsigned byte.
+            let shifted = _mm_sub_epi8(x, _mm_set1_epi8(9));
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(shifted, _mm_set1_epi8(4)), shifted);
+            _mm_movemask_epi8(_mm_or_si128(space, control)) as u16
+        };
+        mask |= u64::from(bits) << (16 * i);
+    }
+    mask
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn space_mask_64(block: &[u8; 64]) -> u64 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0u64, |m, (i, &b)| m | (u64::from(is_space(b)) << i))
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[inline(always)]
+fn is_space(b: u8) -> bool {
+    b == b' ' || b.wrapping_sub(9) <= 4
+}
+
+/// The words of `line`, split on ASCII whitespace (as C's `isspace`). Takes the line by
+/// value so it can be used directly with `flat_map`:
 ///
 /// ```
 /// # let ctx = spate::Context::builder().master("local[2]").build()?;
@@ -170,14 +293,41 @@ fn is_space(b: u8) -> bool {
 /// assert_eq!(w, vec!["to", "be", "or", "not"]);
 /// # Ok::<(), spate::Error>(())
 /// ```
+///
+/// The line is scanned 64 bytes at a time (SIMD on x86_64) and each word is copied into an
+/// inline [`Word`]; no allocation per word.
 pub fn words(line: String) -> Words {
-    Words { line, pos: 0 }
+    let spaces = space_mask(line.as_bytes(), 0);
+    Words {
+        line,
+        pos: 0,
+        block: 0,
+        spaces,
+    }
 }
 
 /// Iterator returned by [`words`].
 pub struct Words {
     line: String,
+    /// Where the search for the next word starts (inside the current block, or at its end).
     pos: usize,
+    /// Start of the 64-byte block `spaces` describes.
+    block: usize,
+    /// Whitespace bits of the current block (see [`space_mask`]).
+    spaces: u64,
+}
+
+impl Words {
+    /// Move to the next 64-byte block; false past the end of the line.
+    #[inline(always)]
+    fn advance(&mut self) -> bool {
+        self.block += 64;
+        if self.block >= self.line.len() {
+            return false;
+        }
+        self.spaces = space_mask(self.line.as_bytes(), self.block);
+        true
+    }
 }
 
 impl Iterator for Words {
@@ -185,29 +335,102 @@ impl Iterator for Words {
 
     #[inline]
     fn next(&mut self) -> Option<Word> {
-        let bytes = self.line.as_bytes();
-        let mut i = self.pos;
-        while i < bytes.len() && is_space(bytes[i]) {
-            i += 1;
-        }
-        if i >= bytes.len() {
-            self.pos = i;
+        if self.pos >= self.line.len() {
             return None;
         }
-        let start = i;
-        while i < bytes.len() && !is_space(bytes[i]) {
-            i += 1;
-        }
-        self.pos = i;
-        // Both ends sit next to ASCII bytes (or the ends of the string), so they are
-        // char boundaries.
-        Some(Word::new(&self.line[start..i]))
+        // The first non-space byte at or after `pos`.
+        let start = loop {
+            let off = self.pos - self.block;
+            let words = if off < 64 {
+                !self.spaces >> off << off
+            } else {
+                0
+            };
+            if words != 0 {
+                break self.block + words.trailing_zeros() as usize;
+            }
+            if !self.advance() {
+                self.pos = self.line.len();
+                return None;
+            }
+            self.pos = self.block;
+        };
+        // The first space after it (bytes past the end count as spaces, so this ends).
+        let end = loop {
+            let off = start.max(self.block) - self.block;
+            let ends = self.spaces >> off << off;
+            if ends != 0 {
+                break self.block + ends.trailing_zeros() as usize;
+            }
+            if !self.advance() {
+                break self.line.len();
+            }
+        };
+        self.pos = end;
+        // Both ends sit next to ASCII bytes (or the ends of the string), so they are char
+        // boundaries.
+        Some(Word::from_line(&self.line, start, end))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The obvious byte-at-a-time splitter, to check the block scanner against.
+    fn oracle(line: &str) -> Vec<&str> {
+        line.split(|c: char| c.is_ascii() && is_space(c as u8))
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn block_scanner_matches_byte_scanner() {
+        // Words and runs of whitespace of every length around the 64-byte block edges.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let alphabet = [
+            " ", "\t", "\n", "\x0b", "\x0c", "\r", "a", "b", "é", "\x08", "\x0e", "!", "~",
+        ];
+        for _ in 0..3000 {
+            let len = next(300) as usize;
+            let mut line = String::new();
+            while line.len() < len {
+                let long = next(4) == 0;
+                let run = 1 + next(if long { 80 } else { 6 }) as usize;
+                let c = alphabet[next(alphabet.len() as u64) as usize];
+                line.push_str(&c.repeat(run));
+            }
+            let got: Vec<Word> = words(line.clone()).collect();
+            assert_eq!(got, oracle(&line), "{line:?}");
+        }
+        for n in [63, 64, 65, 127, 128, 129] {
+            let line = "x".repeat(n);
+            assert_eq!(words(line.clone()).collect::<Vec<_>>(), vec![line.as_str()]);
+            let spaced = format!("{} y", " ".repeat(n));
+            assert_eq!(words(spaced).collect::<Vec<_>>(), vec!["y"]);
+        }
+    }
+
+    #[test]
+    fn from_line_takes_exactly_the_range() {
+        let line = "héllo wörld, a bcdefghijklmnopqrstu 0123456789abcdef!";
+        for start in 0..=line.len() {
+            for end in start..=line.len() {
+                let want = line.get(start..end).unwrap_or_default();
+                let got = Word::from_line(line, start, end);
+                assert_eq!(got, Word::new(want), "{start}..{end}");
+                assert_eq!(got.as_str(), want, "{start}..{end}");
+            }
+        }
+        assert_eq!(Word::from_line("abc", 2, 9), "");
+        assert_eq!(Word::from_line("abc", 3, 1), "");
+    }
 
     #[test]
     fn splits_like_isspace() {
@@ -228,8 +451,11 @@ mod tests {
             "abcd",
             "abcdefg",
             "abcdefgh",
+            "abcdefghijklmno",
             "abcdefghijklmnop",
             "abcdefghijklmnopq",
+            "\0",
+            "a\0",
             &"x".repeat(40),
         ];
         for a in texts {
@@ -245,6 +471,14 @@ mod tests {
                 let other = String::from_utf8(other).expect("ascii");
                 assert_ne!(Word::new(a), Word::new(&other), "{a:?} vs {other:?}");
             }
+        }
+        for t in texts {
+            let w = Word::new(t);
+            assert_eq!(Word::from(t.to_string()), w);
+            assert_eq!(String::from(w.clone()), t);
+            let bytes = crate::ship::codec::to_vec(&w).expect("encode");
+            let back: Word = crate::ship::codec::from_slice(&bytes).expect("decode");
+            assert_eq!(back, w);
         }
         let mut m = HashMap::new();
         m.insert(Word::new("key"), 1);

@@ -69,7 +69,7 @@ impl<T: Data, U: Data, F: PartitionFn<T, U>> RddNode<U> for MapPartitionsNode<T,
 pub(crate) struct MapFn<G>(pub G);
 impl<T: 'static, U: 'static, G: Func<T, U>> PartitionFn<T, U> for MapFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
-        PartIter::new(input.map(move |x| this.0.call(x)))
+        input.map_batched(move |x| this.0.call(x))
     }
 }
 
@@ -77,7 +77,7 @@ impl<T: 'static, U: 'static, G: Func<T, U>> PartitionFn<T, U> for MapFn<G> {
 pub(crate) struct FilterFn<G>(pub G);
 impl<T: 'static, G: for<'a> Func<&'a T, bool>> PartitionFn<T, T> for FilterFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<T> {
-        PartIter::new(input.filter(move |x| this.0.call(x)))
+        input.filter_batched(move |x| this.0.call(x))
     }
 }
 
@@ -91,7 +91,7 @@ where
     I::IntoIter: 'static,
 {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<U> {
-        PartIter::new(input.flat_map(move |x| this.0.call(x)))
+        input.flat_map_batched(move |x| this.0.call(x))
     }
 }
 
@@ -137,7 +137,7 @@ impl<K: 'static, V: 'static, W: 'static, G: Func<V, W>> PartitionFn<(K, V), (K, 
     for MapValuesFn<G>
 {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<(K, V)>) -> PartIter<(K, W)> {
-        PartIter::new(input.map(move |(k, v)| (k, this.0.call(v))))
+        input.map_batched(move |(k, v)| (k, this.0.call(v)))
     }
 }
 
@@ -164,7 +164,7 @@ where
 pub(crate) struct KeyByFn<G>(pub G);
 impl<T: 'static, K: 'static, G: for<'a> Func<&'a T, K>> PartitionFn<T, (K, T)> for KeyByFn<G> {
     fn apply(this: Arc<Self>, _: usize, input: PartIter<T>) -> PartIter<(K, T)> {
-        PartIter::new(input.map(move |x| (this.0.call(&x), x)))
+        input.map_batched(move |x| (this.0.call(&x), x))
     }
 }
 

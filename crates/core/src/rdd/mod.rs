@@ -110,6 +110,178 @@ impl<T> PartIter<T> {
     }
 }
 
+impl<T: 'static> PartIter<T> {
+    /// `map` across the dynamic boundary batch by batch: folding maps each incoming batch
+    /// into an outgoing one in one tight loop, instead of pushing every element through an
+    /// adapter chain and testing for a full batch each time.
+    pub(crate) fn map_batched<U: 'static, G: FnMut(T) -> U + 'static>(self, g: G) -> PartIter<U> {
+        PartIter {
+            inner: Box::new(Batched {
+                input: self,
+                op: MapOp(g),
+                front: None,
+            }),
+        }
+    }
+
+    /// `filter`, batch by batch (see [`PartIter::map_batched`]).
+    pub(crate) fn filter_batched<P: FnMut(&T) -> bool + 'static>(self, p: P) -> PartIter<T> {
+        PartIter {
+            inner: Box::new(Batched {
+                input: self,
+                op: FilterOp(p),
+                front: None,
+            }),
+        }
+    }
+
+    /// `flat_map`, batch by batch (see [`PartIter::map_batched`]): each element's results
+    /// are appended to the outgoing batch, which is handed on when full.
+    pub(crate) fn flat_map_batched<I, G>(self, g: G) -> PartIter<I::Item>
+    where
+        I: IntoIterator + 'static,
+        I::IntoIter: 'static,
+        G: FnMut(T) -> I + 'static,
+    {
+        PartIter {
+            inner: Box::new(Batched {
+                input: self,
+                op: FlatMapOp(g),
+                front: None,
+            }),
+        }
+    }
+}
+
+/// One narrow operation applied batch by batch.
+struct Batched<T, Op: BatchOp<T>> {
+    input: PartIter<T>,
+    op: Op,
+    /// flat_map: what is left of the current element's results when pulled one by one.
+    front: Option<Op::Front>,
+}
+
+trait BatchOp<T> {
+    type Out;
+    type Front: Iterator<Item = Self::Out>;
+    /// Append the results for a whole batch (at most `BATCH` when `BOUNDED`).
+    fn batch(
+        &mut self,
+        batch: &mut Vec<T>,
+        out: &mut Vec<Self::Out>,
+        flush: &mut dyn FnMut(&mut Vec<Self::Out>),
+    );
+    /// The results of one element, for pulling.
+    fn one(&mut self, x: T) -> Self::Front;
+    fn size_hint(&self, input: (usize, Option<usize>)) -> (usize, Option<usize>);
+}
+
+struct MapOp<G>(G);
+impl<T, U, G: FnMut(T) -> U> BatchOp<T> for MapOp<G> {
+    type Out = U;
+    type Front = std::option::IntoIter<U>;
+    #[inline]
+    fn batch(&mut self, batch: &mut Vec<T>, out: &mut Vec<U>, _: &mut dyn FnMut(&mut Vec<U>)) {
+        out.extend(batch.drain(..).map(&mut self.0));
+    }
+    #[inline]
+    fn one(&mut self, x: T) -> Self::Front {
+        Some((self.0)(x)).into_iter()
+    }
+    fn size_hint(&self, input: (usize, Option<usize>)) -> (usize, Option<usize>) {
+        input
+    }
+}
+
+struct FilterOp<P>(P);
+impl<T, P: FnMut(&T) -> bool> BatchOp<T> for FilterOp<P> {
+    type Out = T;
+    type Front = std::option::IntoIter<T>;
+    #[inline]
+    fn batch(&mut self, batch: &mut Vec<T>, out: &mut Vec<T>, _: &mut dyn FnMut(&mut Vec<T>)) {
+        out.extend(batch.drain(..).filter(&mut self.0));
+    }
+    #[inline]
+    fn one(&mut self, x: T) -> Self::Front {
+        let keep = (self.0)(&x);
+        keep.then_some(x).into_iter()
+    }
+    fn size_hint(&self, input: (usize, Option<usize>)) -> (usize, Option<usize>) {
+        (0, input.1)
+    }
+}
+
+struct FlatMapOp<G>(G);
+impl<T, I: IntoIterator, G: FnMut(T) -> I> BatchOp<T> for FlatMapOp<G> {
+    type Out = I::Item;
+    type Front = I::IntoIter;
+    #[inline]
+    fn batch(
+        &mut self,
+        batch: &mut Vec<T>,
+        out: &mut Vec<I::Item>,
+        flush: &mut dyn FnMut(&mut Vec<I::Item>),
+    ) {
+        for x in batch.drain(..) {
+            out.extend((self.0)(x));
+            if out.len() >= BATCH {
+                flush(out);
+                out.clear();
+            }
+        }
+    }
+    #[inline]
+    fn one(&mut self, x: T) -> Self::Front {
+        (self.0)(x).into_iter()
+    }
+    fn size_hint(&self, _: (usize, Option<usize>)) -> (usize, Option<usize>) {
+        (0, None)
+    }
+}
+
+impl<T, Op: BatchOp<T>> DynIter<Op::Out> for Batched<T, Op> {
+    fn next_dyn(&mut self) -> Option<Op::Out> {
+        loop {
+            if let Some(front) = &mut self.front {
+                if let Some(y) = front.next() {
+                    return Some(y);
+                }
+                self.front = None;
+            }
+            let x = self.input.next()?;
+            self.front = Some(self.op.one(x));
+        }
+    }
+
+    fn fold_dyn(self: Box<Self>, f: &mut dyn FnMut(&mut Vec<Op::Out>)) {
+        let Batched {
+            input,
+            mut op,
+            front,
+        } = *self;
+        let mut out = Vec::with_capacity(BATCH);
+        // Elements already pulled one by one come first.
+        out.extend(front.into_iter().flatten());
+        input.inner.fold_dyn(&mut |batch| {
+            op.batch(batch, &mut out, f);
+            if out.len() >= BATCH {
+                f(&mut out);
+                out.clear();
+            }
+        });
+        if !out.is_empty() {
+            f(&mut out);
+        }
+    }
+
+    fn size_hint_dyn(&self) -> (usize, Option<usize>) {
+        if self.front.is_some() {
+            return (0, None);
+        }
+        self.op.size_hint(self.input.size_hint())
+    }
+}
+
 impl<T> Iterator for PartIter<T> {
     type Item = T;
 
@@ -609,5 +781,40 @@ impl<T: Data> Rdd<T> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batched map/filter/flat_map give what the std adapters give, pulled one by one,
+    /// folded, or pulled part way and then folded (the elements already pulled from a
+    /// flat_map's current element are not lost or repeated).
+    #[test]
+    fn batched_ops_match_std_adapters() {
+        for n in [0usize, 1, 255, 256, 257, 1000] {
+            let src = || PartIter::new(0..n as u64);
+            let chain = |it: PartIter<u64>| {
+                it.map_batched(|x| x * 3)
+                    .filter_batched(|x| x % 2 == 0)
+                    .flat_map_batched(|x| 0..(x % 5))
+                    .map_batched(|x| x + 1)
+            };
+            let want: Vec<u64> = (0..n as u64)
+                .map(|x| x * 3)
+                .filter(|x| x % 2 == 0)
+                .flat_map(|x| 0..(x % 5))
+                .map(|x| x + 1)
+                .collect();
+            assert_eq!(chain(src()).collect::<Vec<_>>(), want, "pulled, n = {n}");
+            assert_eq!(collect_vec(chain(src())), want, "folded, n = {n}");
+            for k in [1, 2, 7] {
+                let mut it = chain(src());
+                let mut got: Vec<u64> = it.by_ref().take(k).collect();
+                it.for_each(|x| got.push(x));
+                assert_eq!(got, want, "pulled {k} then folded, n = {n}");
+            }
+        }
     }
 }

@@ -414,6 +414,39 @@ impl LineReader {
     }
 }
 
+impl LineReader {
+    /// The next line's bytes with its `\n` (and the count of bytes consumed), borrowed from
+    /// the reader's buffer when the whole line is in it (the common case: one copy per
+    /// line, into the `String` returned), else assembled in `buf`.
+    fn next_line_bytes(&mut self) -> Result<Option<(Vec<u8>, usize)>> {
+        let available = self
+            .reader
+            .fill_buf()
+            .map_err(|e| Error::io("reading", self.path.clone(), e))?;
+        if available.is_empty() {
+            return Ok(None);
+        }
+        if let Some(i) = memchr::memchr(b'\n', available) {
+            let line = trim_eol(&available[..i]).to_vec();
+            self.reader.consume(i + 1);
+            return Ok(Some((line, i + 1)));
+        }
+        let n = self.read_line()?;
+        Ok(Some((trim_eol(&self.buf).to_vec(), n)))
+    }
+}
+
+/// A line without its `\n` or `\r\n`.
+fn trim_eol(mut line: &[u8]) -> &[u8] {
+    if let [rest @ .., b'\n'] = line {
+        line = rest;
+    }
+    if let [rest @ .., b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
 impl Iterator for LineReader {
     type Item = String;
 
@@ -422,30 +455,23 @@ impl Iterator for LineReader {
             return None;
         }
         let line_start = self.pos;
-        let n = match self.read_line() {
-            Ok(n) => n,
+        let (line, n) = match self.next_line_bytes() {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
             Err(e) => raise(e),
         };
-        if n == 0 {
-            self.done = true;
-            return None;
-        }
         self.pos += n as u64;
-        let mut line: &[u8] = &self.buf;
-        if let [rest @ .., b'\n'] = line {
-            line = rest;
-        }
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
-        }
-        match std::str::from_utf8(line) {
+        match String::from_utf8(line) {
             Ok(s) => {
                 self.lines += 1;
-                Some(s.to_owned())
+                Some(s)
             }
             Err(e) => raise(Error::InvalidUtf8 {
                 path: self.path.clone(),
-                offset: line_start + e.valid_up_to() as u64,
+                offset: line_start + e.utf8_error().valid_up_to() as u64,
             }),
         }
     }
