@@ -49,6 +49,7 @@ pub struct ContextBuilder {
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: Option<std::time::Duration>,
     spill_bytes: Option<usize>,
+    shuffle_memory: Option<usize>,
     mesos: Option<MesosOptions>,
     event_log: Option<std::path::PathBuf>,
     ui: Option<bool>,
@@ -331,6 +332,15 @@ impl ContextBuilder {
         self
     }
 
+    /// Local mode: map outputs kept in memory as objects, up to about this many bytes
+    /// (default 256 MiB); outputs beyond it are written to files in a temporary directory
+    /// (compressed and checksummed, as executors store them) and read back by the reduce
+    /// tasks, so a large shuffle does not hold its whole data in memory.
+    pub fn shuffle_memory_bytes(mut self, bytes: usize) -> Self {
+        self.shuffle_memory = Some(bytes);
+        self
+    }
+
     /// Framework settings used with a `mesos://` master (default:
     /// [`MesosOptions::from_env`]).
     pub fn mesos(mut self, options: MesosOptions) -> Self {
@@ -362,6 +372,7 @@ impl ContextBuilder {
             executor_exe: self.executor_exe.or_else(self_executor_override),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT),
             spill_bytes: self.spill_bytes,
+            shuffle_memory: self.shuffle_memory,
             mesos: match self.mesos {
                 Some(options) => options.or(MesosOptions::from_env()),
                 None => MesosOptions::from_env(),
@@ -393,6 +404,7 @@ struct ClusterSettings {
     executor_exe: Option<std::path::PathBuf>,
     heartbeat_timeout: std::time::Duration,
     spill_bytes: Option<usize>,
+    shuffle_memory: Option<usize>,
     mesos: MesosOptions,
     event_log: Option<std::path::PathBuf>,
     ui: UiSetting,
@@ -524,6 +536,7 @@ impl Context {
             executor_exe: None,
             heartbeat_timeout: None,
             spill_bytes: None,
+            shuffle_memory: None,
             mesos: None,
             event_log: None,
             ui: None,
@@ -591,7 +604,11 @@ impl Context {
         };
         let scheduler = match &config.master {
             Master::Local { threads, .. } => {
-                let shuffle = Arc::new(MemoryShuffleStore::new());
+                let shuffle = Arc::new(MemoryShuffleStore::with_budget(
+                    cluster
+                        .shuffle_memory
+                        .unwrap_or(spate_shuffle::memory::DEFAULT_MEMORY_BUDGET),
+                ));
                 let backend = LocalBackend::new(*threads, shuffle.clone());
                 start(Box::new(backend), shuffle, config.task_max_failures())?
             }

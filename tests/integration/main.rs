@@ -12,6 +12,7 @@ mod plan;
 mod props;
 mod scheduler;
 mod shipping;
+mod shuffle_memory;
 mod wordcount;
 
 #[path = "../common/jobs.rs"]

@@ -29,6 +29,10 @@ pub trait BlockData: Send + Sync + 'static {
     fn records(&self) -> usize;
     /// The records encoded (for stores that keep bytes: files, the network).
     fn encode(&self) -> Result<Vec<u8>>;
+    /// Rough bytes the records hold in memory (inline size plus, from a sample of
+    /// records, their encoded size as a stand-in for what they own on the heap): how a
+    /// store that keeps objects decides when to move blocks to disk instead.
+    fn size_estimate(&self) -> usize;
 }
 
 impl<T: Data> BlockData for Vec<T> {
@@ -41,6 +45,20 @@ impl<T: Data> BlockData for Vec<T> {
     fn encode(&self) -> Result<Vec<u8>> {
         crate::ship::codec::to_vec(self)
             .map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))
+    }
+    fn size_estimate(&self) -> usize {
+        const SAMPLE: usize = 32;
+        if self.is_empty() {
+            return 0;
+        }
+        let step = self.len().div_ceil(SAMPLE);
+        let (mut bytes, mut n) = (0u64, 0u64);
+        for r in self.iter().step_by(step) {
+            bytes += bincode::serialized_size(r).unwrap_or(0);
+            n += 1;
+        }
+        let heap = (bytes / n.max(1)) as usize;
+        self.len() * (std::mem::size_of::<T>() + heap)
     }
 }
 

@@ -128,19 +128,21 @@ pub struct DiskWriter<'a> {
     records: Vec<u64>,
 }
 
-fn frame_block(b: &dyn BlockData) -> Result<Vec<u8>> {
-    let encoded = b.encode()?;
-    let compressed = lz4_flex::compress_prepend_size(&encoded);
-    let mut out = Vec::with_capacity(compressed.len() + 8);
-    out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-    out.extend_from_slice(&compressed);
-    Ok(out)
+/// Write one block as a frame to `out` (the file at `path`); returns the frame's length.
+fn write_frame(out: &mut impl Write, path: &Path, b: &dyn BlockData) -> Result<u64> {
+    let compressed = lz4_flex::compress_prepend_size(&b.encode()?);
+    let io = |e| Error::io("writing", path, e);
+    out.write_all(&(compressed.len() as u32).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(&crc32fast::hash(&compressed).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(&compressed).map_err(io)?;
+    Ok(compressed.len() as u64 + 8)
 }
 
 impl DiskWriter<'_> {
     /// Write a chunk (`buckets[r]` for reduce partition `r`) to a spill file.
-    pub fn spill(&mut self, buckets: &[Box<dyn BlockData>]) -> Result<()> {
+    pub fn spill<B: AsRef<dyn BlockData>>(&mut self, buckets: &[B]) -> Result<()> {
         let path = self.store.tmp_path();
         let mut out = std::io::BufWriter::new(
             File::create(&path).map_err(|e| Error::io("creating", path.clone(), e))?,
@@ -154,16 +156,14 @@ impl DiskWriter<'_> {
                     self.records.len()
                 )));
             }
-            self.records[r] += b.records() as u64;
-            if b.records() == 0 {
+            self.records[r] += b.as_ref().records() as u64;
+            if b.as_ref().records() == 0 {
                 frames.push(None);
                 continue;
             }
-            let f = frame_block(&**b)?;
-            out.write_all(&f)
-                .map_err(|e| Error::io("writing", path.clone(), e))?;
-            frames.push(Some((offset, f.len() as u64)));
-            offset += f.len() as u64;
+            let len = write_frame(&mut out, &path, b.as_ref())?;
+            frames.push(Some((offset, len)));
+            offset += len;
         }
         out.flush()
             .map_err(|e| Error::io("writing", path.clone(), e))?;
@@ -174,22 +174,54 @@ impl DiskWriter<'_> {
 
     /// Merge the spills into the data file and index, and publish them; returns records
     /// per reduce partition.
+    ///
+    /// A single spill (the common case) already is the data file: its frames are in
+    /// reduce-partition order, so it is renamed, not copied. Nothing is synced to disk: a
+    /// map output is recomputable, and a file torn by a crash fails its frames' checksums
+    /// and is recomputed (Spark does not sync shuffle files either).
     pub fn commit(mut self) -> Result<Vec<u64>> {
         let reduces = self.records.len();
-        let data_tmp = self.store.tmp_path();
+        let mut index = Vec::with_capacity(reduces * 16 + 4);
+        index.extend_from_slice(&(reduces as u32).to_le_bytes());
+        let data_tmp = if let [only] = self.spills.as_slice() {
+            for r in 0..reduces {
+                let (start, len) = only.frames.get(r).copied().flatten().unwrap_or((0, 0));
+                index.extend_from_slice(&start.to_le_bytes());
+                index.extend_from_slice(&len.to_le_bytes());
+            }
+            only.path.clone()
+        } else {
+            let data_tmp = self.store.tmp_path();
+            self.merge_spills(&data_tmp, &mut index)?;
+            data_tmp
+        };
         let index_tmp = self.store.tmp_path();
+        std::fs::write(&index_tmp, &index)
+            .map_err(|e| Error::io("writing", index_tmp.clone(), e))?;
+        let (data_path, index_path) = (
+            self.store.data_path(self.shuffle, self.map),
+            self.store.index_path(self.shuffle, self.map),
+        );
+        std::fs::rename(&data_tmp, &data_path)
+            .map_err(|e| Error::io("renaming to", data_path, e))?;
+        std::fs::rename(&index_tmp, &index_path)
+            .map_err(|e| Error::io("renaming to", index_path, e))?;
+        Ok(std::mem::take(&mut self.records))
+    }
+
+    /// Copy the spills' frames into `data_tmp`, reduce partition by reduce partition,
+    /// appending each partition's `(offset, length)` to `index`.
+    fn merge_spills(&self, data_tmp: &Path, index: &mut Vec<u8>) -> Result<()> {
         let mut data = std::io::BufWriter::new(
-            File::create(&data_tmp).map_err(|e| Error::io("creating", data_tmp.clone(), e))?,
+            File::create(data_tmp).map_err(|e| Error::io("creating", data_tmp, e))?,
         );
         let mut sources = Vec::with_capacity(self.spills.len());
         for sp in &self.spills {
             sources
                 .push(File::open(&sp.path).map_err(|e| Error::io("opening", sp.path.clone(), e))?);
         }
-        let mut index = Vec::with_capacity(reduces * 16 + 4);
-        index.extend_from_slice(&(reduces as u32).to_le_bytes());
         let mut offset = 0u64;
-        for r in 0..reduces {
+        for r in 0..self.records.len() {
             let start = offset;
             for (sp, src) in self.spills.iter().zip(sources.iter_mut()) {
                 if let Some(Some((off, len))) = sp.frames.get(r) {
@@ -203,21 +235,7 @@ impl DiskWriter<'_> {
             index.extend_from_slice(&start.to_le_bytes());
             index.extend_from_slice(&(offset - start).to_le_bytes());
         }
-        data.into_inner()
-            .map_err(|e| Error::io("writing", data_tmp.clone(), e.into_error()))?
-            .sync_all()
-            .map_err(|e| Error::io("syncing", data_tmp.clone(), e))?;
-        std::fs::write(&index_tmp, &index)
-            .map_err(|e| Error::io("writing", index_tmp.clone(), e))?;
-        let (data_path, index_path) = (
-            self.store.data_path(self.shuffle, self.map),
-            self.store.index_path(self.shuffle, self.map),
-        );
-        std::fs::rename(&data_tmp, &data_path)
-            .map_err(|e| Error::io("renaming to", data_path, e))?;
-        std::fs::rename(&index_tmp, &index_path)
-            .map_err(|e| Error::io("renaming to", index_path, e))?;
-        Ok(std::mem::take(&mut self.records))
+        data.flush().map_err(|e| Error::io("writing", data_tmp, e))
     }
 }
 

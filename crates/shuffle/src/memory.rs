@@ -1,15 +1,34 @@
-//! In-memory shuffle store for local mode.
+//! In-memory shuffle store for local mode: map outputs stay live objects (no
+//! serialization) up to a memory budget; beyond it, map outputs are written to a
+//! [`DiskStore`] in a temporary directory, as an executor would, so a large shuffle does
+//! not hold a copy of every block in memory.
 
+use crate::disk::{DiskStore, DiskWriter, decode_segment};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// Default for [`MemoryShuffleStore::with_budget`].
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
+
+enum Stored {
+    /// Per reduce partition, one block per chunk the map task handed over; and their
+    /// estimated size, counted in the store's budget.
+    Objects {
+        blocks: Vec<Vec<Arc<dyn BlockData>>>,
+        bytes: usize,
+    },
+    /// In the store's disk directory.
+    Disk,
+}
 
 struct MapOutput {
     executor: String,
-    /// Per reduce partition, one block per chunk the map task handed over.
-    blocks: Vec<Vec<Arc<dyn BlockData>>>,
+    stored: Stored,
 }
 
 struct MemoryWriter<'a> {
@@ -17,70 +36,229 @@ struct MemoryWriter<'a> {
     shuffle: ShuffleId,
     map: usize,
     executor: String,
-    blocks: Vec<Vec<Arc<dyn BlockData>>>,
+    /// Chunks kept as objects so far (each: one block per reduce partition).
+    chunks: Vec<Vec<Arc<dyn BlockData>>>,
+    bytes: usize,
+    /// Set once this output goes to disk (it then takes every chunk).
+    disk: Option<DiskWriter<'a>>,
     records: Vec<u64>,
+}
+
+impl MemoryWriter<'_> {
+    fn check_width(&self, buckets: usize) -> Result<()> {
+        if buckets > self.records.len() {
+            return Err(Error::Other(format!(
+                "map output chunk has more than {} buckets",
+                self.records.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl MapWriter for MemoryWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
-        for (r, b) in buckets.into_iter().enumerate() {
-            if r >= self.blocks.len() {
-                return Err(Error::Other(format!(
-                    "map output chunk has more than {} buckets",
-                    self.blocks.len()
-                )));
-            }
-            self.records[r] += b.records() as u64;
-            if b.records() > 0 {
-                self.blocks[r].push(Arc::from(b));
+        self.check_width(buckets.len())?;
+        if self.disk.is_none() {
+            let size: usize = buckets.iter().map(|b| b.size_estimate()).sum();
+            if !self.store.fits(self.bytes + size) {
+                // Over budget: this whole output goes to disk, chunks kept so far first.
+                let mut w = self
+                    .store
+                    .disk()?
+                    .writer(self.shuffle, self.map, self.records.len());
+                for chunk in std::mem::take(&mut self.chunks) {
+                    w.spill(&chunk)?;
+                }
+                self.bytes = 0;
+                self.disk = Some(w);
+            } else {
+                self.bytes += size;
             }
         }
-        Ok(())
+        for (r, b) in buckets.iter().enumerate() {
+            if let Some(n) = self.records.get_mut(r) {
+                *n += b.records() as u64;
+            }
+        }
+        match &mut self.disk {
+            Some(w) => w.spill(&buckets),
+            None => {
+                self.chunks
+                    .push(buckets.into_iter().map(Arc::from).collect());
+                Ok(())
+            }
+        }
     }
 
     fn commit(self: Box<Self>) -> Result<MapStatus> {
-        let mut m = self
-            .store
-            .outputs
-            .write()
-            .map_err(|_| MemoryShuffleStore::poisoned())?;
-        m.insert(
-            (self.shuffle, self.map),
+        let MemoryWriter {
+            store,
+            shuffle,
+            map,
+            executor,
+            chunks,
+            bytes,
+            disk,
+            records,
+        } = *self;
+        let stored = match disk {
+            Some(w) => {
+                w.commit()?;
+                Stored::Disk
+            }
+            None => {
+                // Per reduce partition, its block of every chunk (empty ones left out).
+                let mut blocks: Vec<Vec<Arc<dyn BlockData>>> =
+                    (0..records.len()).map(|_| Vec::new()).collect();
+                for chunk in chunks {
+                    for (r, b) in chunk.into_iter().enumerate() {
+                        if b.records() > 0
+                            && let Some(list) = blocks.get_mut(r)
+                        {
+                            list.push(b);
+                        }
+                    }
+                }
+                Stored::Objects { blocks, bytes }
+            }
+        };
+        store.insert(
+            (shuffle, map),
             MapOutput {
-                executor: self.executor.clone(),
-                blocks: self.blocks,
+                executor: executor.clone(),
+                stored,
             },
-        );
-        Ok(MapStatus {
-            executor: self.executor,
-            records: self.records,
-        })
+        )?;
+        Ok(MapStatus { executor, records })
     }
 }
 
-/// Map outputs as typed objects, keyed by (shuffle, map partition).
-#[derive(Default)]
+/// Map outputs keyed by (shuffle, map partition): objects while they fit the budget,
+/// else files in a temporary directory (made on first use, deleted with the store).
 pub struct MemoryShuffleStore {
     // A std RwLock: writes happen once per map task, reads once per reduce task, and no
     // lock is held across user code, so contention is negligible.
     outputs: RwLock<HashMap<(ShuffleId, usize), MapOutput>>,
+    budget: usize,
+    /// Estimated bytes of the object outputs held.
+    held: AtomicU64,
+    disk: OnceLock<DiskStore>,
+}
+
+impl Default for MemoryShuffleStore {
+    fn default() -> Self {
+        Self::with_budget(DEFAULT_MEMORY_BUDGET)
+    }
+}
+
+impl Drop for MemoryShuffleStore {
+    fn drop(&mut self) {
+        if let Some(d) = self.disk.get() {
+            let _ = std::fs::remove_dir_all(d.dir());
+        }
+    }
 }
 
 impl MemoryShuffleStore {
-    /// An empty store.
+    /// An empty store with the default budget ([`DEFAULT_MEMORY_BUDGET`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store keeping up to about `bytes` of map outputs as objects.
+    pub fn with_budget(bytes: usize) -> Self {
+        MemoryShuffleStore {
+            outputs: RwLock::new(HashMap::new()),
+            budget: bytes,
+            held: AtomicU64::new(0),
+            disk: OnceLock::new(),
+        }
+    }
+
     /// Drop every output of `shuffle`.
     pub fn remove_shuffle(&self, shuffle: ShuffleId) {
-        if let Ok(mut m) = self.outputs.write() {
-            m.retain(|(s, _), _| *s != shuffle);
+        let removed: Vec<usize> = match self.outputs.read() {
+            Ok(m) => m
+                .keys()
+                .filter(|(s, _)| *s == shuffle)
+                .map(|k| k.1)
+                .collect(),
+            Err(_) => return,
+        };
+        for map in removed {
+            self.remove_map_output(shuffle, map);
         }
     }
 
     fn poisoned() -> Error {
         Error::Other("shuffle store lock poisoned".into())
+    }
+
+    /// Whether `more` bytes of objects still fit the budget.
+    fn fits(&self, more: usize) -> bool {
+        self.held.load(Ordering::Relaxed) as usize + more <= self.budget
+    }
+
+    /// The disk store, made on first use.
+    fn disk(&self) -> Result<&DiskStore> {
+        if let Some(d) = self.disk.get() {
+            return Ok(d);
+        }
+        static STORES: AtomicU64 = AtomicU64::new(0);
+        let dir: PathBuf = std::env::temp_dir().join(format!(
+            "spate-shuffle-{}-{}",
+            std::process::id(),
+            STORES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let store = DiskStore::new(dir)?;
+        tracing::info!(dir = %store.dir().display(), budget = self.budget, "local shuffle outputs over the memory budget go to disk");
+        if let Err(store) = self.disk.set(store) {
+            // Another task made one at the same time: keep the first.
+            let _ = std::fs::remove_dir_all(store.dir());
+        }
+        self.disk
+            .get()
+            .ok_or_else(|| Error::Other("shuffle disk store not set".into()))
+    }
+
+    fn insert(&self, key: (ShuffleId, usize), output: MapOutput) -> Result<()> {
+        if let Stored::Objects { bytes, .. } = &output.stored {
+            self.held.fetch_add(*bytes as u64, Ordering::Relaxed);
+        }
+        let old = self
+            .outputs
+            .write()
+            .map_err(|_| Self::poisoned())?
+            .insert(key, output);
+        if let Some(old) = old {
+            self.forget(key, old);
+        }
+        Ok(())
+    }
+
+    /// Release what a replaced or removed output held. A disk output's files are kept
+    /// when a newer output of the same map task replaced it (same file names).
+    fn forget(&self, key: (ShuffleId, usize), output: MapOutput) {
+        match output.stored {
+            Stored::Objects { bytes, .. } => {
+                self.held.fetch_sub(bytes as u64, Ordering::Relaxed);
+            }
+            Stored::Disk => {
+                let replaced_by_disk = self.outputs.read().is_ok_and(|m| {
+                    matches!(
+                        m.get(&key),
+                        Some(MapOutput {
+                            stored: Stored::Disk,
+                            ..
+                        })
+                    )
+                });
+                if !replaced_by_disk && let Some(d) = self.disk.get() {
+                    d.remove(key.0, key.1);
+                }
+            }
+        }
     }
 }
 
@@ -97,37 +275,65 @@ impl ShuffleService for MemoryShuffleStore {
             shuffle,
             map,
             executor: executor.to_string(),
-            blocks: (0..reduces).map(|_| Vec::new()).collect(),
+            chunks: Vec::new(),
+            bytes: 0,
+            disk: None,
             records: vec![0; reduces],
         }))
     }
 
     fn read_blocks(&self, shuffle: ShuffleId, reduce: usize, maps: usize) -> Result<Vec<Block>> {
-        let m = self.outputs.read().map_err(|_| Self::poisoned())?;
-        let mut out = Vec::new();
-        for map in 0..maps {
-            let missing = |executor: &str, message: &str| Error::FetchFailed {
-                shuffle,
-                map,
-                reduce,
-                executor: executor.to_string(),
-                message: message.to_string(),
-            };
-            let o = m
-                .get(&(shuffle, map))
-                .ok_or_else(|| missing("unknown", "map output missing"))?;
-            let chunks = o
-                .blocks
-                .get(reduce)
-                .ok_or_else(|| missing(&o.executor, "no block for this reduce partition"))?;
-            out.extend(chunks.iter().cloned().map(Block::Object));
+        let missing = |map: usize, executor: &str, message: &str| Error::FetchFailed {
+            shuffle,
+            map,
+            reduce,
+            executor: executor.to_string(),
+            message: message.to_string(),
+        };
+        // Objects are taken under the lock; files are read after it is released.
+        let mut out: Vec<Block> = Vec::new();
+        let mut on_disk: Vec<(usize, usize, String)> = Vec::new();
+        {
+            let m = self.outputs.read().map_err(|_| Self::poisoned())?;
+            for map in 0..maps {
+                let o = m
+                    .get(&(shuffle, map))
+                    .ok_or_else(|| missing(map, "unknown", "map output missing"))?;
+                match &o.stored {
+                    Stored::Objects { blocks, .. } => {
+                        let chunks = blocks.get(reduce).ok_or_else(|| {
+                            missing(map, &o.executor, "no block for this reduce partition")
+                        })?;
+                        out.extend(chunks.iter().cloned().map(Block::Object));
+                    }
+                    Stored::Disk => on_disk.push((map, out.len(), o.executor.clone())),
+                }
+            }
+        }
+        // Insert each file's blocks where its map output comes in map order (from the
+        // back, so earlier positions stay valid).
+        for (map, at, executor) in on_disk.into_iter().rev() {
+            let segment = self
+                .disk
+                .get()
+                .ok_or_else(|| missing(map, &executor, "shuffle directory missing"))?
+                .read_segment(shuffle, map, reduce)
+                .map_err(|e| missing(map, &executor, &format!("reading map output: {e}")))?
+                .ok_or_else(|| missing(map, &executor, "map output file missing"))?;
+            let chunks = decode_segment(&segment)
+                .map_err(|e| missing(map, &executor, &format!("corrupt map output: {}", e.0)))?;
+            out.splice(at..at, chunks.into_iter().map(Block::Encoded));
         }
         Ok(out)
     }
 
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {
-        if let Ok(mut m) = self.outputs.write() {
-            m.remove(&(shuffle, map));
+        let removed = match self.outputs.write() {
+            Ok(mut m) => m.remove(&(shuffle, map)),
+            Err(_) => None,
+        };
+        if let Some(o) = removed {
+            self.forget((shuffle, map), o);
         }
     }
 
@@ -187,5 +393,71 @@ mod tests {
         }
         store.remove_shuffle(3);
         assert!(!store.has_map_output(3, 0));
+    }
+
+    fn read_u32s(store: &MemoryShuffleStore, reduce: usize, maps: usize) -> Result<Vec<u32>> {
+        let mut got = Vec::new();
+        for b in store.read_blocks(3, reduce, maps)? {
+            match b {
+                Block::Object(b) => got.extend(
+                    b.as_any()
+                        .downcast_ref::<Vec<u32>>()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                Block::Encoded(bytes) => got.extend(
+                    spate_core::ship::codec::from_slice::<Vec<u32>>(&bytes).expect("decodes"),
+                ),
+            }
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn outputs_over_the_budget_go_to_disk_and_are_cleaned_up() {
+        // Room for about one output of 100 u32s (4 bytes + ~4 encoded each).
+        let store = MemoryShuffleStore::with_budget(1000);
+        for map in 0..3u32 {
+            let block: Vec<u32> = (0..100).map(|i| map * 1000 + i).collect();
+            // Two chunks per map output, as a spilling map task hands them over.
+            let mut w = store
+                .map_writer(3, map as usize, 2, "driver")
+                .expect("writer");
+            w.spill(vec![Box::new(block[..50].to_vec()), Box::new(vec![map])])
+                .expect("spill");
+            w.spill(vec![
+                Box::new(block[50..].to_vec()),
+                Box::new(Vec::<u32>::new()),
+            ])
+            .expect("spill");
+            let st = w.commit().expect("commit");
+            assert_eq!(st.records, vec![100, 1]);
+        }
+        let outputs = |store: &MemoryShuffleStore| {
+            let m = store.outputs.read().expect("lock");
+            (0..3)
+                .map(|map| matches!(m[&(3, map)].stored, Stored::Disk))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(outputs(&store), vec![false, true, true]);
+        let want: Vec<u32> = (0..3)
+            .flat_map(|m| (0..100).map(move |i| m * 1000 + i))
+            .collect();
+        assert_eq!(read_u32s(&store, 0, 3).expect("read"), want);
+        assert_eq!(read_u32s(&store, 1, 3).expect("read"), vec![0, 1, 2]);
+
+        // A lost file is a fetch failure naming its map output.
+        let dir = store.disk.get().expect("disk store").dir().to_path_buf();
+        std::fs::remove_file(dir.join("shuffle_3_1.data")).expect("remove");
+        match read_u32s(&store, 0, 3) {
+            Err(Error::FetchFailed { map: 1, .. }) => {}
+            other => panic!("expected FetchFailed for map 1, got {other:?}"),
+        }
+        // Removing outputs frees the budget and deletes their files.
+        store.remove_shuffle(3);
+        assert_eq!(store.held.load(Ordering::Relaxed), 0);
+        assert!(!dir.join("shuffle_3_2.index").exists());
+        drop(store);
+        assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }

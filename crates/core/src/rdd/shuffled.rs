@@ -204,10 +204,7 @@ impl<R: Data> Iterator for BlockIter<R> {
             match &mut self.current {
                 Current::Object(block, index) => {
                     let Some(records) = block.as_any().downcast_ref::<Vec<R>>() else {
-                        raise(Error::Other(format!(
-                            "shuffle block holds another type than {}",
-                            std::any::type_name::<R>()
-                        )))
+                        raise(wrong_block_type::<R>())
                     };
                     if let Some(r) = records.get(*index) {
                         *index += 1;
@@ -227,22 +224,36 @@ impl<R: Data> Iterator for BlockIter<R> {
                     crate::metrics::record(|m| m.shuffle_read_records += n);
                     Current::Object(b, 0)
                 }
-                Block::Encoded(bytes) => match crate::ship::codec::from_slice::<Vec<R>>(&bytes) {
-                    Ok(v) => {
-                        let (n, len) = (v.len() as u64, bytes.len() as u64);
-                        crate::metrics::record(|m| {
-                            m.shuffle_read_records += n;
-                            m.shuffle_read_bytes += len;
-                        });
-                        Current::Owned(v.into_iter())
-                    }
-                    Err(e) => raise(Error::Other(format!(
-                        "decoding shuffle {} block for reduce partition {}: {e}",
-                        self.shuffle, self.reduce
-                    ))),
-                },
+                Block::Encoded(bytes) => {
+                    Current::Owned(decode_block(&bytes, self.shuffle, self.reduce).into_iter())
+                }
             };
         }
+    }
+}
+
+fn wrong_block_type<R>() -> Error {
+    Error::Other(format!(
+        "shuffle block holds another type than {}",
+        std::any::type_name::<R>()
+    ))
+}
+
+/// Decode an encoded block (counting it in the task's metrics); a block that does not
+/// decode fails the task, naming the shuffle and reduce partition.
+fn decode_block<R: Data>(bytes: &[u8], shuffle: ShuffleId, reduce: usize) -> Vec<R> {
+    match crate::ship::codec::from_slice::<Vec<R>>(bytes) {
+        Ok(v) => {
+            let (n, len) = (v.len() as u64, bytes.len() as u64);
+            crate::metrics::record(|m| {
+                m.shuffle_read_records += n;
+                m.shuffle_read_bytes += len;
+            });
+            v
+        }
+        Err(e) => raise(Error::Other(format!(
+            "decoding shuffle {shuffle} block for reduce partition {reduce}: {e}"
+        ))),
     }
 }
 
@@ -263,6 +274,49 @@ pub(crate) fn read_shuffle<R: Data>(
         shuffle,
         reduce,
     }
+}
+
+/// Reduce partition `reduce` of `shuffle` in one vector, allocated once at its final size
+/// (growing it record by record would copy a large partition several times over).
+pub(crate) fn read_shuffle_vec<R: Data>(
+    tc: &TaskContext,
+    shuffle: ShuffleId,
+    reduce: usize,
+    maps: usize,
+) -> Vec<R> {
+    let blocks = tc
+        .shuffle
+        .read_blocks(shuffle, reduce, maps)
+        .unwrap_or_else(|e| raise(e));
+    let mut decoded = Vec::with_capacity(blocks.len());
+    let mut total = 0;
+    for block in blocks {
+        let piece = match block {
+            Block::Object(b) => {
+                let n = b.records();
+                crate::metrics::record(|m| m.shuffle_read_records += n as u64);
+                total += n;
+                Ok(b)
+            }
+            Block::Encoded(bytes) => {
+                let v = decode_block::<R>(&bytes, shuffle, reduce);
+                total += v.len();
+                Err(v)
+            }
+        };
+        decoded.push(piece);
+    }
+    let mut out = Vec::with_capacity(total);
+    for piece in decoded {
+        match piece {
+            Err(mut owned) => out.append(&mut owned),
+            Ok(shared) => match shared.as_any().downcast_ref::<Vec<R>>() {
+                Some(records) => out.extend_from_slice(records),
+                None => raise(wrong_block_type::<R>()),
+            },
+        }
+    }
+    out
 }
 
 /// Orders a reduce partition by key, or leaves it alone. A type, not a function pointer,
@@ -352,6 +406,11 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
     for ShuffledNode<K, V, C, A, S>
 {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(K, C)> {
+        if S::SORTS && !A::COMBINES {
+            let mut v = read_shuffle_vec::<(K, C)>(tc, self.shuffle_id, split, self.maps);
+            self.sort.sort(&mut v);
+            return PartIter::new(v.into_iter());
+        }
         let records = read_shuffle::<(K, C)>(tc, self.shuffle_id, split, self.maps);
         if A::COMBINES {
             let mut merged = CombineMap::default();
@@ -363,11 +422,6 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
             } else {
                 PartIter::new(merged.into_pairs())
             }
-        } else if S::SORTS {
-            let mut v: Vec<(K, C)> = Vec::new();
-            records.for_each(|r| v.push(r));
-            self.sort.sort(&mut v);
-            PartIter::new(v.into_iter())
         } else {
             PartIter::new(records)
         }
