@@ -19,21 +19,35 @@ const INLINE: usize = 16;
 ///
 /// Built for the hot loop of word counts: a short word is made from the line with one
 /// 16-byte load and a mask (no `memcpy` call, whose byte-wise stores stall the loads that
-/// follow), and two short words compare equal with one 16-byte compare.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Word(Repr);
-
-/// Canonical by length: a text of up to [`INLINE`] bytes is always `Inline` (with zeros
-/// after it), so the derived equality is text equality.
-#[derive(Clone, PartialEq, Eq)]
-enum Repr {
-    /// Invariant: `bytes[..len]` is UTF-8 and the rest zero.
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE],
-    },
-    Heap(Box<str>),
+/// follow), it is three aligned machine words (written, moved and compared whole: an
+/// enum layout put the text at an odd offset, and every move of a fresh word stalled),
+/// and two short words compare equal with three word compares.
+#[repr(C)]
+pub struct Word {
+    /// Inline: the text's first 8 bytes (in memory order). Heap: the `Box<str>`'s pointer.
+    lo: Lo,
+    /// Inline: bytes 8..16 (zero after the text). Heap: the length.
+    hi: u64,
+    /// Inline: the length (0..=16). Heap: [`HEAP`].
+    meta: u64,
 }
+
+/// Which field is live is said by `Word::meta`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+union Lo {
+    bytes: u64,
+    ptr: *mut u8,
+}
+
+/// `Word::meta` of a word on the heap.
+const HEAP: u64 = u64::MAX;
+
+// SAFETY: a Word owns its text like a `Box<str>` (which is Send and Sync) or holds it
+// inline; nothing is shared between Words (the raw pointer is why this is not automatic).
+unsafe impl Send for Word {}
+// SAFETY: see above; `&Word` only reads.
+unsafe impl Sync for Word {}
 
 impl Word {
     /// A word holding `s`.
@@ -42,12 +56,34 @@ impl Word {
         if s.len() <= INLINE {
             let mut bytes = [0u8; INLINE];
             bytes[..s.len()].copy_from_slice(s.as_bytes());
-            Word(Repr::Inline {
-                len: s.len() as u8,
-                bytes,
-            })
+            Word::inline(bytes, s.len())
         } else {
-            Word(Repr::Heap(s.into()))
+            Word::heap(s.into())
+        }
+    }
+
+    /// An inline word; `bytes[..len]` must be UTF-8 and the rest zero (every caller
+    /// copies them from a `str` between char boundaries).
+    #[inline(always)]
+    fn inline(bytes: [u8; INLINE], len: usize) -> Self {
+        let (lo, hi) = bytes.split_at(8);
+        Word {
+            lo: Lo {
+                bytes: u64::from_ne_bytes(lo.try_into().unwrap_or([0; 8])),
+            },
+            hi: u64::from_ne_bytes(hi.try_into().unwrap_or([0; 8])),
+            meta: len as u64,
+        }
+    }
+
+    fn heap(s: Box<str>) -> Self {
+        let len = s.len() as u64;
+        Word {
+            lo: Lo {
+                ptr: Box::into_raw(s) as *mut u8,
+            },
+            hi: len,
+            meta: HEAP,
         }
     }
 
@@ -81,26 +117,83 @@ impl Word {
         } else {
             return Word::new(line.get(start..end).unwrap_or_default());
         };
-        Word(Repr::Inline {
-            len: len as u8,
-            bytes: chunk.to_le_bytes(),
-        })
+        Word::inline(chunk.to_le_bytes(), len)
+    }
+
+    #[inline(always)]
+    fn is_heap(&self) -> bool {
+        self.meta == HEAP
     }
 
     /// The word as a `&str`.
     #[inline]
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline { len, bytes } => {
-                let text = bytes.get(..usize::from(*len)).unwrap_or_default();
-                // SAFETY: `bytes[..len]` is UTF-8 (Repr's invariant: every constructor
-                // copies it from a `str` between char boundaries).
-                unsafe { std::str::from_utf8_unchecked(text) }
+        if self.is_heap() {
+            // SAFETY: `lo.ptr` and `hi` are the pointer and length of a `Box<str>` this
+            // Word owns (made by `Word::heap`, freed only in `drop`).
+            unsafe {
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                    self.lo.ptr,
+                    self.hi as usize,
+                ))
             }
-            Repr::Heap(s) => s,
+        } else {
+            let len = (self.meta as usize).min(INLINE);
+            // SAFETY: `repr(C)` puts `lo` (8 bytes) and `hi` next to each other, so the 16
+            // bytes from `lo` on are the inline text; `[..len]` is UTF-8 by
+            // `Word::inline`'s contract.
+            unsafe {
+                let bytes = std::ptr::addr_of!(self.lo) as *const u8;
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(bytes, len))
+            }
         }
     }
 }
+
+impl Clone for Word {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.is_heap() {
+            Word::heap(self.as_str().into())
+        } else {
+            Word {
+                lo: self.lo,
+                hi: self.hi,
+                meta: self.meta,
+            }
+        }
+    }
+}
+
+impl Drop for Word {
+    #[inline]
+    fn drop(&mut self) {
+        if self.is_heap() {
+            // SAFETY: made by `Box::into_raw` of a `Box<str>` in `Word::heap`; dropped once.
+            unsafe {
+                let text = std::ptr::slice_from_raw_parts_mut(self.lo.ptr, self.hi as usize);
+                drop(Box::from_raw(text as *mut str));
+            }
+        }
+    }
+}
+
+impl PartialEq for Word {
+    #[inline]
+    fn eq(&self, other: &Word) -> bool {
+        // Inline words are canonical (zero after the text), and a text fits inline
+        // exactly when it is short, so the three words decide, except for two heap words.
+        if self.meta != other.meta {
+            return false;
+        }
+        if self.is_heap() {
+            return self.as_str() == other.as_str();
+        }
+        // SAFETY: both inline (same meta, not HEAP): `lo.bytes` is the live field.
+        unsafe { self.lo.bytes == other.lo.bytes && self.hi == other.hi }
+    }
+}
+impl Eq for Word {}
 
 impl Default for Word {
     fn default() -> Self {
@@ -170,17 +263,14 @@ impl From<String> for Word {
         if s.len() <= INLINE {
             Word::new(&s)
         } else {
-            Word(Repr::Heap(s.into_boxed_str()))
+            Word::heap(s.into_boxed_str())
         }
     }
 }
 
 impl From<Word> for String {
     fn from(w: Word) -> String {
-        match w.0 {
-            Repr::Heap(s) => s.into_string(),
-            Repr::Inline { .. } => w.as_str().to_owned(),
-        }
+        w.as_str().to_owned()
     }
 }
 
@@ -480,6 +570,7 @@ mod tests {
             let back: Word = crate::ship::codec::from_slice(&bytes).expect("decode");
             assert_eq!(back, w);
         }
+        assert_eq!(std::mem::size_of::<Word>(), 24);
         let mut m = HashMap::new();
         m.insert(Word::new("key"), 1);
         assert_eq!(m.get("key"), Some(&1));

@@ -2101,10 +2101,14 @@ impl Framework {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        // Fine-grained: only while none of our tasks is in flight. Running (or starting)
+        // tasks hold the resources pending ones wait for, and finish or fail on their own;
+        // counting that time failed jobs whose executors merely started slowly, before
+        // the real cause (say, an executor refusing a different build) could be reported.
         let waiting = if coarse {
             executors == 0
         } else {
-            !st.pending.is_empty()
+            !st.pending.is_empty() && st.inflight.is_empty()
         };
         if !waiting {
             st.waiting_since = None;
