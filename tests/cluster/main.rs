@@ -50,6 +50,10 @@ fn main() {
             check("f! closures", got, common::captured_closures_oracle())
         }),
         ("large_results_travel_by_url", large_results_travel_by_url),
+        (
+            "dropped_shuffles_leave_executor_disks",
+            dropped_shuffles_leave_executor_disks,
+        ),
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
         }),
@@ -185,6 +189,69 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// Map output index files under the work roots of this process's local clusters.
+fn shuffle_index_files(roots: &[PathBuf]) -> usize {
+    roots
+        .iter()
+        .flat_map(|r| common::files_under(r))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("shuffle_")
+                    && n.to_string_lossy().ends_with(".index")
+            })
+        })
+        .count()
+}
+
+fn cluster_roots() -> Vec<PathBuf> {
+    let prefix = format!("spate-{}-", std::process::id());
+    let mut roots: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    roots.sort();
+    roots
+}
+
+/// Executors delete a shuffle's map output files once no RDD on the driver reads it.
+fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(), String> {
+    let before = cluster_roots();
+    let ctx = Context::builder()
+        .master("local-cluster[1]")
+        .progress(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let roots: Vec<PathBuf> = cluster_roots()
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .collect();
+    if roots.is_empty() {
+        return Err("the new local cluster's work directory was not found".into());
+    }
+    let sums = ctx
+        .range(0, 1000, 4)
+        .map(|x| (x % 7, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 3);
+    check("keys", sums.count().map_err(|e| e.to_string())?, 7)?;
+    check("map output files", shuffle_index_files(&roots), 4)?;
+    drop(sums);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shuffle_index_files(&roots) > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{} map output files left 10 s after the shuffle's RDD was dropped",
+                shuffle_index_files(&roots)
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ctx.stop();
+    Ok(())
 }
 
 fn word_count_equals_local(cluster: &Context, local: &Context) -> Result<(), String> {

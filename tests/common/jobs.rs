@@ -156,6 +156,16 @@ fn err(e: spate::Error) -> String {
 
 /// Every file named `name` under `dir`, recursively.
 pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -163,12 +173,11 @@ pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 todo.push(p);
-            } else if p.file_name().is_some_and(|n| n == name) {
+            } else {
                 out.push(p);
             }
         }
     }
-    out.sort();
     out
 }
 

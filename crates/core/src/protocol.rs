@@ -82,6 +82,8 @@ pub enum ToExecutor {
     /// Drop every cached partition of this persisted RDD (also the payload of a Mesos
     /// framework message).
     Unpersist(u64),
+    /// Delete every map output of this shuffle (no RDD reads it any more).
+    RemoveShuffle(crate::rdd::ShuffleId),
 }
 
 /// A task as it travels to an executor.

@@ -112,6 +112,8 @@ pub trait ShuffleService: Send + Sync + 'static {
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize);
     /// Whether a map output is stored.
     fn has_map_output(&self, shuffle: ShuffleId, map: usize) -> bool;
+    /// Forget every map output of `shuffle` (no RDD reads it any more).
+    fn remove_shuffle(&self, _shuffle: ShuffleId) {}
 }
 
 /// A shuffle dependency, type-erased: the scheduler runs its map tasks through this, and

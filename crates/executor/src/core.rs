@@ -159,6 +159,11 @@ impl Core {
         &self.rt
     }
 
+    /// Delete the map outputs of `shuffle` this executor holds (no RDD reads it any more).
+    pub fn remove_shuffle(&self, shuffle: spate_core::rdd::ShuffleId) {
+        self.shared.store.remove_shuffle(shuffle);
+    }
+
     /// Queue a task; its states go to the sink.
     pub fn launch(&self, task: LaunchTask) {
         let _ = self.tasks.send(task);

@@ -466,12 +466,16 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                         }
                         Ok(event::Type::Message) => {
                             // Framework messages carry the same control payloads as the
-                            // local-cluster channel (today: drop a persisted RDD).
+                            // local-cluster channel (drop a persisted RDD, a shuffle).
                             let data = e.message.map(|m| m.data).unwrap_or_default();
-                            if let Ok(spate_core::protocol::ToExecutor::Unpersist(key)) =
-                                spate_core::ship::codec::from_slice(&data)
-                            {
-                                spate_core::cache::remove(key);
+                            match spate_core::ship::codec::from_slice(&data) {
+                                Ok(spate_core::protocol::ToExecutor::Unpersist(key)) => {
+                                    spate_core::cache::remove(key)
+                                }
+                                Ok(spate_core::protocol::ToExecutor::RemoveShuffle(shuffle)) => {
+                                    core.remove_shuffle(shuffle)
+                                }
+                                _ => {}
                             }
                         }
                         Ok(event::Type::Error) => {

@@ -193,6 +193,28 @@ impl DagScheduler {
         }
     }
 
+    /// No RDD reads `shuffle` any more (its last reading node was dropped on the driver):
+    /// drop its map stage and its outputs. A stage that an active job still uses is kept
+    /// (no such job can exist, as the job would hold the reading node; this is a guard).
+    fn remove_shuffle(&mut self, shuffle: ShuffleId) {
+        if let Some(&stage) = self.shuffle_stages.get(&shuffle) {
+            if self.stages.get(&stage).is_some_and(|s| !s.jobs.is_empty()) {
+                return;
+            }
+            self.shuffle_stages.remove(&shuffle);
+            self.stages.remove(&stage);
+            self.waiting.remove(&stage);
+            self.failures.retain(|(s, _), _| *s != stage);
+            self.accumulated.retain(|(s, _)| *s != stage);
+            self.locality_wait.retain(|(s, _), _| *s != stage);
+            self.speculated.retain(|(s, _)| *s != stage);
+            self.durations.remove(&stage);
+        }
+        debug!(shuffle, "shuffle removed: no RDD reads it any more");
+        self.shuffle.remove_shuffle(shuffle);
+        self.backend.remove_shuffle(shuffle);
+    }
+
     fn post(&self, event: impl FnOnce() -> SchedulerEvent) {
         if self.bus.active() {
             self.bus.post(event());
@@ -261,6 +283,7 @@ impl DagScheduler {
                     self.cache_locs.retain(|(k, _), _| *k != key);
                     self.backend.unpersist(key);
                 }
+                Event::RemoveShuffle { shuffle } => self.remove_shuffle(shuffle),
                 Event::BackendFailed { reason } => {
                     warn!("backend failed: {reason}");
                     let jobs: Vec<JobId> = self.jobs.keys().copied().collect();

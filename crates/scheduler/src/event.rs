@@ -3,6 +3,7 @@
 use crossbeam_channel::Sender;
 use spate_core::error::Error;
 use spate_core::metrics::TaskMetrics;
+use spate_core::rdd::ShuffleId;
 use spate_core::ship::SerArc;
 use spate_core::task::{ResultJob, TaskFailure, TaskOutput};
 use std::any::Any;
@@ -55,6 +56,8 @@ pub(crate) enum Event {
     /// Persisted RDD `key` was unpersisted: forget where its partitions are, tell the
     /// executors to drop them.
     Unpersist { key: u64 },
+    /// No RDD reads shuffle `shuffle` any more: forget its map stage and outputs.
+    RemoveShuffle { shuffle: ShuffleId },
     /// A backend can run nothing any more (e.g. every executor is gone and none can be
     /// started): fail every job with this cause instead of waiting.
     BackendFailed { reason: String },

@@ -177,6 +177,10 @@ impl JobRunner for Scheduler {
         let _ = self.events.send(Event::Unpersist { key });
     }
 
+    fn remove_shuffle(&self, shuffle: ShuffleId) {
+        let _ = self.events.send(Event::RemoveShuffle { shuffle });
+    }
+
     fn new_rdd_id(&self) -> RddId {
         self.next_rdd.fetch_add(1, Ordering::Relaxed)
     }

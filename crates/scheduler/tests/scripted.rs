@@ -121,6 +121,19 @@ fn scheduler(
     max_failures: u32,
     script: Script,
 ) -> (Arc<Scheduler>, Arc<Mutex<Vec<Launched>>>) {
+    let (sched, log, _) = scheduler_with_store(executors, max_failures, script);
+    (sched, log)
+}
+
+fn scheduler_with_store(
+    executors: Vec<(&'static str, usize)>,
+    max_failures: u32,
+    script: Script,
+) -> (
+    Arc<Scheduler>,
+    Arc<Mutex<Vec<Launched>>>,
+    Arc<MemoryShuffleStore>,
+) {
     let store = Arc::new(MemoryShuffleStore::new());
     let log = Arc::new(Mutex::new(Vec::new()));
     let backend = ScriptedBackend {
@@ -130,8 +143,8 @@ fn scheduler(
         log: log.clone(),
         script,
     };
-    let sched = Scheduler::start(Box::new(backend), store, max_failures).expect("starts");
-    (sched, log)
+    let sched = Scheduler::start(Box::new(backend), store.clone(), max_failures).expect("starts");
+    (sched, log, store)
 }
 
 fn word_sums(runner: Arc<dyn JobRunner>) -> Vec<(i64, u64)> {
@@ -315,4 +328,41 @@ fn a_backend_that_can_run_nothing_fails_jobs_instead_of_hanging() {
         msg.contains("no executors can run job") && msg.contains("none could be replaced"),
         "{msg}"
     );
+}
+
+/// A shuffle stays while an RDD reads it (a second action reuses its map outputs) and is
+/// removed, map outputs and all, once the last RDD reading it is dropped.
+#[test]
+fn a_shuffle_no_rdd_reads_is_removed() {
+    let (sched, log, store) =
+        scheduler_with_store(vec![("e1", 2)], 1, Box::new(|_, _| Verdict::Run));
+    let runner: Arc<dyn JobRunner> = sched.clone();
+    let sums = rdd::range(runner, 0, 100, 4)
+        .map(|x| (x % 5, 1u64))
+        .reduce_by_key_n(|a, b| a + b, 2);
+    let doubled = sums.map(|(k, v)| (k, v * 2));
+    assert_eq!(sums.count().expect("job"), 5);
+    assert_eq!(doubled.count().expect("job"), 5);
+    let map_tasks = |log: &Arc<Mutex<Vec<Launched>>>| {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|t| t.map_task)
+            .count()
+    };
+    assert_eq!(map_tasks(&log), 4, "the second job reused the map outputs");
+    assert!((0..4).all(|m| store.has_map_output(0, m)));
+    drop(sums);
+    // `doubled` still reads the shuffle.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!((0..4).all(|m| store.has_map_output(0, m)));
+    drop(doubled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (0..4).any(|m| store.has_map_output(0, m)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "map outputs of shuffle 0 kept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

@@ -106,6 +106,25 @@ impl DiskStore {
         self.index_path(shuffle, map).exists()
     }
 
+    /// Delete every map output of `shuffle`.
+    pub fn remove_shuffle(&self, shuffle: ShuffleId) {
+        let prefix = format!("shuffle_{shuffle}_");
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(map) = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".index"))
+                .and_then(|m| m.parse::<usize>().ok())
+            {
+                self.remove(shuffle, map);
+            }
+        }
+    }
+
     /// Delete a map output.
     pub fn remove(&self, shuffle: ShuffleId, map: usize) {
         let _ = std::fs::remove_file(self.index_path(shuffle, map));
@@ -288,6 +307,22 @@ mod tests {
         let d = std::env::temp_dir().join(format!("spate-disk-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn removing_a_shuffle_deletes_only_its_outputs() {
+        let dir = tmp("remove");
+        let store = DiskStore::new(&dir).expect("dir");
+        for (shuffle, map) in [(1, 0), (1, 11), (11, 0), (2, 1)] {
+            let buckets: Vec<Box<dyn BlockData>> = vec![Box::new(vec![shuffle as u64])];
+            store.write(shuffle, map, &buckets).expect("write");
+        }
+        store.remove_shuffle(1);
+        assert!(!store.has(1, 0) && !store.has(1, 11));
+        assert!(store.has(11, 0) && store.has(2, 1));
+        let left = std::fs::read_dir(&dir).expect("dir").count();
+        assert_eq!(left, 4, "index and data of the two other outputs");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

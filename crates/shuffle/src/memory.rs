@@ -176,21 +176,6 @@ impl MemoryShuffleStore {
         }
     }
 
-    /// Drop every output of `shuffle`.
-    pub fn remove_shuffle(&self, shuffle: ShuffleId) {
-        let removed: Vec<usize> = match self.outputs.read() {
-            Ok(m) => m
-                .keys()
-                .filter(|(s, _)| *s == shuffle)
-                .map(|k| k.1)
-                .collect(),
-            Err(_) => return,
-        };
-        for map in removed {
-            self.remove_map_output(shuffle, map);
-        }
-    }
-
     fn poisoned() -> Error {
         Error::Other("shuffle store lock poisoned".into())
     }
@@ -341,6 +326,20 @@ impl ShuffleService for MemoryShuffleStore {
         self.outputs
             .read()
             .is_ok_and(|m| m.contains_key(&(shuffle, map)))
+    }
+
+    fn remove_shuffle(&self, shuffle: ShuffleId) {
+        let maps: Vec<usize> = match self.outputs.read() {
+            Ok(m) => m
+                .keys()
+                .filter(|(s, _)| *s == shuffle)
+                .map(|k| k.1)
+                .collect(),
+            Err(_) => return,
+        };
+        for map in maps {
+            self.remove_map_output(shuffle, map);
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //! dependency (no second shuffle), so joining two `reduce_by_key` outputs costs no extra
 //! stage, as in Spark.
 
-use super::shuffled::{ShuffleDep, read_shuffle};
+use super::shuffled::{ShuffleDep, ShuffleGuard, read_shuffle};
 use super::{
-    Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of, compute,
+    Dependency, JobRunner, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of,
+    compute,
 };
 use crate::aggregator::NoAgg;
 use crate::data::{Data, Key};
@@ -33,6 +34,9 @@ pub(crate) enum Side<K: 'static, V: 'static> {
         /// The map side, for planning on the driver (not shipped).
         #[serde(skip)]
         dep: Option<SerArc<dyn ShuffleDependency>>,
+        /// Driver only: removes the shuffle when this side goes.
+        #[serde(skip)]
+        _guard: Option<Arc<ShuffleGuard>>,
     },
 }
 
@@ -40,13 +44,13 @@ impl<K: Key, V: Data> Side<K, V> {
     pub fn new(
         parent: NodeRef<(K, V)>,
         target: &SerArc<dyn Partitioner<K>>,
-        shuffle_id: impl FnOnce() -> ShuffleId,
+        sc: &Arc<dyn JobRunner>,
     ) -> Self {
         let co_partitioned = super::partitioner_of::<K>(&*parent).is_some_and(|p| same(target, &p));
         if co_partitioned {
             Side::Narrow(parent)
         } else {
-            let shuffle_id = shuffle_id();
+            let shuffle_id = sc.new_shuffle_id();
             let maps = parent.num_partitions();
             let dep = ShuffleDep::<K, V, V, NoAgg<V>> {
                 shuffle_id,
@@ -59,6 +63,7 @@ impl<K: Key, V: Data> Side<K, V> {
                 shuffle_id,
                 maps,
                 dep: Some(SerArc::new(dep)),
+                _guard: Some(ShuffleGuard::new(sc, shuffle_id)),
             }
         }
     }

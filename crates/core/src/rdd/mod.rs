@@ -335,6 +335,9 @@ pub trait JobRunner: Send + Sync + 'static {
     fn default_parallelism(&self) -> usize;
     /// Drop every cached partition of persisted RDD `key`, wherever it is.
     fn unpersist(&self, _key: crate::cache::CacheKey) {}
+    /// Forget shuffle `shuffle` (no RDD can read it any more): its map stage and its map
+    /// outputs, wherever they are.
+    fn remove_shuffle(&self, _shuffle: ShuffleId) {}
     /// Where checkpointed RDDs write their files (set by `Context::set_checkpoint_dir`).
     fn checkpoint_dir(&self) -> Option<std::path::PathBuf> {
         None

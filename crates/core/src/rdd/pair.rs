@@ -2,7 +2,7 @@
 
 use super::cogroup::{CoGroupedNode, Side};
 use super::map_partitions::{FlatMapValuesFn, MapValuesFn};
-use super::shuffled::{KeySort, NoSort, ShuffleDep, ShuffledNode, SortByKey};
+use super::shuffled::{KeySort, NoSort, ShuffleDep, ShuffleGuard, ShuffledNode, SortByKey};
 use super::{NodeMeta, Rdd};
 use crate::aggregator::{
     AggregateAgg, Aggregator, CombineAgg, FoldAgg, GroupAgg, NoAgg, ReduceAgg,
@@ -53,6 +53,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 partitioner: Some(partitioner),
                 sort,
                 dep: Some(SerArc::new(dep)),
+                _guard: Some(ShuffleGuard::new(&self.sc, shuffle_id)),
                 _types: PhantomData,
             },
         )
@@ -402,8 +403,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     ) -> Rdd<CoGrouped<K, V, W>> {
         let partitioner = parts.into().partitioner();
         let sc = &self.sc;
-        let left = Side::new(self.node.clone(), &partitioner, || sc.new_shuffle_id());
-        let right = Side::new(other.node.clone(), &partitioner, || sc.new_shuffle_id());
+        let left = Side::new(self.node.clone(), &partitioner, sc);
+        let right = Side::new(other.node.clone(), &partitioner, sc);
         let meta = NodeMeta::new(&**sc, "cogroup");
         Rdd::from_node(
             sc.clone(),

@@ -3,7 +3,8 @@
 //! optionally sort).
 
 use super::{
-    Dependency, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of, compute,
+    Dependency, JobRunner, NodeMeta, NodeRef, PartIter, RddBase, RddNode, ShuffleId, base_of,
+    compute,
 };
 use crate::aggregator::{Aggregator, CombineMap};
 use crate::data::{Data, Key};
@@ -16,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Map side of a shuffle of `(K, V)` records into `(K, C)` blocks.
 #[derive(Serialize, Deserialize)]
@@ -276,47 +277,44 @@ pub(crate) fn read_shuffle<R: Data>(
     }
 }
 
-/// Reduce partition `reduce` of `shuffle` in one vector, allocated once at its final size
-/// (growing it record by record would copy a large partition several times over).
-pub(crate) fn read_shuffle_vec<R: Data>(
-    tc: &TaskContext,
-    shuffle: ShuffleId,
-    reduce: usize,
-    maps: usize,
-) -> Vec<R> {
-    let blocks = tc
-        .shuffle
-        .read_blocks(shuffle, reduce, maps)
-        .unwrap_or_else(|e| raise(e));
-    let mut decoded = Vec::with_capacity(blocks.len());
-    let mut total = 0;
-    for block in blocks {
-        let piece = match block {
-            Block::Object(b) => {
-                let n = b.records();
-                crate::metrics::record(|m| m.shuffle_read_records += n as u64);
-                total += n;
-                Ok(b)
-            }
-            Block::Encoded(bytes) => {
-                let v = decode_block::<R>(&bytes, shuffle, reduce);
-                total += v.len();
-                Err(v)
-            }
-        };
-        decoded.push(piece);
-    }
-    let mut out = Vec::with_capacity(total);
-    for piece in decoded {
-        match piece {
-            Err(mut owned) => out.append(&mut owned),
-            Ok(shared) => match shared.as_any().downcast_ref::<Vec<R>>() {
-                Some(records) => out.extend_from_slice(records),
-                None => raise(wrong_block_type::<R>()),
-            },
+impl<R: Data> BlockIter<R> {
+    /// All records in one vector, allocated once at its final size (growing it record by
+    /// record would copy a large partition several times over).
+    pub(crate) fn into_vec(self) -> Vec<R> {
+        if !matches!(self.current, Current::None) {
+            return self.collect();
         }
+        let (blocks, shuffle, reduce) = (self.blocks, self.shuffle, self.reduce);
+        let mut decoded = Vec::with_capacity(blocks.len());
+        let mut total = 0;
+        for block in blocks {
+            let piece = match block {
+                Block::Object(b) => {
+                    let n = b.records();
+                    crate::metrics::record(|m| m.shuffle_read_records += n as u64);
+                    total += n;
+                    Ok(b)
+                }
+                Block::Encoded(bytes) => {
+                    let v = decode_block::<R>(&bytes, shuffle, reduce);
+                    total += v.len();
+                    Err(v)
+                }
+            };
+            decoded.push(piece);
+        }
+        let mut out = Vec::with_capacity(total);
+        for piece in decoded {
+            match piece {
+                Err(mut owned) => out.append(&mut owned),
+                Ok(shared) => match shared.as_any().downcast_ref::<Vec<R>>() {
+                    Some(records) => out.extend_from_slice(records),
+                    None => raise(wrong_block_type::<R>()),
+                },
+            }
+        }
+        out
     }
-    out
 }
 
 /// Orders a reduce partition by key, or leaves it alone. A type, not a function pointer,
@@ -353,6 +351,32 @@ impl<K: Ord, C> KeySort<K, C> for SortByKey {
     }
 }
 
+/// Removes a shuffle's map stage and outputs when the last driver-side node that reads
+/// it is dropped (Spark's ContextCleaner does the same): no later job can reach the
+/// shuffle then, and its outputs would otherwise stay in memory (local mode) or on disk
+/// for the life of the context. Executors' copies of the node never have one.
+pub(crate) struct ShuffleGuard {
+    shuffle: ShuffleId,
+    runner: Weak<dyn JobRunner>,
+}
+
+impl ShuffleGuard {
+    pub(crate) fn new(runner: &Arc<dyn JobRunner>, shuffle: ShuffleId) -> Arc<Self> {
+        Arc::new(ShuffleGuard {
+            shuffle,
+            runner: Arc::downgrade(runner),
+        })
+    }
+}
+
+impl Drop for ShuffleGuard {
+    fn drop(&mut self) {
+        if let Some(runner) = self.runner.upgrade() {
+            runner.remove_shuffle(self.shuffle);
+        }
+    }
+}
+
 /// Marker for a node's record types.
 type Types<K, V, C> = fn() -> (K, V, C);
 
@@ -376,6 +400,9 @@ pub(crate) struct ShuffledNode<K: 'static, V, C, A, S> {
     /// The map side, for stage planning on the driver (not shipped: executors only read).
     #[serde(skip)]
     pub dep: Option<SerArc<dyn ShuffleDependency>>,
+    /// Driver only: removes the shuffle when this node goes.
+    #[serde(skip)]
+    pub _guard: Option<Arc<ShuffleGuard>>,
     #[serde(skip)]
     pub _types: PhantomData<Types<K, V, C>>,
 }
@@ -407,7 +434,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
 {
     fn compute(self: Arc<Self>, split: usize, tc: &TaskContext) -> PartIter<(K, C)> {
         if S::SORTS && !A::COMBINES {
-            let mut v = read_shuffle_vec::<(K, C)>(tc, self.shuffle_id, split, self.maps);
+            let mut v = read_shuffle::<(K, C)>(tc, self.shuffle_id, split, self.maps).into_vec();
             self.sort.sort(&mut v);
             return PartIter::new(v.into_iter());
         }

@@ -419,6 +419,12 @@ impl SchedulerBackend for LocalClusterBackend {
         }
     }
 
+    fn remove_shuffle(&mut self, shuffle: spate_core::rdd::ShuffleId) {
+        if let Some(c) = &self.control {
+            c.broadcast(ToExecutor::RemoveShuffle(shuffle));
+        }
+    }
+
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
         if let Some(c) = &self.control {

@@ -55,6 +55,8 @@ pub trait SchedulerBackend: Send + 'static {
     /// Tell executors to drop the cached partitions of persisted RDD `key` (local mode
     /// keeps them in the driver's process, where the RDD handle already dropped them).
     fn unpersist(&mut self, _key: u64) {}
+    /// Tell executors to delete the map outputs of `shuffle` (no RDD reads it any more).
+    fn remove_shuffle(&mut self, _shuffle: spate_core::rdd::ShuffleId) {}
     /// Whether [`SchedulerBackend::cancel`] can take back tasks (backends that queue
     /// tasks themselves, like Mesos waiting for offers).
     fn can_cancel(&self) -> bool {

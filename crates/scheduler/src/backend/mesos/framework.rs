@@ -224,8 +224,8 @@ enum Command {
     Wake,
     /// Kill a coarse executor's Mesos task (it stopped answering).
     Kill(String),
-    /// Tell every executor to drop persisted RDD `key`.
-    Unpersist(u64),
+    /// Send every executor this control message (drop a persisted RDD, a shuffle).
+    Message(spate_core::protocol::ToExecutor),
     /// Tear the framework down, then answer.
     Stop(oneshot::Sender<()>),
 }
@@ -262,6 +262,17 @@ impl MesosBackend {
             commands: None,
             events: None,
             parallelism: 2,
+        }
+    }
+
+    /// A control message for every executor: over the control channel (coarse) or as
+    /// Mesos framework messages (fine).
+    fn tell_executors(&self, msg: spate_core::protocol::ToExecutor) {
+        if let Some(control) = &self.control {
+            return control.broadcast(msg);
+        }
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Command::Message(msg));
         }
     }
 }
@@ -500,12 +511,11 @@ impl SchedulerBackend for MesosBackend {
     }
 
     fn unpersist(&mut self, key: u64) {
-        if let Some(control) = &self.control {
-            return control.broadcast(spate_core::protocol::ToExecutor::Unpersist(key));
-        }
-        if let Some(tx) = &self.commands {
-            let _ = tx.send(Command::Unpersist(key));
-        }
+        self.tell_executors(spate_core::protocol::ToExecutor::Unpersist(key));
+    }
+
+    fn remove_shuffle(&mut self, shuffle: spate_core::rdd::ShuffleId) {
+        self.tell_executors(spate_core::protocol::ToExecutor::RemoveShuffle(shuffle));
     }
 
     fn stop(&mut self) {
@@ -1103,7 +1113,7 @@ impl Framework {
                     None => return,
                     // Queued tasks are looked at once subscribed again; cached blocks
                     // are dropped with the executors' next message or their exit.
-                    Some(Command::Wake | Command::Unpersist(_) | Command::Kill(_)) => {}
+                    Some(Command::Wake | Command::Message(_) | Command::Kill(_)) => {}
                 },
             }
             backoff = (backoff * 2).min(Duration::from_secs(15));
@@ -1144,7 +1154,7 @@ impl Framework {
                     match cmd {
                         Some(Command::Wake) => self.revive_if_needed().await,
                         Some(Command::Kill(executor)) => self.kill_executor(&executor),
-                        Some(Command::Unpersist(key)) => self.message_executors(key),
+                        Some(Command::Message(msg)) => self.message_executors(&msg),
                         Some(Command::Stop(done)) => {
                             self.teardown().await;
                             let _ = done.send(());
@@ -1320,11 +1330,9 @@ impl Framework {
         }
     }
 
-    /// Send every live executor a framework MESSAGE to drop persisted RDD `key`.
-    fn message_executors(&self, key: u64) {
-        let Ok(data) =
-            spate_core::ship::codec::to_vec(&spate_core::protocol::ToExecutor::Unpersist(key))
-        else {
+    /// Send every live executor `msg` as a framework MESSAGE.
+    fn message_executors(&self, msg: &spate_core::protocol::ToExecutor) {
+        let Ok(data) = spate_core::ship::codec::to_vec(msg) else {
             return;
         };
         let targets: Vec<(String, String)> = self.state.lock().map_or_else(
