@@ -60,7 +60,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         let agg = &self.aggregator;
         let partitioner = &*self.partitioner;
         let bucketize = |pairs: &mut dyn Iterator<Item = (K, C)>| -> Vec<Box<dyn BlockData>> {
-            let mut buckets = empty_buckets::<K, C>(n);
+            let mut buckets = empty_buckets::<K, C>(n, pairs.size_hint().0);
             for (k, c) in pairs {
                 let r = partitioner.partition(&k);
                 buckets[r].push((k, c));
@@ -95,7 +95,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
             }
             writer.spill(bucketize(&mut combined.into_pairs()))?;
         } else {
-            let mut buckets = empty_buckets::<K, C>(n);
+            let mut buckets = empty_buckets::<K, C>(n, records.size_hint().0);
             let mut buffered = 0usize;
             records.for_each(|(k, v)| {
                 if failed.is_some() {
@@ -105,7 +105,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
                 buffered += 1;
                 if budget.over(buffered) {
                     buffered = 1;
-                    let blocks = into_blocks(std::mem::replace(&mut buckets, empty_buckets(n)));
+                    let blocks = into_blocks(std::mem::replace(&mut buckets, empty_buckets(n, 0)));
                     if let Err(e) = writer.spill(blocks) {
                         failed = Some(e);
                     }
@@ -130,8 +130,13 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
     }
 }
 
-fn empty_buckets<K, C>(n: usize) -> Vec<Vec<(K, C)>> {
-    (0..n).map(|_| Vec::new()).collect()
+/// `n` buckets for about `expected` records in all, sized for an even spread plus an
+/// eighth (growing them record by record copies each several times), at most 64 Ki
+/// records each up front.
+fn empty_buckets<K, C>(n: usize, expected: usize) -> Vec<Vec<(K, C)>> {
+    let each = (expected / n.max(1)).min(1 << 16);
+    let each = if each == 0 { 0 } else { each + each / 8 };
+    (0..n).map(|_| Vec::with_capacity(each)).collect()
 }
 
 fn into_blocks<K: Data, C: Data>(buckets: Vec<Vec<(K, C)>>) -> Vec<Box<dyn BlockData>> {
