@@ -12,16 +12,19 @@ use spate::prelude::*;
 fn shuffles_over_the_memory_budget_go_to_disk_with_the_same_results() -> anyhow::Result<()> {
     let dir = TempDir::new("shuffle-memory");
     let corpus = corpus_file(&dir.0, 3000);
+    let results = |ctx: &Context| -> spate::Result<_> {
+        Ok((
+            word_counts(ctx, &corpus)?,
+            join_pairs(ctx)?,
+            pagerank(ctx)?,
+            sorted_pairs(ctx)?,
+        ))
+    };
     let all_in_memory = Context::builder()
         .master("local[2]")
         .progress(false)
         .build()?;
-    let want = (
-        word_counts(&all_in_memory, &corpus)?,
-        join_pairs(&all_in_memory)?,
-        pagerank(&all_in_memory)?,
-        sorted_pairs(&all_in_memory)?,
-    );
+    let want = results(&all_in_memory)?;
     all_in_memory.stop();
     // 0: every output to disk; 64 KiB: some outputs in memory, the rest on disk.
     for budget in [0, 64 << 10] {
@@ -30,12 +33,7 @@ fn shuffles_over_the_memory_budget_go_to_disk_with_the_same_results() -> anyhow:
             .progress(false)
             .shuffle_memory_bytes(budget)
             .build()?;
-        let got = (
-            word_counts(&ctx, &corpus)?,
-            join_pairs(&ctx)?,
-            pagerank(&ctx)?,
-            sorted_pairs(&ctx)?,
-        );
+        let got = results(&ctx)?;
         assert!(got == want, "results differ with a {budget}-byte budget");
         assert_eq!(
             captured_closures(&ctx)?,
