@@ -5,7 +5,7 @@
 
 use crate::runtime::ExecutorError;
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use spate_core::protocol::{LaunchTask, RemoteFailure, Report, TaskResult, TaskState};
+use spate_core::protocol::{LaunchTask, RemoteFailure, Report, TaskResult, TaskState, ToExecutor};
 use spate_core::ship::{Secret, verify};
 use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
 use spate_shuffle::server::{Served, result_path, serve};
@@ -159,9 +159,16 @@ impl Core {
         &self.rt
     }
 
-    /// Delete the map outputs of `shuffle` this executor holds (no RDD reads it any more).
-    pub fn remove_shuffle(&self, shuffle: spate_core::rdd::ShuffleId) {
-        self.shared.store.remove_shuffle(shuffle);
+    /// Act on a control message that drops data this executor keeps (a persisted RDD's
+    /// cached partitions, a shuffle's map outputs), whichever channel brought it (the
+    /// local-cluster connection or a Mesos framework message); other messages are the
+    /// caller's.
+    pub fn drop_data(&self, msg: &ToExecutor) {
+        match msg {
+            ToExecutor::Unpersist(key) => spate_core::cache::remove(*key),
+            ToExecutor::RemoveShuffle(shuffle) => self.shared.store.remove_shuffle(*shuffle),
+            _ => {}
+        }
     }
 
     /// Queue a task; its states go to the sink.

@@ -468,14 +468,8 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
                             // Framework messages carry the same control payloads as the
                             // local-cluster channel (drop a persisted RDD, a shuffle).
                             let data = e.message.map(|m| m.data).unwrap_or_default();
-                            match spate_core::ship::codec::from_slice(&data) {
-                                Ok(spate_core::protocol::ToExecutor::Unpersist(key)) => {
-                                    spate_core::cache::remove(key)
-                                }
-                                Ok(spate_core::protocol::ToExecutor::RemoveShuffle(shuffle)) => {
-                                    core.remove_shuffle(shuffle)
-                                }
-                                _ => {}
+                            if let Ok(msg) = spate_core::ship::codec::from_slice(&data) {
+                                core.drop_data(&msg);
                             }
                         }
                         Ok(event::Type::Error) => {

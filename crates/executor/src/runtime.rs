@@ -202,8 +202,9 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
                     Ok(Some(ToExecutor::Refused(msg))) => return Err(ExecutorError::Refused(msg)),
                     Ok(Some(ToExecutor::Launch(t))) => core.launch(t),
                     Ok(Some(ToExecutor::Shutdown)) => return Ok(()),
-                    Ok(Some(ToExecutor::Unpersist(key))) => spate_core::cache::remove(key),
-                    Ok(Some(ToExecutor::RemoveShuffle(shuffle))) => core.remove_shuffle(shuffle),
+                    Ok(Some(m @ (ToExecutor::Unpersist(_) | ToExecutor::RemoveShuffle(_)))) => {
+                        core.drop_data(&m)
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         return Err(ExecutorError::Io(format!("bad frame from the driver: {e}")));

@@ -202,17 +202,23 @@ impl DagScheduler {
                 return;
             }
             self.shuffle_stages.remove(&shuffle);
-            self.stages.remove(&stage);
-            self.waiting.remove(&stage);
-            self.failures.retain(|(s, _), _| *s != stage);
-            self.accumulated.retain(|(s, _)| *s != stage);
-            self.locality_wait.retain(|(s, _), _| *s != stage);
-            self.speculated.retain(|(s, _)| *s != stage);
-            self.durations.remove(&stage);
+            self.forget_stage(stage);
         }
         debug!(shuffle, "shuffle removed: no RDD reads it any more");
         self.shuffle.remove_shuffle(shuffle);
         self.backend.remove_shuffle(shuffle);
+    }
+
+    /// Drop a stage no job will run again (a finished job's result stage, a removed
+    /// shuffle's map stage) and everything kept per stage (stage ids are never reused).
+    fn forget_stage(&mut self, stage: StageId) {
+        self.stages.remove(&stage);
+        self.waiting.remove(&stage);
+        self.failures.retain(|(s, _), _| *s != stage);
+        self.accumulated.retain(|(s, _)| *s != stage);
+        self.locality_wait.retain(|(s, _), _| *s != stage);
+        self.speculated.retain(|(s, _)| *s != stage);
+        self.durations.remove(&stage);
     }
 
     fn post(&self, event: impl FnOnce() -> SchedulerEvent) {
@@ -1205,7 +1211,7 @@ impl DagScheduler {
                 self.failures.retain(|(s, _), _| *s != id);
             }
         }
-        self.stages.remove(&job.result_stage);
+        self.forget_stage(job.result_stage);
     }
 }
 

@@ -3,7 +3,7 @@
 //! and tasks are re-run elsewhere, and retries avoid the executor that failed.
 
 use spate_core::error::Error;
-use spate_core::rdd::{self, JobRunner};
+use spate_core::rdd::{self, JobRunner, Rdd};
 use spate_core::shuffle::ShuffleService;
 use spate_core::task::{TaskContext, TaskFailure, TaskKind, run_task};
 use spate_scheduler::Scheduler;
@@ -147,12 +147,16 @@ fn scheduler_with_store(
     (sched, log, store)
 }
 
-fn word_sums(runner: Arc<dyn JobRunner>) -> Vec<(i64, u64)> {
-    let mut v = rdd::range(runner, 0, 100, 4)
+/// The job every scenario runs: 100 numbers counted by `x % 5` over 4 map and 2 reduce
+/// partitions (shuffle 0 of a fresh scheduler, reduce stage 1).
+fn sums(runner: Arc<dyn JobRunner>) -> Rdd<(i64, u64)> {
+    rdd::range(runner, 0, 100, 4)
         .map(|x| (x % 5, 1u64))
         .reduce_by_key_n(|a, b| a + b, 2)
-        .collect()
-        .expect("job succeeds");
+}
+
+fn word_sums(runner: Arc<dyn JobRunner>) -> Vec<(i64, u64)> {
+    let mut v = sums(runner).collect().expect("job succeeds");
     v.sort();
     v
 }
@@ -256,9 +260,7 @@ fn retries_prefer_another_executor_and_fail_with_the_first_cause() {
             || Verdict::Fail("later cause"),
         ),
     );
-    let e = rdd::range(sched.clone(), 0, 100, 4)
-        .map(|x| (x % 5, 1u64))
-        .reduce_by_key_n(|a, b| a + b, 2)
+    let e = sums(sched.clone())
         .collect()
         .expect_err("partition 1 always fails");
     match e {
@@ -301,11 +303,7 @@ fn a_tasks_own_failure_is_reported_over_an_executor_loss() {
             || Verdict::Fail("the task's own failure"),
         ),
     );
-    let e = rdd::range(sched, 0, 100, 4)
-        .map(|x| (x % 5, 1u64))
-        .reduce_by_key_n(|a, b| a + b, 2)
-        .collect()
-        .expect_err("partition 1 always fails");
+    let e = sums(sched).collect().expect_err("partition 1 always fails");
     match e {
         Error::JobFailed {
             attempts, message, ..
@@ -336,12 +334,9 @@ fn a_backend_that_can_run_nothing_fails_jobs_instead_of_hanging() {
 fn a_shuffle_no_rdd_reads_is_removed() {
     let (sched, log, store) =
         scheduler_with_store(vec![("e1", 2)], 1, Box::new(|_, _| Verdict::Run));
-    let runner: Arc<dyn JobRunner> = sched.clone();
-    let sums = rdd::range(runner, 0, 100, 4)
-        .map(|x| (x % 5, 1u64))
-        .reduce_by_key_n(|a, b| a + b, 2);
-    let doubled = sums.map(|(k, v)| (k, v * 2));
-    assert_eq!(sums.count().expect("job"), 5);
+    let counts = sums(sched.clone());
+    let doubled = counts.map(|(k, v)| (k, v * 2));
+    assert_eq!(counts.count().expect("job"), 5);
     assert_eq!(doubled.count().expect("job"), 5);
     let map_tasks = |log: &Arc<Mutex<Vec<Launched>>>| {
         log.lock()
@@ -352,7 +347,7 @@ fn a_shuffle_no_rdd_reads_is_removed() {
     };
     assert_eq!(map_tasks(&log), 4, "the second job reused the map outputs");
     assert!((0..4).all(|m| store.has_map_output(0, m)));
-    drop(sums);
+    drop(counts);
     // `doubled` still reads the shuffle.
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!((0..4).all(|m| store.has_map_output(0, m)));

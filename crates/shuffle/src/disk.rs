@@ -147,6 +147,16 @@ pub struct DiskWriter<'a> {
     records: Vec<u64>,
 }
 
+/// A chunk handed to a map writer has at most one bucket per reduce partition.
+pub(crate) fn check_chunk_width(buckets: usize, reduces: usize) -> Result<()> {
+    if buckets > reduces {
+        return Err(Error::Other(format!(
+            "map output chunk has more than {reduces} buckets"
+        )));
+    }
+    Ok(())
+}
+
 /// Write one block as a frame to `out` (the file at `path`); returns the frame's length.
 fn write_frame(out: &mut impl Write, path: &Path, b: &dyn BlockData) -> Result<u64> {
     let compressed = lz4_flex::compress_prepend_size(&b.encode()?);
@@ -162,20 +172,15 @@ fn write_frame(out: &mut impl Write, path: &Path, b: &dyn BlockData) -> Result<u
 impl DiskWriter<'_> {
     /// Write a chunk (`buckets[r]` for reduce partition `r`) to a spill file.
     pub fn spill<B: AsRef<dyn BlockData>>(&mut self, buckets: &[B]) -> Result<()> {
+        check_chunk_width(buckets.len(), self.records.len())?;
         let path = self.store.tmp_path();
         let mut out = std::io::BufWriter::new(
             File::create(&path).map_err(|e| Error::io("creating", path.clone(), e))?,
         );
         let mut frames = Vec::with_capacity(buckets.len());
         let mut offset = 0u64;
-        for (r, b) in buckets.iter().enumerate() {
-            if r >= self.records.len() {
-                return Err(Error::Other(format!(
-                    "map output chunk has more than {} buckets",
-                    self.records.len()
-                )));
-            }
-            self.records[r] += b.as_ref().records() as u64;
+        for (b, records) in buckets.iter().zip(&mut self.records) {
+            *records += b.as_ref().records() as u64;
             if b.as_ref().records() == 0 {
                 frames.push(None);
                 continue;

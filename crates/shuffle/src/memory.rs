@@ -3,7 +3,7 @@
 //! [`DiskStore`] in a temporary directory, as an executor would, so a large shuffle does
 //! not hold a copy of every block in memory.
 
-use crate::disk::{DiskStore, DiskWriter, decode_segment};
+use crate::disk::{DiskStore, DiskWriter, check_chunk_width, decode_segment};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
@@ -39,26 +39,15 @@ struct MemoryWriter<'a> {
     /// Chunks kept as objects so far (each: one block per reduce partition).
     chunks: Vec<Vec<Arc<dyn BlockData>>>,
     bytes: usize,
-    /// Set once this output goes to disk (it then takes every chunk).
+    /// Set once this output goes to disk (it then takes every chunk, and counts records).
     disk: Option<DiskWriter<'a>>,
+    /// Records per reduce partition of the chunks kept as objects.
     records: Vec<u64>,
-}
-
-impl MemoryWriter<'_> {
-    fn check_width(&self, buckets: usize) -> Result<()> {
-        if buckets > self.records.len() {
-            return Err(Error::Other(format!(
-                "map output chunk has more than {} buckets",
-                self.records.len()
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl MapWriter for MemoryWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
-        self.check_width(buckets.len())?;
+        check_chunk_width(buckets.len(), self.records.len())?;
         if self.disk.is_none() {
             let size: usize = buckets.iter().map(|b| b.size_estimate()).sum();
             if !self.store.fits(self.bytes + size) {
@@ -76,14 +65,12 @@ impl MapWriter for MemoryWriter<'_> {
                 self.bytes += size;
             }
         }
-        for (r, b) in buckets.iter().enumerate() {
-            if let Some(n) = self.records.get_mut(r) {
-                *n += b.records() as u64;
-            }
-        }
         match &mut self.disk {
             Some(w) => w.spill(&buckets),
             None => {
+                for (b, records) in buckets.iter().zip(&mut self.records) {
+                    *records += b.records() as u64;
+                }
                 self.chunks
                     .push(buckets.into_iter().map(Arc::from).collect());
                 Ok(())
@@ -102,11 +89,8 @@ impl MapWriter for MemoryWriter<'_> {
             disk,
             records,
         } = *self;
-        let stored = match disk {
-            Some(w) => {
-                w.commit()?;
-                Stored::Disk
-            }
+        let (stored, records) = match disk {
+            Some(w) => (Stored::Disk, w.commit()?),
             None => {
                 // Per reduce partition, its block of every chunk (empty ones left out).
                 let mut blocks: Vec<Vec<Arc<dyn BlockData>>> =
@@ -120,7 +104,7 @@ impl MapWriter for MemoryWriter<'_> {
                         }
                     }
                 }
-                Stored::Objects { blocks, bytes }
+                (Stored::Objects { blocks, bytes }, records)
             }
         };
         store.insert(

@@ -115,24 +115,12 @@ impl<T: 'static> PartIter<T> {
     /// into an outgoing one in one tight loop, instead of pushing every element through an
     /// adapter chain and testing for a full batch each time.
     pub(crate) fn map_batched<U: 'static, G: FnMut(T) -> U + 'static>(self, g: G) -> PartIter<U> {
-        PartIter {
-            inner: Box::new(Batched {
-                input: self,
-                op: MapOp(g),
-                front: None,
-            }),
-        }
+        self.batched(MapOp(g))
     }
 
     /// `filter`, batch by batch (see [`PartIter::map_batched`]).
     pub(crate) fn filter_batched<P: FnMut(&T) -> bool + 'static>(self, p: P) -> PartIter<T> {
-        PartIter {
-            inner: Box::new(Batched {
-                input: self,
-                op: FilterOp(p),
-                front: None,
-            }),
-        }
+        self.batched(FilterOp(p))
     }
 
     /// `flat_map`, batch by batch (see [`PartIter::map_batched`]): each element's results
@@ -143,10 +131,14 @@ impl<T: 'static> PartIter<T> {
         I::IntoIter: 'static,
         G: FnMut(T) -> I + 'static,
     {
+        self.batched(FlatMapOp(g))
+    }
+
+    fn batched<Op: BatchOp<T> + 'static>(self, op: Op) -> PartIter<Op::Out> {
         PartIter {
             inner: Box::new(Batched {
                 input: self,
-                op: FlatMapOp(g),
+                op,
                 front: None,
             }),
         }
@@ -164,7 +156,8 @@ struct Batched<T, Op: BatchOp<T>> {
 trait BatchOp<T> {
     type Out;
     type Front: Iterator<Item = Self::Out>;
-    /// Append the results for a whole batch (at most `BATCH` when `BOUNDED`).
+    /// Append the results for a whole batch to `out`; an op that may produce more than it
+    /// takes hands a full `out` to `flush` on the way.
     fn batch(
         &mut self,
         batch: &mut Vec<T>,
