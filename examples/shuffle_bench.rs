@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         .range(0, pairs, partitions)
         .map_with(value_bytes, |n, i| {
             let key = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1;
-            (key, "v".repeat(*n))
+            (key, String::from_utf8(vec![b'v'; *n]).expect("ASCII"))
         });
     let payload_mb = pairs as f64 * (8 + value_bytes) as f64 / 1e6;
     let t = Instant::now();

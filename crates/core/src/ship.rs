@@ -69,6 +69,11 @@ pub mod codec {
         bincode::serialize(v).map_err(|e| ShipError::Encode(e.to_string()))
     }
 
+    /// Encode a value, appending to `out` (a buffer the caller reuses).
+    pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Result<(), ShipError> {
+        bincode::serialize_into(out, v).map_err(|e| ShipError::Encode(e.to_string()))
+    }
+
     /// Decode a value.
     pub fn from_slice<T: DeserializeOwned>(b: &[u8]) -> Result<T, ShipError> {
         bincode::deserialize(b).map_err(|e| ShipError::Malformed(e.to_string()))

@@ -5,10 +5,13 @@
 //! (`spate-shuffle`'s in-memory store, no serialization); the distributed mode implements
 //! the same trait with files, an index and HTTP fetches.
 
+pub mod frame;
+
 use crate::data::Data;
 use crate::error::Result;
 use crate::rdd::{RddBase, ShuffleId};
 use crate::task::TaskContext;
+use serde::Serialize;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -27,8 +30,13 @@ pub trait BlockData: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
     /// Number of records.
     fn records(&self) -> usize;
-    /// The records encoded (for stores that keep bytes: files, the network).
-    fn encode(&self) -> Result<Vec<u8>>;
+    /// The records encoded (for stores that keep bytes: files, the network) in pieces of
+    /// about `target` bytes, each a self-contained encoded `Vec<R>` handed to `emit`.
+    /// Small pieces are what keeps a large shuffle fast: each is encoded into and
+    /// compressed from one buffer that stays in cache, instead of a block-sized buffer
+    /// allocated (and page-faulted in) per block.
+    fn encode_chunks(&self, target: usize, emit: &mut dyn FnMut(&[u8]) -> Result<()>)
+    -> Result<()>;
     /// Rough bytes the records hold in memory (inline size plus, from a sample of
     /// records, their encoded size as a stand-in for what they own on the heap): how a
     /// store that keeps objects decides when to move blocks to disk instead.
@@ -42,32 +50,54 @@ impl<T: Data> BlockData for Vec<T> {
     fn records(&self) -> usize {
         self.len()
     }
-    fn encode(&self) -> Result<Vec<u8>> {
-        crate::ship::codec::to_vec(self)
-            .map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))
+    fn encode_chunks(
+        &self,
+        target: usize,
+        emit: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let target = target.max(1);
+        let mut buf = Vec::with_capacity(target + target / 4);
+        // Records per piece from the sampled record size, corrected after every piece.
+        let mut per = (target / sampled_encoded_size(self).max(1)).max(1);
+        let mut rest = self.as_slice();
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(per.min(rest.len()));
+            buf.clear();
+            crate::ship::codec::to_writer(&mut buf, piece)
+                .map_err(|e| crate::Error::Other(format!("encoding a shuffle block: {e}")))?;
+            emit(&buf)?;
+            per = (piece.len() * target / buf.len().max(1)).max(1);
+            rest = tail;
+        }
+        Ok(())
     }
     fn size_estimate(&self) -> usize {
-        const SAMPLE: usize = 32;
-        if self.is_empty() {
-            return 0;
-        }
-        let step = self.len().div_ceil(SAMPLE);
-        let (mut bytes, mut n) = (0u64, 0u64);
-        for r in self.iter().step_by(step) {
-            bytes += bincode::serialized_size(r).unwrap_or(0);
-            n += 1;
-        }
-        let heap = (bytes / n.max(1)) as usize;
-        self.len() * (std::mem::size_of::<T>() + heap)
+        self.len() * (std::mem::size_of::<T>() + sampled_encoded_size(self))
     }
+}
+
+/// Mean encoded size of a sample of (at most 32) records.
+fn sampled_encoded_size<T: Serialize>(records: &[T]) -> usize {
+    const SAMPLE: usize = 32;
+    if records.is_empty() {
+        return 0;
+    }
+    let step = records.len().div_ceil(SAMPLE);
+    let (mut bytes, mut n) = (0u64, 0u64);
+    for r in records.iter().step_by(step) {
+        bytes += bincode::serialized_size(r).unwrap_or(0);
+        n += 1;
+    }
+    (bytes / n.max(1)) as usize
 }
 
 /// A block as a reduce task receives it.
 pub enum Block {
     /// The map task's own object (local mode).
     Object(Arc<dyn BlockData>),
-    /// Encoded records (`Vec<R>` in the shipping codec), read from disk or the network.
-    Encoded(Vec<u8>),
+    /// A segment of frames ([`frame`]) read from disk or the network, its checksums
+    /// verified; the reader decompresses and decodes it frame by frame.
+    Frames(Vec<u8>),
 }
 
 /// Receives one map task's output in chunks: each chunk holds one block per reduce
@@ -78,6 +108,18 @@ pub trait MapWriter {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()>;
     /// Publish the output (replacing an earlier output of the same map task).
     fn commit(self: Box<Self>) -> Result<MapStatus>;
+    /// Whether this writer stores bytes: the map task then encodes each record into
+    /// frames as it comes ([`frame::EncodingBuckets`]) and hands chunks over with
+    /// [`MapWriter::spill_encoded`], rather than buffering objects to be encoded later.
+    fn wants_encoded(&self) -> bool {
+        false
+    }
+    /// Take a chunk already encoded as frames.
+    fn spill_encoded(&mut self, _chunk: frame::EncodedChunk) -> Result<()> {
+        Err(crate::Error::Other(
+            "this shuffle store takes map outputs as objects only".into(),
+        ))
+    }
 }
 
 /// Stores and serves map outputs.

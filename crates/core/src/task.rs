@@ -219,6 +219,15 @@ pub fn raise(err: Error) -> ! {
     std::panic::resume_unwind(Box::new(EngineError(err)))
 }
 
+/// Run `f`, returning the error it [`raise`]d (for unit tests of code that raises).
+#[cfg(test)]
+pub(crate) fn catch_raised<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| match payload.downcast::<EngineError>() {
+        Ok(engine) => engine.0,
+        Err(_) => Error::Other("panicked without raising".into()),
+    })
+}
+
 thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };

@@ -1,12 +1,14 @@
 //! Map outputs on disk: `shuffle_S_M.data` holds one segment per reduce partition;
 //! `shuffle_S_M.index` holds the segments' `(offset, length)`. A segment is a sequence of
-//! frames `[u32 length][u32 crc32 of the lz4 bytes][lz4 block]`, one per chunk the map
-//! task spilled, so merging spills is a byte copy. Both files are written under temp names
+//! frames (`spate_core::shuffle::frame`: checksummed lz4 blocks of about 64 KiB of encoded
+//! records), in the order the map task spilled its chunks, so merging spills is a byte
+//! copy. Both files are written under temp names
 //! and renamed, data first, so an index only ever points into a complete data file.
 
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::BlockData;
+use spate_core::shuffle::frame::{EncodedChunk, FRAME_BYTES, FrameWriter};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,10 +19,6 @@ pub struct DiskStore {
     dir: PathBuf,
     tmp_counter: AtomicU64,
 }
-
-/// A segment whose checksum or compression does not verify.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Corrupt(pub String);
 
 impl DiskStore {
     /// Use (and create) `dir`.
@@ -72,6 +70,7 @@ impl DiskStore {
             map,
             spills: Vec::new(),
             records: vec![0; reduces],
+            framer: FrameWriter::default(),
         }
     }
 
@@ -145,6 +144,7 @@ pub struct DiskWriter<'a> {
     map: usize,
     spills: Vec<Spill>,
     records: Vec<u64>,
+    framer: FrameWriter,
 }
 
 /// A chunk handed to a map writer has at most one bucket per reduce partition.
@@ -157,42 +157,84 @@ pub(crate) fn check_chunk_width(buckets: usize, reduces: usize) -> Result<()> {
     Ok(())
 }
 
-/// Write one block as a frame to `out` (the file at `path`); returns the frame's length.
-fn write_frame(out: &mut impl Write, path: &Path, b: &dyn BlockData) -> Result<u64> {
-    let compressed = lz4_flex::compress_prepend_size(&b.encode()?);
-    let io = |e| Error::io("writing", path, e);
-    out.write_all(&(compressed.len() as u32).to_le_bytes())
-        .map_err(io)?;
-    out.write_all(&crc32fast::hash(&compressed).to_le_bytes())
-        .map_err(io)?;
-    out.write_all(&compressed).map_err(io)?;
-    Ok(compressed.len() as u64 + 8)
+/// Write `b` to `out` (the file at `path`) as frames; returns the bytes written.
+fn write_block(
+    framer: &mut FrameWriter,
+    out: &mut impl Write,
+    path: &Path,
+    b: &dyn BlockData,
+) -> Result<u64> {
+    let mut written = 0u64;
+    b.encode_chunks(FRAME_BYTES, &mut |encoded| {
+        written += framer
+            .write(out, encoded)
+            .map_err(|e| Error::io("writing", path, e))?;
+        Ok(())
+    })?;
+    Ok(written)
 }
 
 impl DiskWriter<'_> {
     /// Write a chunk (`buckets[r]` for reduce partition `r`) to a spill file.
     pub fn spill<B: AsRef<dyn BlockData>>(&mut self, buckets: &[B]) -> Result<()> {
         check_chunk_width(buckets.len(), self.records.len())?;
-        let path = self.store.tmp_path();
-        let mut out = std::io::BufWriter::new(
-            File::create(&path).map_err(|e| Error::io("creating", path.clone(), e))?,
-        );
-        let mut frames = Vec::with_capacity(buckets.len());
-        let mut offset = 0u64;
         for (b, records) in buckets.iter().zip(&mut self.records) {
             *records += b.as_ref().records() as u64;
-            if b.as_ref().records() == 0 {
-                frames.push(None);
-                continue;
-            }
-            let len = write_frame(&mut out, &path, b.as_ref())?;
-            frames.push(Some((offset, len)));
+        }
+        let mut framer = std::mem::take(&mut self.framer);
+        let written = self.write_spill(buckets.len(), |r, out, path| match buckets.get(r) {
+            Some(b) if b.as_ref().records() > 0 => write_block(&mut framer, out, path, b.as_ref()),
+            _ => Ok(0),
+        });
+        self.framer = framer;
+        written
+    }
+
+    /// Write a chunk already encoded as frames to a spill file.
+    pub fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        let EncodedChunk { segments, records } = chunk;
+        check_chunk_width(segments.len().max(records.len()), self.records.len())?;
+        for (mine, n) in self.records.iter_mut().zip(records) {
+            *mine += n;
+        }
+        self.write_spill(segments.len(), |r, out, path| {
+            let seg = segments.get(r).map_or(&[][..], Vec::as_slice);
+            out.write_all(seg)
+                .map_err(|e| Error::io("writing", path, e))?;
+            Ok(seg.len() as u64)
+        })
+    }
+
+    /// Write a spill file of `reduces` segments, `segment` writing partition `r`'s
+    /// (returning its length, 0 for none).
+    fn write_spill(
+        &mut self,
+        reduces: usize,
+        mut segment: impl FnMut(usize, &mut std::io::BufWriter<File>, &Path) -> Result<u64>,
+    ) -> Result<()> {
+        let path = self.store.tmp_path();
+        let mut out = std::io::BufWriter::with_capacity(
+            FRAME_BYTES,
+            File::create(&path).map_err(|e| Error::io("creating", path.clone(), e))?,
+        );
+        // Registered before writing, so that a failed spill's file is removed on drop.
+        self.spills.push(Spill {
+            path: path.clone(),
+            frames: Vec::with_capacity(reduces),
+        });
+        let mut frames = Vec::with_capacity(reduces);
+        let mut offset = 0u64;
+        for r in 0..reduces {
+            let len = segment(r, &mut out, &path)?;
+            frames.push((len > 0).then_some((offset, len)));
             offset += len;
         }
         out.flush()
             .map_err(|e| Error::io("writing", path.clone(), e))?;
         spate_core::metrics::record(|m| m.shuffle_write_bytes += offset);
-        self.spills.push(Spill { path, frames });
+        if let Some(last) = self.spills.last_mut() {
+            last.frames = frames;
+        }
         Ok(())
     }
 
@@ -271,42 +313,10 @@ impl Drop for DiskWriter<'_> {
     }
 }
 
-/// Verify a segment's frames and decompress them: one encoded chunk per frame.
-pub fn decode_segment(seg: &[u8]) -> std::result::Result<Vec<Vec<u8>>, Corrupt> {
-    let mut chunks = Vec::new();
-    let mut rest = seg;
-    while !rest.is_empty() {
-        if rest.len() < 8 {
-            return Err(Corrupt(format!(
-                "truncated frame header ({} bytes)",
-                rest.len()
-            )));
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let want = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        let Some(body) = rest.get(8..8 + len) else {
-            return Err(Corrupt(format!(
-                "frame of {len} bytes runs past the segment"
-            )));
-        };
-        let got = crc32fast::hash(body);
-        if want != got {
-            return Err(Corrupt(format!(
-                "checksum mismatch (stored {want:08x}, computed {got:08x})"
-            )));
-        }
-        chunks.push(
-            lz4_flex::decompress_size_prepended(body)
-                .map_err(|e| Corrupt(format!("decompression failed: {e}")))?,
-        );
-        rest = &rest[8 + len..];
-    }
-    Ok(chunks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spate_core::shuffle::frame::{EncodingBuckets, decode_records, verify_segment};
 
     fn tmp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("spate-disk-{tag}-{}", std::process::id()));
@@ -342,12 +352,7 @@ mod tests {
         assert_eq!(store.write(4, 2, &buckets).expect("write"), vec![3, 0, 1]);
         for (r, want) in [vec![1u64, 2, 3], vec![], vec![9]].into_iter().enumerate() {
             let seg = store.read_segment(4, 2, r).expect("io").expect("present");
-            let got: Vec<u64> = decode_segment(&seg)
-                .expect("valid")
-                .iter()
-                .flat_map(|c| spate_core::ship::codec::from_slice::<Vec<u64>>(c).expect("decodes"))
-                .collect();
-            assert_eq!(got, want);
+            assert_eq!(decode_records::<u64>(&seg).expect("valid"), want);
         }
         assert_eq!(
             store.read_segment(4, 2, 3).expect("io"),
@@ -379,21 +384,24 @@ mod tests {
         let c2: Vec<Box<dyn BlockData>> = vec![Box::new(Vec::<u32>::new()), Box::new(vec![12u32])];
         let c3: Vec<Box<dyn BlockData>> =
             vec![Box::new(vec![2u32, 3]), Box::new(Vec::<u32>::new())];
-        for c in [&c1, &c2, &c3] {
-            w.spill(c).expect("spill");
+        // An encoded chunk between object chunks (a memory store's output moving to disk).
+        let mut encoded = EncodingBuckets::new(2);
+        for (r, x) in [(1, 13u32), (0, 4), (1, 14)] {
+            encoded.push(r, &x).expect("push");
         }
+        w.spill(&c1).expect("spill");
+        w.spill(&c2).expect("spill");
+        w.spill_encoded(encoded.finish().expect("finish"))
+            .expect("spill");
+        w.spill(&c3).expect("spill");
         assert!(!store.has(1, 0), "invisible before commit");
-        assert_eq!(w.commit().expect("commit"), vec![3, 3]);
+        assert_eq!(w.commit().expect("commit"), vec![4, 5]);
         let read = |r| -> Vec<u32> {
             let seg = store.read_segment(1, 0, r).expect("io").expect("present");
-            decode_segment(&seg)
-                .expect("valid")
-                .iter()
-                .flat_map(|c| spate_core::ship::codec::from_slice::<Vec<u32>>(c).expect("decodes"))
-                .collect()
+            decode_records(&seg).expect("valid")
         };
-        assert_eq!(read(0), vec![1, 2, 3]);
-        assert_eq!(read(1), vec![10, 11, 12]);
+        assert_eq!(read(0), vec![1, 4, 2, 3]);
+        assert_eq!(read(1), vec![10, 11, 12, 13, 14]);
         let left: Vec<String> = std::fs::read_dir(&dir)
             .expect("ls")
             .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
@@ -415,15 +423,10 @@ mod tests {
         let n = seg.len();
         seg[n - 3] ^= 0x55;
         assert!(
-            decode_segment(&seg)
+            verify_segment(&seg)
                 .unwrap_err()
                 .0
                 .contains("checksum mismatch")
-        );
-        assert!(decode_segment(&[1, 2]).is_err());
-        assert!(
-            decode_segment(&[200, 0, 0, 0, 0, 0, 0, 0, 1]).is_err(),
-            "length past the end"
         );
         std::fs::remove_dir_all(&dir).ok();
     }

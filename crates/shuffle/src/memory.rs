@@ -3,9 +3,10 @@
 //! [`DiskStore`] in a temporary directory, as an executor would, so a large shuffle does
 //! not hold a copy of every block in memory.
 
-use crate::disk::{DiskStore, DiskWriter, check_chunk_width, decode_segment};
+use crate::disk::{DiskStore, DiskWriter, check_chunk_width};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
+use spate_core::shuffle::frame::{EncodedChunk, verify_segment};
 use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,37 +46,53 @@ struct MemoryWriter<'a> {
     records: Vec<u64>,
 }
 
+impl<'a> MemoryWriter<'a> {
+    /// Send this output to disk from now on, the chunks kept so far first.
+    fn disk_writer(&mut self) -> Result<&mut DiskWriter<'a>> {
+        if self.disk.is_none() {
+            let mut w = self
+                .store
+                .disk()?
+                .writer(self.shuffle, self.map, self.records.len());
+            for chunk in std::mem::take(&mut self.chunks) {
+                w.spill(&chunk)?;
+            }
+            self.bytes = 0;
+            self.disk = Some(w);
+        }
+        self.disk
+            .as_mut()
+            .ok_or_else(|| Error::Other("shuffle disk writer missing".into()))
+    }
+}
+
 impl MapWriter for MemoryWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
         check_chunk_width(buckets.len(), self.records.len())?;
         if self.disk.is_none() {
             let size: usize = buckets.iter().map(|b| b.size_estimate()).sum();
-            if !self.store.fits(self.bytes + size) {
-                // Over budget: this whole output goes to disk, chunks kept so far first.
-                let mut w = self
-                    .store
-                    .disk()?
-                    .writer(self.shuffle, self.map, self.records.len());
-                for chunk in std::mem::take(&mut self.chunks) {
-                    w.spill(&chunk)?;
-                }
-                self.bytes = 0;
-                self.disk = Some(w);
-            } else {
+            if self.store.fits(self.bytes + size) {
                 self.bytes += size;
-            }
-        }
-        match &mut self.disk {
-            Some(w) => w.spill(&buckets),
-            None => {
                 for (b, records) in buckets.iter().zip(&mut self.records) {
                     *records += b.records() as u64;
                 }
                 self.chunks
                     .push(buckets.into_iter().map(Arc::from).collect());
-                Ok(())
+                return Ok(());
             }
         }
+        // Over budget: this whole output goes to disk.
+        self.disk_writer()?.spill(&buckets)
+    }
+
+    /// Once the budget is spent (by other outputs or by this one's first chunks), the
+    /// rest goes to disk anyway: then the map task encodes as it goes.
+    fn wants_encoded(&self) -> bool {
+        self.disk.is_some() || !self.store.fits(self.bytes + 1)
+    }
+
+    fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        self.disk_writer()?.spill_encoded(chunk)
     }
 
     fn commit(self: Box<Self>) -> Result<MapStatus> {
@@ -289,9 +306,9 @@ impl ShuffleService for MemoryShuffleStore {
                 .read_segment(shuffle, map, reduce)
                 .map_err(|e| missing(map, &executor, &format!("reading map output: {e}")))?
                 .ok_or_else(|| missing(map, &executor, "map output file missing"))?;
-            let chunks = decode_segment(&segment)
+            verify_segment(&segment)
                 .map_err(|e| missing(map, &executor, &format!("corrupt map output: {}", e.0)))?;
-            out.splice(at..at, chunks.into_iter().map(Block::Encoded));
+            out.insert(at, Block::Frames(segment));
         }
         Ok(out)
     }
@@ -330,6 +347,7 @@ impl ShuffleService for MemoryShuffleStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spate_core::shuffle::frame::EncodingBuckets;
 
     #[test]
     fn write_read_and_lose_outputs() {
@@ -360,7 +378,7 @@ mod tests {
                     .downcast_ref::<Vec<u32>>()
                     .cloned()
                     .unwrap_or_default(),
-                Block::Encoded(_) => Vec::new(),
+                Block::Frames(_) => Vec::new(),
             })
             .collect();
         assert_eq!(got, vec![1, 2, 7]);
@@ -388,8 +406,8 @@ mod tests {
                         .cloned()
                         .unwrap_or_default(),
                 ),
-                Block::Encoded(bytes) => got.extend(
-                    spate_core::ship::codec::from_slice::<Vec<u32>>(&bytes).expect("decodes"),
+                Block::Frames(seg) => got.extend(
+                    spate_core::shuffle::frame::decode_records::<u32>(&seg).expect("decodes"),
                 ),
             }
         }
@@ -423,6 +441,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(outputs(&store), vec![false, true, true]);
+
         let want: Vec<u32> = (0..3)
             .flat_map(|m| (0..100).map(move |i| m * 1000 + i))
             .collect();
@@ -442,5 +461,28 @@ mod tests {
         assert!(!dir.join("shuffle_3_2.index").exists());
         drop(store);
         assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    #[test]
+    fn writers_ask_for_encoded_chunks_once_the_budget_is_spent() {
+        let encoded = |xs: &[u32]| {
+            let mut b = EncodingBuckets::new(2);
+            for x in xs {
+                b.push(0, x).expect("push");
+            }
+            b.finish().expect("finish")
+        };
+        for (budget, wants) in [(0, true), (DEFAULT_MEMORY_BUDGET, false)] {
+            let store = MemoryShuffleStore::with_budget(budget);
+            let mut w = store.map_writer(3, 0, 2, "driver").expect("writer");
+            assert_eq!(w.wants_encoded(), wants, "budget {budget}");
+            // Either way an encoded chunk is taken, and goes to disk.
+            w.spill_encoded(encoded(&[7, 8])).expect("spill");
+            w.spill(vec![Box::new(vec![9u32])]).expect("spill");
+            assert_eq!(w.commit().expect("commit").records, vec![3, 0]);
+            assert_eq!(read_u32s(&store, 0, 1).expect("read"), vec![7, 8, 9]);
+            let m = store.outputs.read().expect("lock");
+            assert!(matches!(m[&(3, 0)].stored, Stored::Disk));
+        }
     }
 }

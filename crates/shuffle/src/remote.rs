@@ -3,9 +3,10 @@
 //! executors' block servers.
 
 use crate::client::{self, FetchError};
-use crate::disk::{DiskStore, decode_segment};
+use crate::disk::DiskStore;
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
+use spate_core::shuffle::frame::{EncodedChunk, verify_segment};
 use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +62,12 @@ struct RemoteWriter<'a> {
 impl MapWriter for RemoteWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
         self.inner.spill(&buckets)
+    }
+    fn wants_encoded(&self) -> bool {
+        true
+    }
+    fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        self.inner.spill_encoded(chunk)
     }
     fn commit(self: Box<Self>) -> Result<MapStatus> {
         let RemoteWriter { inner, executor } = *self;
@@ -167,7 +174,8 @@ impl ShuffleService for RemoteShuffle {
             });
         let mut blocks = Vec::new();
         for (map, seg) in segments.into_iter().enumerate() {
-            let chunks = decode_segment(&seg?).map_err(|c| {
+            let seg = seg?;
+            verify_segment(&seg).map_err(|c| {
                 lost(
                     shuffle,
                     map,
@@ -176,7 +184,7 @@ impl ShuffleService for RemoteShuffle {
                     format!("corrupt block: {}", c.0),
                 )
             })?;
-            blocks.extend(chunks.into_iter().map(Block::Encoded));
+            blocks.push(Block::Frames(seg));
         }
         Ok(blocks)
     }
@@ -194,6 +202,7 @@ impl ShuffleService for RemoteShuffle {
 mod tests {
     use super::*;
     use crate::server::{Served, serve};
+    use spate_core::shuffle::frame::decode_records;
 
     #[test]
     fn reads_local_and_remote_blocks_and_names_what_is_lost() {
@@ -240,9 +249,7 @@ mod tests {
         let mut all = Vec::new();
         for b in blocks {
             match b {
-                Block::Encoded(bytes) => all.extend(
-                    spate_core::ship::codec::from_slice::<Vec<u32>>(&bytes).expect("decode"),
-                ),
+                Block::Frames(seg) => all.extend(decode_records::<u32>(&seg).expect("decode")),
                 Block::Object(_) => panic!("remote blocks are bytes"),
             }
         }

@@ -696,7 +696,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
 impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
     /// Sort by key into range partitions (a sampling job picks the ranges first), so that
-    /// `collect` returns all pairs in key order. Keeps the partition count.
+    /// `collect` returns all pairs in key order. Keeps the partition count. As in Spark,
+    /// the order of pairs with equal keys is unspecified (the sort is not stable), though
+    /// the same input gives the same output.
     ///
     /// ```
     /// # let ctx = spate::Context::builder().master("local[2]").build()?;
@@ -742,19 +744,76 @@ impl<K: Key + Ord, V: Data> Rdd<(K, V)> {
     }
 }
 
-/// Reservoir sample of up to `n` items, deterministic (fixed seed).
+/// Reservoir sample of up to `n` items, deterministic (fixed seed). Li's "Algorithm L":
+/// after the first `n` items it draws how many items to skip rather than a random number
+/// per item, so sampling costs next to nothing beside computing the items.
 fn reservoir<T>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
-    let mut rng = super::map_partitions::SplitMix64::new(0x5eed);
-    let mut out = Vec::with_capacity(n);
-    for (i, x) in it.enumerate() {
-        if i < n {
-            out.push(x);
-        } else {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            if j < n {
-                out[j] = x;
+    reservoir_seeded(it, n, 0x5eed)
+}
+
+fn reservoir_seeded<T>(mut it: impl Iterator<Item = T>, n: usize, seed: u64) -> Vec<T> {
+    let mut out: Vec<T> = it.by_ref().take(n).collect();
+    if out.len() < n || n == 0 {
+        return out;
+    }
+    let mut rng = super::map_partitions::SplitMix64::new(seed);
+    // Uniform in (0, 1]: the logarithms below must stay finite.
+    let mut unit = move || 1.0 - rng.next_f64();
+    let k = n as f64;
+    let mut w = (unit().ln() / k).exp();
+    loop {
+        let skip = (unit().ln() / (1.0 - w).ln()).floor();
+        // A huge (or infinite) skip saturates: the sample is final.
+        let Some(x) = it.nth(skip as usize) else {
+            return out;
+        };
+        let slot = (unit() * k) as usize;
+        out[slot.min(n - 1)] = x;
+        w *= (unit().ln() / k).exp();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reservoir_seeded;
+
+    #[test]
+    fn reservoir_keeps_short_inputs_whole() {
+        assert_eq!(reservoir_seeded(0..5, 10, 1), vec![0, 1, 2, 3, 4]);
+        assert_eq!(reservoir_seeded(0..5, 5, 1), vec![0, 1, 2, 3, 4]);
+        assert!(reservoir_seeded(0..5, 0, 1).is_empty());
+    }
+
+    #[test]
+    fn reservoir_samples_every_item_alike() {
+        // 4000 samples of 10 out of 200: each item is in about 200 of them (σ ≈ 13.8);
+        // a sampler biased to the start or the end of its input (e.g. one that stops
+        // replacing, or skips too far) is far outside ±5σ for many items.
+        let (items, n, trials) = (200usize, 10usize, 4000u64);
+        let mut hits = vec![0u32; items];
+        for seed in 0..trials {
+            let s = reservoir_seeded(0..items, n, seed);
+            assert_eq!(s.len(), n);
+            let mut sorted = s.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), n, "items are sampled without replacement");
+            for x in s {
+                hits[x] += 1;
             }
         }
+        let expect = trials as f64 * n as f64 / items as f64;
+        let sigma = (expect * (1.0 - n as f64 / items as f64)).sqrt();
+        for (item, &h) in hits.iter().enumerate() {
+            assert!(
+                (h as f64 - expect).abs() < 5.0 * sigma,
+                "item {item} sampled {h} times, expected about {expect}"
+            );
+        }
+        let late: u32 = hits[150..].iter().sum();
+        let early: u32 = hits[..50].iter().sum();
+        // The difference of two sums of 50 items has σ ≈ √100 · σ.
+        let bound = (5.0 * 10.0 * sigma) as u32;
+        assert!(late.abs_diff(early) < bound, "early {early} late {late}");
     }
-    out
 }
