@@ -35,9 +35,9 @@ fn main() -> anyhow::Result<()> {
     }
     let data = ctx
         .range(0, pairs, partitions)
-        .map_with(value_bytes, |n, i| {
+        .map_with("v".repeat(value_bytes), |value, i| {
             let key = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1;
-            (key, String::from_utf8(vec![b'v'; *n]).expect("ASCII"))
+            (key, value.clone())
         });
     let payload_mb = pairs as f64 * (8 + value_bytes) as f64 / 1e6;
     let t = Instant::now();

@@ -62,7 +62,25 @@ pub type ShuffleId = usize;
 /// chains of these; folding runs each link as the concrete adapter's own tight loop (no
 /// per-element re-entry into `FlatMap::next`), which is what makes them fast.
 pub struct PartIter<T> {
-    inner: Box<dyn DynIter<T>>,
+    inner: Inner<T>,
+}
+
+/// A materialized partition (a reduce task's sorted output, a collection's slice) is
+/// pulled without a dynamic call per element: a consumer's `for` loop over it costs what
+/// a loop over the vector costs.
+enum Inner<T> {
+    Vec(std::vec::IntoIter<T>),
+    Dyn(Box<dyn DynIter<T>>),
+}
+
+impl<T> Inner<T> {
+    #[inline]
+    fn fold_dyn(self, f: &mut dyn FnMut(&mut Vec<T>)) {
+        match self {
+            Inner::Vec(it) => Box::new(it).fold_dyn(f),
+            Inner::Dyn(it) => it.fold_dyn(f),
+        }
+    }
 }
 
 /// Elements handed across a dynamic boundary per call when folding.
@@ -105,7 +123,14 @@ impl<T> PartIter<T> {
     /// Box an iterator.
     pub fn new<I: Iterator<Item = T> + 'static>(it: I) -> Self {
         PartIter {
-            inner: Box::new(it),
+            inner: Inner::Dyn(Box::new(it)),
+        }
+    }
+
+    /// The elements of a vector, pulled without a dynamic call per element.
+    pub fn from_vec(v: Vec<T>) -> Self {
+        PartIter {
+            inner: Inner::Vec(v.into_iter()),
         }
     }
 }
@@ -136,11 +161,11 @@ impl<T: 'static> PartIter<T> {
 
     fn batched<Op: BatchOp<T> + 'static>(self, op: Op) -> PartIter<Op::Out> {
         PartIter {
-            inner: Box::new(Batched {
+            inner: Inner::Dyn(Box::new(Batched {
                 input: self,
                 op,
                 front: None,
-            }),
+            })),
         }
     }
 }
@@ -280,17 +305,27 @@ impl<T> Iterator for PartIter<T> {
 
     #[inline]
     fn next(&mut self) -> Option<T> {
-        self.inner.next_dyn()
+        match &mut self.inner {
+            Inner::Vec(it) => it.next(),
+            Inner::Dyn(it) => it.next_dyn(),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint_dyn()
+        match &self.inner {
+            Inner::Vec(it) => it.size_hint(),
+            Inner::Dyn(it) => it.size_hint_dyn(),
+        }
     }
 
     #[inline]
     fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+        let inner = match self.inner {
+            Inner::Vec(it) => return it.fold(init, f),
+            Inner::Dyn(it) => it,
+        };
         let mut acc = Some(init);
-        self.inner.fold_dyn(&mut |batch| {
+        inner.fold_dyn(&mut |batch| {
             if let Some(mut a) = acc.take() {
                 for x in batch.drain(..) {
                     a = f(a, x);
@@ -789,8 +824,15 @@ mod tests {
     /// flat_map's current element are not lost or repeated).
     #[test]
     fn batched_ops_match_std_adapters() {
-        for n in [0usize, 1, 255, 256, 257, 1000] {
-            let src = || PartIter::new(0..n as u64);
+        for (n, from_vec) in [0usize, 1, 255, 256, 257, 1000]
+            .into_iter()
+            .flat_map(|n| [(n, false), (n, true)])
+        {
+            // Over an iterator, and over a vector (the source without dynamic calls).
+            let src = || match from_vec {
+                false => PartIter::new(0..n as u64),
+                true => PartIter::from_vec((0..n as u64).collect()),
+            };
             let chain = |it: PartIter<u64>| {
                 it.map_batched(|x| x * 3)
                     .filter_batched(|x| x % 2 == 0)
@@ -810,6 +852,14 @@ mod tests {
                 let mut got: Vec<u64> = it.by_ref().take(k).collect();
                 it.for_each(|x| got.push(x));
                 assert_eq!(got, want, "pulled {k} then folded, n = {n}");
+                let mut plain = src();
+                let mut got: Vec<u64> = plain.by_ref().take(k).collect();
+                assert_eq!(plain.size_hint().0, n.saturating_sub(k), "n = {n}");
+                got.extend(plain.fold(Vec::new(), |mut v, x| {
+                    v.push(x);
+                    v
+                }));
+                assert_eq!(got, (0..n as u64).collect::<Vec<_>>(), "source, n = {n}");
             }
         }
     }

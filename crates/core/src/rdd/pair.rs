@@ -751,26 +751,38 @@ fn reservoir<T>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
     reservoir_seeded(it, n, 0x5eed)
 }
 
-fn reservoir_seeded<T>(mut it: impl Iterator<Item = T>, n: usize, seed: u64) -> Vec<T> {
-    let mut out: Vec<T> = it.by_ref().take(n).collect();
-    if out.len() < n || n == 0 {
+fn reservoir_seeded<T>(it: impl Iterator<Item = T>, n: usize, seed: u64) -> Vec<T> {
+    use super::map_partitions::SplitMix64;
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    if n == 0 {
         return out;
     }
-    let mut rng = super::map_partitions::SplitMix64::new(seed);
     // Uniform in (0, 1]: the logarithms below must stay finite.
-    let mut unit = move || 1.0 - rng.next_f64();
+    let unit = |rng: &mut SplitMix64| 1.0 - rng.next_f64();
     let k = n as f64;
-    let mut w = (unit().ln() / k).exp();
-    loop {
-        let skip = (unit().ln() / (1.0 - w).ln()).floor();
-        // A huge (or infinite) skip saturates: the sample is final.
-        let Some(x) = it.nth(skip as usize) else {
-            return out;
-        };
-        let slot = (unit() * k) as usize;
-        out[slot.min(n - 1)] = x;
-        w *= (unit().ln() / k).exp();
-    }
+    // Items to pass over before the next replacement; a huge (or infinite) draw
+    // saturates, and the sample is final.
+    let draw = |rng: &mut SplitMix64, w: &mut f64| -> usize {
+        *w *= (unit(rng).ln() / k).exp();
+        (unit(rng).ln() / (1.0 - *w).ln()).floor() as usize
+    };
+    let (mut rng, mut w, mut skip) = (SplitMix64::new(seed), 1.0f64, 0usize);
+    // A fold, not `next` per item: a partition's items come in batches.
+    it.for_each(|x| {
+        if out.len() < n {
+            out.push(x);
+            if out.len() == n {
+                skip = draw(&mut rng, &mut w);
+            }
+        } else if skip > 0 {
+            skip -= 1;
+        } else {
+            let slot = (unit(&mut rng) * k) as usize;
+            out[slot.min(n - 1)] = x;
+            skip = draw(&mut rng, &mut w);
+        }
+    });
+    out
 }
 
 #[cfg(test)]

@@ -514,7 +514,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
         if S::SORTS && !A::COMBINES {
             let mut v = read_shuffle::<(K, C)>(tc, self.shuffle_id, split, self.maps).into_vec();
             self.sort.sort(&mut v);
-            return PartIter::new(v.into_iter());
+            return PartIter::from_vec(v);
         }
         let records = read_shuffle::<(K, C)>(tc, self.shuffle_id, split, self.maps);
         if A::COMBINES {
@@ -523,7 +523,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>, S: KeySort<K, C>> RddNode
             if S::SORTS {
                 let mut v: Vec<(K, C)> = merged.into_pairs().collect();
                 self.sort.sort(&mut v);
-                PartIter::new(v.into_iter())
+                PartIter::from_vec(v)
             } else {
                 PartIter::new(merged.into_pairs())
             }
