@@ -108,10 +108,12 @@ pub trait MapWriter {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()>;
     /// Publish the output (replacing an earlier output of the same map task).
     fn commit(self: Box<Self>) -> Result<MapStatus>;
-    /// Whether this writer stores bytes: the map task then encodes each record into
-    /// frames as it comes ([`frame::EncodingBuckets`]) and hands chunks over with
-    /// [`MapWriter::spill_encoded`], rather than buffering objects to be encoded later.
-    fn wants_encoded(&self) -> bool {
+    /// Whether this writer wants frames: the map task then encodes each record as it
+    /// comes ([`frame::EncodingBuckets`]) and hands chunks over with
+    /// [`MapWriter::spill_encoded`], rather than buffering objects. Stores that keep bytes
+    /// always do; `records_own_heap` says the records own heap data (a `String`, a `Vec`),
+    /// so that a clone of one costs about what decoding it does.
+    fn wants_encoded(&self, _records_own_heap: bool) -> bool {
         false
     }
     /// Take a chunk already encoded as frames.

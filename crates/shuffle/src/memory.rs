@@ -16,11 +16,27 @@ use std::sync::{Arc, OnceLock, RwLock};
 /// Default for [`MemoryShuffleStore::with_budget`].
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
+/// One block of a map output kept in memory.
+enum Kept {
+    /// The map task's objects, cloned by readers.
+    Objects(Arc<dyn BlockData>),
+    /// Frames: what a map task hands over when its records own heap data (a clone of
+    /// such a record costs an allocation, as decoding it does, and frames take a fraction
+    /// of the memory).
+    Frames(Vec<u8>),
+}
+
+/// A chunk a map task handed over, kept until the output is committed.
+enum Chunk {
+    Objects(Vec<Arc<dyn BlockData>>),
+    Frames(EncodedChunk),
+}
+
 enum Stored {
     /// Per reduce partition, one block per chunk the map task handed over; and their
-    /// estimated size, counted in the store's budget.
-    Objects {
-        blocks: Vec<Vec<Arc<dyn BlockData>>>,
+    /// size (estimated for objects), counted in the store's budget.
+    Memory {
+        blocks: Vec<Vec<Kept>>,
         bytes: usize,
     },
     /// In the store's disk directory.
@@ -37,12 +53,12 @@ struct MemoryWriter<'a> {
     shuffle: ShuffleId,
     map: usize,
     executor: String,
-    /// Chunks kept as objects so far (each: one block per reduce partition).
-    chunks: Vec<Vec<Arc<dyn BlockData>>>,
+    /// Chunks kept in memory so far.
+    chunks: Vec<Chunk>,
     bytes: usize,
     /// Set once this output goes to disk (it then takes every chunk, and counts records).
     disk: Option<DiskWriter<'a>>,
-    /// Records per reduce partition of the chunks kept as objects.
+    /// Records per reduce partition of the chunks kept in memory.
     records: Vec<u64>,
 }
 
@@ -55,7 +71,10 @@ impl<'a> MemoryWriter<'a> {
                 .disk()?
                 .writer(self.shuffle, self.map, self.records.len());
             for chunk in std::mem::take(&mut self.chunks) {
-                w.spill(&chunk)?;
+                match chunk {
+                    Chunk::Objects(blocks) => w.spill(&blocks)?,
+                    Chunk::Frames(frames) => w.spill_encoded(frames)?,
+                }
             }
             self.bytes = 0;
             self.disk = Some(w);
@@ -77,7 +96,7 @@ impl MapWriter for MemoryWriter<'_> {
                     *records += b.records() as u64;
                 }
                 self.chunks
-                    .push(buckets.into_iter().map(Arc::from).collect());
+                    .push(Chunk::Objects(buckets.into_iter().map(Arc::from).collect()));
                 return Ok(());
             }
         }
@@ -85,13 +104,25 @@ impl MapWriter for MemoryWriter<'_> {
         self.disk_writer()?.spill(&buckets)
     }
 
-    /// Once the budget is spent (by other outputs or by this one's first chunks), the
-    /// rest goes to disk anyway: then the map task encodes as it goes.
-    fn wants_encoded(&self) -> bool {
-        self.disk.is_some() || !self.store.fits(self.bytes + 1)
+    /// Records that own heap data are kept as frames; so is everything once the budget
+    /// is spent (by other outputs or by this one's first chunks: the rest goes to disk).
+    fn wants_encoded(&self, records_own_heap: bool) -> bool {
+        records_own_heap || self.disk.is_some() || !self.store.fits(self.bytes + 1)
     }
 
     fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        check_chunk_width(chunk.segments.len(), self.records.len())?;
+        if self.disk.is_none() {
+            let size: usize = chunk.segments.iter().map(Vec::len).sum();
+            if self.store.fits(self.bytes + size) {
+                self.bytes += size;
+                for (n, records) in chunk.records.iter().zip(&mut self.records) {
+                    *records += n;
+                }
+                self.chunks.push(Chunk::Frames(chunk));
+                return Ok(());
+            }
+        }
         self.disk_writer()?.spill_encoded(chunk)
     }
 
@@ -110,18 +141,24 @@ impl MapWriter for MemoryWriter<'_> {
             Some(w) => (Stored::Disk, w.commit()?),
             None => {
                 // Per reduce partition, its block of every chunk (empty ones left out).
-                let mut blocks: Vec<Vec<Arc<dyn BlockData>>> =
-                    (0..records.len()).map(|_| Vec::new()).collect();
+                let mut blocks: Vec<Vec<Kept>> = (0..records.len()).map(|_| Vec::new()).collect();
                 for chunk in chunks {
-                    for (r, b) in chunk.into_iter().enumerate() {
-                        if b.records() > 0
-                            && let Some(list) = blocks.get_mut(r)
-                        {
-                            list.push(b);
-                        }
+                    let kept: Vec<Option<Kept>> = match chunk {
+                        Chunk::Objects(bs) => bs
+                            .into_iter()
+                            .map(|b| (b.records() > 0).then_some(Kept::Objects(b)))
+                            .collect(),
+                        Chunk::Frames(f) => f
+                            .segments
+                            .into_iter()
+                            .map(|seg| (!seg.is_empty()).then_some(Kept::Frames(seg)))
+                            .collect(),
+                    };
+                    for (list, k) in blocks.iter_mut().zip(kept) {
+                        list.extend(k);
                     }
                 }
-                (Stored::Objects { blocks, bytes }, records)
+                (Stored::Memory { blocks, bytes }, records)
             }
         };
         store.insert(
@@ -209,7 +246,7 @@ impl MemoryShuffleStore {
     }
 
     fn insert(&self, key: (ShuffleId, usize), output: MapOutput) -> Result<()> {
-        if let Stored::Objects { bytes, .. } = &output.stored {
+        if let Stored::Memory { bytes, .. } = &output.stored {
             self.held.fetch_add(*bytes as u64, Ordering::Relaxed);
         }
         let old = self
@@ -227,7 +264,7 @@ impl MemoryShuffleStore {
     /// when a newer output of the same map task replaced it (same file names).
     fn forget(&self, key: (ShuffleId, usize), output: MapOutput) {
         match output.stored {
-            Stored::Objects { bytes, .. } => {
+            Stored::Memory { bytes, .. } => {
                 self.held.fetch_sub(bytes as u64, Ordering::Relaxed);
             }
             Stored::Disk => {
@@ -286,11 +323,15 @@ impl ShuffleService for MemoryShuffleStore {
                     .get(&(shuffle, map))
                     .ok_or_else(|| missing(map, "unknown", "map output missing"))?;
                 match &o.stored {
-                    Stored::Objects { blocks, .. } => {
+                    Stored::Memory { blocks, .. } => {
                         let chunks = blocks.get(reduce).ok_or_else(|| {
                             missing(map, &o.executor, "no block for this reduce partition")
                         })?;
-                        out.extend(chunks.iter().cloned().map(Block::Object));
+                        out.extend(chunks.iter().map(|k| match k {
+                            Kept::Objects(b) => Block::Object(b.clone()),
+                            // Compressed: a fraction of the records' size to copy.
+                            Kept::Frames(seg) => Block::Frames(seg.clone()),
+                        }));
                     }
                     Stored::Disk => on_disk.push((map, out.len(), o.executor.clone())),
                 }
@@ -464,7 +505,7 @@ mod tests {
     }
 
     #[test]
-    fn writers_ask_for_encoded_chunks_once_the_budget_is_spent() {
+    fn encoded_chunks_are_kept_in_memory_while_the_budget_lasts() {
         let encoded = |xs: &[u32]| {
             let mut b = EncodingBuckets::new(2);
             for x in xs {
@@ -472,17 +513,22 @@ mod tests {
             }
             b.finish().expect("finish")
         };
-        for (budget, wants) in [(0, true), (DEFAULT_MEMORY_BUDGET, false)] {
+        for (budget, on_disk) in [(0, true), (DEFAULT_MEMORY_BUDGET, false)] {
             let store = MemoryShuffleStore::with_budget(budget);
             let mut w = store.map_writer(3, 0, 2, "driver").expect("writer");
-            assert_eq!(w.wants_encoded(), wants, "budget {budget}");
-            // Either way an encoded chunk is taken, and goes to disk.
+            // Objects for plain records while there is room; frames for records owning
+            // heap data, and once the budget is spent.
+            assert_eq!(w.wants_encoded(false), on_disk, "budget {budget}");
+            assert!(w.wants_encoded(true));
             w.spill_encoded(encoded(&[7, 8])).expect("spill");
             w.spill(vec![Box::new(vec![9u32])]).expect("spill");
-            assert_eq!(w.commit().expect("commit").records, vec![3, 0]);
-            assert_eq!(read_u32s(&store, 0, 1).expect("read"), vec![7, 8, 9]);
+            w.spill_encoded(encoded(&[10])).expect("spill");
+            assert_eq!(w.commit().expect("commit").records, vec![4, 0]);
+            assert_eq!(read_u32s(&store, 0, 1).expect("read"), vec![7, 8, 9, 10]);
             let m = store.outputs.read().expect("lock");
-            assert!(matches!(m[&(3, 0)].stored, Stored::Disk));
+            assert_eq!(matches!(m[&(3, 0)].stored, Stored::Disk), on_disk);
+            let held = store.held.load(Ordering::Relaxed);
+            assert_eq!(held == 0, on_disk, "memory outputs count in the budget");
         }
     }
 }

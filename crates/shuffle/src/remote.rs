@@ -63,7 +63,7 @@ impl MapWriter for RemoteWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
         self.inner.spill(&buckets)
     }
-    fn wants_encoded(&self) -> bool {
+    fn wants_encoded(&self, _records_own_heap: bool) -> bool {
         true
     }
     fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {

@@ -52,7 +52,13 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
     }
     fn run_map_task(&self, map: usize, tc: &TaskContext) -> Result<MapStatus> {
         let n = self.partitioner.num_partitions();
-        let records = compute(&self.parent, map, tc);
+        let mut records = compute(&self.parent, map, tc).peekable();
+        // Judged from the first record: encoded bigger than in memory means it owns heap
+        // data.
+        let owns_heap = records.peek().is_some_and(|(k, v)| {
+            bincode::serialized_size(&(k, v))
+                .is_ok_and(|n| n as usize > std::mem::size_of::<(K, V)>())
+        });
         let mut writer = tc
             .shuffle
             .map_writer(self.shuffle_id, map, n, &tc.executor)?;
@@ -60,7 +66,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         let mut failed: Option<Error> = None;
         let agg = &self.aggregator;
         let partitioner = &*self.partitioner;
-        let encoded = writer.wants_encoded();
+        let encoded = writer.wants_encoded(owns_heap);
         // One chunk of (combined) pairs, partitioned, to the writer.
         let hand_over = |writer: &mut Box<dyn MapWriter + '_>,
                          pairs: &mut dyn Iterator<Item = (K, C)>|
