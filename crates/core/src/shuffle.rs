@@ -98,6 +98,9 @@ pub enum Block {
     /// A segment of frames ([`frame`]) read from disk or the network, its checksums
     /// verified; the reader decompresses and decodes it frame by frame.
     Frames(Vec<u8>),
+    /// A block still arriving (fetched concurrently): calling this waits for it. The
+    /// reader decodes the blocks before it meanwhile, so fetching overlaps decoding.
+    Pending(Box<dyn FnOnce() -> Result<Block> + Send>),
 }
 
 /// Receives one map task's output in chunks: each chunk holds one block per reduce

@@ -410,19 +410,7 @@ mod tests {
                 "driver",
             )
             .expect("write");
-        let blocks = store.read_blocks(3, 0, 2).expect("read");
-        let got: Vec<u32> = blocks
-            .iter()
-            .flat_map(|b| match b {
-                Block::Object(b) => b
-                    .as_any()
-                    .downcast_ref::<Vec<u32>>()
-                    .cloned()
-                    .unwrap_or_default(),
-                Block::Frames(_) => Vec::new(),
-            })
-            .collect();
-        assert_eq!(got, vec![1, 2, 7]);
+        assert_eq!(read_u32s(&store, 0, 2).expect("read"), vec![1, 2, 7]);
         store.remove_map_output(3, 1);
         match store.read_blocks(3, 0, 2) {
             Err(Error::FetchFailed {
@@ -450,6 +438,7 @@ mod tests {
                 Block::Frames(seg) => got.extend(
                     spate_core::shuffle::frame::decode_records::<u32>(&seg).expect("decodes"),
                 ),
+                Block::Pending(_) => panic!("local blocks are never pending"),
             }
         }
         Ok(got)

@@ -78,6 +78,90 @@ impl MapWriter for RemoteWriter<'_> {
     }
 }
 
+/// A fetch under way: aborted if its block is never waited for (the task stopped early).
+struct Fetch(Option<tokio::task::JoinHandle<Result<Vec<u8>>>>);
+
+impl Fetch {
+    async fn wait(mut self) -> Result<Vec<u8>> {
+        match self.0.take() {
+            Some(h) => h
+                .await
+                .unwrap_or_else(|e| Err(Error::Other(format!("fetch task: {e}")))),
+            None => Err(Error::Other("fetch waited for twice".into())),
+        }
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
+impl RemoteShuffle {
+    /// Map output `map`'s segment for `reduce`: from disk when it is here, else fetched
+    /// from the executor at `addr`.
+    fn fetch(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+        addr: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + 'static {
+        let (store, addr, local) = (self.store.clone(), addr.to_string(), addr == self.me);
+        async move {
+            if local {
+                let read =
+                    tokio::task::spawn_blocking(move || store.read_segment(shuffle, map, reduce))
+                        .await;
+                match read {
+                    Ok(Ok(Some(seg))) => Ok(seg),
+                    Ok(Ok(None)) => Err(lost(
+                        shuffle,
+                        map,
+                        reduce,
+                        &addr,
+                        "map output missing on local disk".into(),
+                    )),
+                    Ok(Err(e)) => Err(lost(
+                        shuffle,
+                        map,
+                        reduce,
+                        &addr,
+                        format!("reading local map output: {e}"),
+                    )),
+                    Err(e) => Err(lost(
+                        shuffle,
+                        map,
+                        reduce,
+                        &addr,
+                        format!("local read task: {e}"),
+                    )),
+                }
+            } else {
+                client::get(
+                    &addr,
+                    &format!("/shuffle/{shuffle}/{map}/{reduce}"),
+                    FETCH_RETRIES,
+                )
+                .await
+                .map_err(|e| match e {
+                    FetchError::NotFound => lost(
+                        shuffle,
+                        map,
+                        reduce,
+                        &addr,
+                        "map output missing on its executor".into(),
+                    ),
+                    other => lost(shuffle, map, reduce, &addr, other.to_string()),
+                })
+            }
+        }
+    }
+}
+
 impl ShuffleService for RemoteShuffle {
     fn map_writer(
         &self,
@@ -103,90 +187,29 @@ impl ShuffleService for RemoteShuffle {
                 "no location for this map output".into(),
             ));
         }
-        let store = self.store.clone();
-        let me = self.me.clone();
-        let owned = locs.to_vec();
-        // Fetch every remote block concurrently; local ones are read from disk directly.
-        let segments: Vec<std::result::Result<Vec<u8>, Error>> =
-            self.runtime.block_on(async move {
-                let fetches = owned.into_iter().take(maps).enumerate().map(|(map, addr)| {
-                    let store = store.clone();
-                    let me = me.clone();
-                    async move {
-                        if addr == me {
-                            let read = tokio::task::spawn_blocking(move || {
-                                store.read_segment(shuffle, map, reduce)
-                            })
-                            .await;
-                            match read {
-                                Ok(Ok(Some(seg))) => Ok(seg),
-                                Ok(Ok(None)) => Err(lost(
-                                    shuffle,
-                                    map,
-                                    reduce,
-                                    &addr,
-                                    "map output missing on local disk".into(),
-                                )),
-                                Ok(Err(e)) => Err(lost(
-                                    shuffle,
-                                    map,
-                                    reduce,
-                                    &addr,
-                                    format!("reading local map output: {e}"),
-                                )),
-                                Err(e) => Err(lost(
-                                    shuffle,
-                                    map,
-                                    reduce,
-                                    &addr,
-                                    format!("local read task: {e}"),
-                                )),
-                            }
-                        } else {
-                            client::get(
-                                &addr,
-                                &format!("/shuffle/{shuffle}/{map}/{reduce}"),
-                                FETCH_RETRIES,
-                            )
-                            .await
-                            .map_err(|e| match e {
-                                FetchError::NotFound => lost(
-                                    shuffle,
-                                    map,
-                                    reduce,
-                                    &addr,
-                                    "map output missing on its executor".into(),
-                                ),
-                                other => lost(shuffle, map, reduce, &addr, other.to_string()),
-                            })
-                        }
-                    }
-                });
-                let handles: Vec<_> = fetches.map(tokio::spawn).collect();
-                let mut out = Vec::with_capacity(handles.len());
-                for h in handles {
-                    out.push(
-                        h.await
-                            .unwrap_or_else(|e| Err(Error::Other(format!("fetch task: {e}")))),
-                    );
-                }
-                out
-            });
-        let mut blocks = Vec::new();
-        for (map, seg) in segments.into_iter().enumerate() {
-            let seg = seg?;
-            verify_segment(&seg).map_err(|c| {
-                lost(
-                    shuffle,
-                    map,
-                    reduce,
-                    &locs[map],
-                    format!("corrupt block: {}", c.0),
-                )
-            })?;
-            blocks.push(Block::Frames(seg));
-        }
-        Ok(blocks)
+        // Every block is fetched (remote) or read from disk (local) concurrently, starting
+        // now; the reader waits for each in map order while decoding the ones before.
+        let blocks = locs.iter().take(maps).enumerate().map(|(map, addr)| {
+            let fetch = Fetch(Some(
+                self.runtime.spawn(self.fetch(shuffle, map, reduce, addr)),
+            ));
+            let (runtime, addr) = (self.runtime.clone(), addr.clone());
+            let wait = move || -> Result<Block> {
+                let seg = runtime.block_on(fetch.wait())?;
+                verify_segment(&seg).map_err(|c| {
+                    lost(
+                        shuffle,
+                        map,
+                        reduce,
+                        &addr,
+                        format!("corrupt block: {}", c.0),
+                    )
+                })?;
+                Ok(Block::Frames(seg))
+            };
+            Block::Pending(Box::new(wait))
+        });
+        Ok(blocks.collect())
     }
 
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {
@@ -243,22 +266,49 @@ mod tests {
             locations,
             rt.handle().clone(),
         );
-        let blocks =
-            std::thread::scope(|s| s.spawn(|| svc.read_blocks(0, 0, 2)).join().expect("thread"))
-                .expect("read");
-        let mut all = Vec::new();
-        for b in blocks {
-            match b {
-                Block::Frames(seg) => all.extend(decode_records::<u32>(&seg).expect("decode")),
-                Block::Object(_) => panic!("remote blocks are bytes"),
-            }
+        // Off the runtime, as a task thread: blocks arrive as they are waited for.
+        let read = || -> Result<Vec<u32>> {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut all = Vec::new();
+                    for b in svc.read_blocks(0, 0, 2)? {
+                        let mut b = b;
+                        while let Block::Pending(wait) = b {
+                            b = wait()?;
+                        }
+                        match b {
+                            Block::Frames(seg) => all.extend(decode_records::<u32>(&seg)?),
+                            _ => panic!("remote blocks are frames"),
+                        }
+                    }
+                    Ok(all)
+                })
+                .join()
+                .expect("thread")
+            })
+        };
+        assert_eq!(read().expect("read"), vec![1, 2, 3]);
+        // Blocks never waited for are dropped without waiting for them.
+        let dropped = std::thread::scope(|s| {
+            s.spawn(|| svc.read_blocks(0, 0, 2).map(|b| b.len()))
+                .join()
+                .expect("thread")
+        });
+        assert_eq!(dropped.expect("read"), 2);
+        // A damaged block is a fetch failure naming its map output.
+        let data = base.join("b").join("shuffle_0_1.data");
+        let mut bytes = std::fs::read(&data).expect("data");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x5a;
+        std::fs::write(&data, &bytes).expect("write");
+        match read() {
+            Err(Error::FetchFailed {
+                map: 1, message, ..
+            }) => assert!(message.contains("corrupt block"), "{message}"),
+            other => panic!("expected a corrupt block, got {other:?}"),
         }
-        assert_eq!(all, vec![1, 2, 3]);
         far.remove(0, 1);
-        let err =
-            std::thread::scope(|s| s.spawn(|| svc.read_blocks(0, 0, 2)).join().expect("thread"))
-                .err()
-                .expect("lost");
+        let err = read().expect_err("lost");
         match err {
             Error::FetchFailed {
                 shuffle: 0,

@@ -277,7 +277,7 @@ impl<R: Data> Iterator for BlockIter<R> {
                 self.owned = self.next_frame().into_iter();
                 continue;
             }
-            match self.blocks.next()? {
+            match arrived(self.blocks.next()?) {
                 Block::Object(b) => {
                     let n = b.records() as u64;
                     crate::metrics::record(|m| m.shuffle_read_records += n);
@@ -287,9 +287,20 @@ impl<R: Data> Iterator for BlockIter<R> {
                     self.segment = seg;
                     self.pos = 0;
                 }
+                Block::Pending(_) => unreachable!("arrived blocks are not pending"),
             }
         }
     }
+}
+
+/// The block, once it has arrived; a block that failed to arrive fails the task with its
+/// error (a `FetchFailed` naming the map output).
+fn arrived(block: Block) -> Block {
+    let mut block = block;
+    while let Block::Pending(wait) = block {
+        block = wait().unwrap_or_else(|e| raise(e));
+    }
+    block
 }
 
 fn wrong_block_type<R>() -> Error {
@@ -350,7 +361,7 @@ impl<R: Data> BlockIter<R> {
                 total += v.len();
                 pieces.push(Err(v));
             }
-            match self.blocks.next() {
+            match self.blocks.next().map(arrived) {
                 None => break,
                 Some(Block::Object(b)) => {
                     let n = b.records();
@@ -362,6 +373,7 @@ impl<R: Data> BlockIter<R> {
                     self.segment = seg;
                     self.pos = 0;
                 }
+                Some(Block::Pending(_)) => unreachable!("arrived blocks are not pending"),
             }
         }
         let mut out = Vec::with_capacity(total);
@@ -579,12 +591,40 @@ mod tests {
                 Block::Frames(segment(&records(3..1000), 128)),
                 Block::Frames(Vec::new()),
                 Block::Object(Arc::new(records(1000..1001))),
-                Block::Frames(segment(&records(1001..1002), 1)),
+                Block::Pending(Box::new(|| {
+                    Ok(Block::Frames(segment(&records(1001..1002), 1)))
+                })),
             ]
         };
         let want = records(0..1002);
         assert_eq!(iter(blocks()).collect::<Vec<_>>(), want);
         assert_eq!(iter(blocks()).into_vec(), want);
+    }
+
+    #[test]
+    fn a_block_that_fails_to_arrive_fails_the_task_with_its_error() {
+        let lost = || Error::FetchFailed {
+            shuffle: 4,
+            map: 1,
+            reduce: 2,
+            executor: "e".into(),
+            message: "gone".into(),
+        };
+        for into_vec in [false, true] {
+            let it = iter(vec![
+                Block::Frames(segment(&records(0..3), 2)),
+                Block::Pending(Box::new(move || Err(lost()))),
+            ]);
+            let err = crate::task::catch_raised(|| {
+                if into_vec {
+                    it.into_vec()
+                } else {
+                    it.collect()
+                }
+            })
+            .expect_err("lost block");
+            assert!(matches!(err, Error::FetchFailed { map: 1, .. }), "{err}");
+        }
     }
 
     #[test]
