@@ -311,6 +311,19 @@ fn wrong_block_type<R>() -> Error {
 }
 
 impl<R: Data> BlockIter<R> {
+    fn new(blocks: Vec<Block>, shuffle: ShuffleId, reduce: usize) -> Self {
+        BlockIter {
+            blocks: blocks.into_iter(),
+            object: None,
+            segment: Vec::new(),
+            pos: 0,
+            owned: Vec::new().into_iter(),
+            buf: Vec::new(),
+            shuffle,
+            reduce,
+        }
+    }
+
     /// Decompress and decode the current segment's next frame (counting it in the task's
     /// metrics); a frame that does not decode fails the task, naming the shuffle and
     /// reduce partition.
@@ -401,16 +414,7 @@ pub(crate) fn read_shuffle<R: Data>(
         .shuffle
         .read_blocks(shuffle, reduce, maps)
         .unwrap_or_else(|e| raise(e));
-    BlockIter {
-        blocks: blocks.into_iter(),
-        object: None,
-        segment: Vec::new(),
-        pos: 0,
-        owned: Vec::new().into_iter(),
-        buf: Vec::new(),
-        shuffle,
-        reduce,
-    }
+    BlockIter::new(blocks, shuffle, reduce)
 }
 
 /// Orders a reduce partition by key, or leaves it alone. A type, not a function pointer,
@@ -567,20 +571,18 @@ mod tests {
     }
 
     fn iter(blocks: Vec<Block>) -> BlockIter<(u64, String)> {
-        BlockIter {
-            blocks: blocks.into_iter(),
-            object: None,
-            segment: Vec::new(),
-            pos: 0,
-            owned: Vec::new().into_iter(),
-            buf: Vec::new(),
-            shuffle: 4,
-            reduce: 2,
-        }
+        BlockIter::new(blocks, 4, 2)
     }
 
     fn records(range: std::ops::Range<u64>) -> Vec<(u64, String)> {
         range.map(|i| (i, "v".repeat(i as usize % 40))).collect()
+    }
+
+    /// The error raised reading `blocks()` record by record, and all at once.
+    fn read_errors(blocks: impl Fn() -> Vec<Block>) -> [Error; 2] {
+        let pulled = crate::task::catch_raised(|| iter(blocks()).collect::<Vec<_>>());
+        let whole = crate::task::catch_raised(|| iter(blocks()).into_vec());
+        [pulled.expect_err("pulled"), whole.expect_err("into_vec")]
     }
 
     #[test]
@@ -610,19 +612,13 @@ mod tests {
             executor: "e".into(),
             message: "gone".into(),
         };
-        for into_vec in [false, true] {
-            let it = iter(vec![
+        let blocks = || {
+            vec![
                 Block::Frames(segment(&records(0..3), 2)),
                 Block::Pending(Box::new(move || Err(lost()))),
-            ]);
-            let err = crate::task::catch_raised(|| {
-                if into_vec {
-                    it.into_vec()
-                } else {
-                    it.collect()
-                }
-            })
-            .expect_err("lost block");
+            ]
+        };
+        for err in read_errors(blocks) {
             assert!(matches!(err, Error::FetchFailed { map: 1, .. }), "{err}");
         }
     }
@@ -632,16 +628,7 @@ mod tests {
         let mut seg = segment(&records(0..10), 4);
         // Valid checksums are checked when fetched; here the body lies about its size.
         seg[8] ^= 0xff;
-        for into_vec in [false, true] {
-            let it = iter(vec![Block::Frames(seg.clone())]);
-            let err = crate::task::catch_raised(|| {
-                if into_vec {
-                    it.into_vec()
-                } else {
-                    it.collect()
-                }
-            })
-            .expect_err("corrupt frame");
+        for err in read_errors(|| vec![Block::Frames(seg.clone())]) {
             let msg = err.to_string();
             assert!(
                 msg.contains("shuffle 4 block for reduce partition 2"),
