@@ -52,13 +52,7 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
     }
     fn run_map_task(&self, map: usize, tc: &TaskContext) -> Result<MapStatus> {
         let n = self.partitioner.num_partitions();
-        let mut records = compute(&self.parent, map, tc).peekable();
-        // Judged from the first record: encoded bigger than in memory means it owns heap
-        // data.
-        let owns_heap = records.peek().is_some_and(|(k, v)| {
-            bincode::serialized_size(&(k, v))
-                .is_ok_and(|n| n as usize > std::mem::size_of::<(K, V)>())
-        });
+        let records = compute(&self.parent, map, tc);
         let mut writer = tc
             .shuffle
             .map_writer(self.shuffle_id, map, n, &tc.executor)?;
@@ -66,11 +60,14 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         let mut failed: Option<Error> = None;
         let agg = &self.aggregator;
         let partitioner = &*self.partitioner;
-        let encoded = writer.wants_encoded(owns_heap);
-        // One chunk of (combined) pairs, partitioned, to the writer.
+        // One chunk of combined pairs, partitioned, to the writer (as frames if it wants
+        // them for records like the chunk's first).
         let hand_over = |writer: &mut Box<dyn MapWriter + '_>,
                          pairs: &mut dyn Iterator<Item = (K, C)>|
          -> Result<()> {
+            let first = pairs.next();
+            let encoded = writer.wants_encoded(first.as_ref().is_some_and(owns_heap));
+            let pairs = first.into_iter().chain(pairs);
             if encoded {
                 let mut buckets = EncodingBuckets::new(n);
                 for (k, c) in pairs {
@@ -112,53 +109,59 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
                 return Err(e);
             }
             hand_over(&mut writer, &mut combined.into_pairs())?;
-        } else if encoded {
-            // Each record is encoded as it comes, while it is in cache, and dropped; the
-            // budget counts the encoded bytes held.
-            let mut buckets = EncodingBuckets::new(n);
-            records.for_each(|(k, v)| {
-                if failed.is_some() {
-                    return;
-                }
-                let r = partitioner.partition(&k);
-                if let Err(e) = buckets.push(r, &(k, agg.create_combiner(v))) {
-                    failed = Some(e);
-                    return;
-                }
-                if budget.over_bytes(buckets.held_bytes()) {
-                    let full = std::mem::replace(&mut buckets, EncodingBuckets::new(n));
-                    if let Err(e) = full.finish().and_then(|c| writer.spill_encoded(c)) {
-                        failed = Some(e);
-                    }
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            writer.spill_encoded(buckets.finish()?)?;
         } else {
-            let mut buckets = empty_buckets::<K, C>(n, records.size_hint().0);
-            let mut buffered = 0usize;
-            records.for_each(|(k, v)| {
-                if failed.is_some() {
-                    return;
-                }
-                budget.sample(&k, &v);
-                buffered += 1;
-                if budget.over(buffered) {
-                    buffered = 1;
-                    let blocks = into_blocks(std::mem::replace(&mut buckets, empty_buckets(n, 0)));
-                    if let Err(e) = writer.spill(blocks) {
-                        failed = Some(e);
+            // Only here: on the combining path above, pulling the first record before the
+            // fold measured 7 % slower (word count).
+            let mut records = records.peekable();
+            if writer.wants_encoded(records.peek().is_some_and(owns_heap)) {
+                // Each record is encoded as it comes, while it is in cache, and dropped; the
+                // budget counts the encoded bytes held.
+                let mut buckets = EncodingBuckets::new(n);
+                records.for_each(|(k, v)| {
+                    if failed.is_some() {
+                        return;
                     }
+                    let r = partitioner.partition(&k);
+                    if let Err(e) = buckets.push(r, &(k, agg.create_combiner(v))) {
+                        failed = Some(e);
+                        return;
+                    }
+                    if budget.over_bytes(buckets.held_bytes()) {
+                        let full = std::mem::replace(&mut buckets, EncodingBuckets::new(n));
+                        if let Err(e) = full.finish().and_then(|c| writer.spill_encoded(c)) {
+                            failed = Some(e);
+                        }
+                    }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-                let r = partitioner.partition(&k);
-                buckets[r].push((k, agg.create_combiner(v)));
-            });
-            if let Some(e) = failed {
-                return Err(e);
+                writer.spill_encoded(buckets.finish()?)?;
+            } else {
+                let mut buckets = empty_buckets::<K, C>(n, records.size_hint().0);
+                let mut buffered = 0usize;
+                records.for_each(|(k, v)| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    budget.sample(&k, &v);
+                    buffered += 1;
+                    if budget.over(buffered) {
+                        buffered = 1;
+                        let blocks =
+                            into_blocks(std::mem::replace(&mut buckets, empty_buckets(n, 0)));
+                        if let Err(e) = writer.spill(blocks) {
+                            failed = Some(e);
+                        }
+                    }
+                    let r = partitioner.partition(&k);
+                    buckets[r].push((k, agg.create_combiner(v)));
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                writer.spill(into_blocks(buckets))?;
             }
-            writer.spill(into_blocks(buckets))?;
         }
         if budget.spills > 0 {
             tracing::debug!(
@@ -170,6 +173,12 @@ impl<K: Key, V: Data, C: Data, A: Aggregator<K, V, C>> ShuffleDependency
         }
         writer.commit()
     }
+}
+
+/// Whether a record owns heap data (a `String`, a `Vec`): encoded it is bigger than in
+/// memory. A clone of such a record costs an allocation, as decoding it does.
+fn owns_heap<T: Serialize>(record: &T) -> bool {
+    bincode::serialized_size(record).is_ok_and(|n| n as usize > std::mem::size_of::<T>())
 }
 
 /// `n` buckets for about `expected` records in all, sized for an even spread plus an
