@@ -501,17 +501,28 @@ fn always_panicking(cluster: &Context, _local: &Context) -> Result<(), String> {
 
 fn mismatched_binary(_cluster: &Context, _local: &Context) -> Result<(), String> {
     let me = std::fs::read("/proc/self/exe").map_err(|e| e.to_string())?;
-    let other = temp_dir("other-build").join("other-build");
+    let dir = temp_dir("other-build");
+    let other = dir.join("other-build");
     let mut bytes = me;
     bytes.extend_from_slice(b"a different build");
-    std::fs::write(&other, bytes).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    let r = Context::builder()
-        .master("local-cluster[1]")
-        .executor_exe(&other)
-        .build();
-    match r {
+    // A copy of the test binary (hundreds of MB in a debug build): removed whatever
+    // happens (regression: every run left one behind in the temp dir).
+    let r = std::fs::write(&other, bytes)
+        .and_then(|()| {
+            std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        })
+        .map_err(|e| e.to_string())
+        .map(|()| {
+            Context::builder()
+                .master("local-cluster[1]")
+                .executor_exe(&other)
+                .build()
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    if dir.exists() {
+        return Err(format!("{} left behind", dir.display()));
+    }
+    match r? {
         Err(e) => {
             let msg = e.to_string();
             if msg.contains("different build") && msg.contains("redeploy") {
