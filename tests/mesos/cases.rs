@@ -111,6 +111,78 @@ pub fn fine_grained_jobs_equal_local(h: &Harness) -> Result<String, String> {
     Ok(note)
 }
 
+/// Map output index files (`.../shuffle/shuffle_S_M.index`) in the executors'
+/// sandboxes under `dir`.
+fn shuffle_index_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if name.starts_with("shuffle_") && name.ends_with(".index") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Dropping the last RDD that reads a shuffle deletes its map output files on the
+/// executors, in both modes (the framework sends `RemoveShuffle` as framework
+/// messages). Files of earlier cases' frameworks are left out by name.
+pub fn dropped_shuffles_leave_executor_disks(h: &Harness) -> Result<String, String> {
+    let mut note = Vec::new();
+    for mode in [spate::MesosMode::Coarse, spate::MesosMode::Fine] {
+        let ctx = Context::builder()
+            .master(h.url())
+            .app_name("mesos-test-remove-shuffle")
+            .ui(false)
+            .progress(false)
+            .mesos(spate::MesosOptions {
+                mode: Some(mode),
+                ..Default::default()
+            })
+            .build()
+            .map_err(|e| format!("the {mode:?} Mesos context: {e}"))?;
+        let run = &h.cluster().run;
+        let before = shuffle_index_files(run);
+        let sums = ctx
+            .range(0, 1000, 4)
+            .map(|x| (x % 7, 1u64))
+            .reduce_by_key_n(|a, b| a + b, 3);
+        let keys = within(&ctx, 120.0, "the job", || sums.count())?
+            .map_err(|e| format!("{mode:?}: {e}"))?;
+        check("keys", keys, 7)?;
+        let ours = || -> Vec<PathBuf> {
+            shuffle_index_files(run)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect()
+        };
+        check(&format!("{mode:?} map output files"), ours().len(), 4)?;
+        drop(sums);
+        let dropped = Instant::now();
+        while !ours().is_empty() {
+            if dropped.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "{mode:?}: map output files left 20 s after the shuffle's RDD was dropped: {:?}",
+                    ours()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        note.push(format!("{mode:?} {:.1} s", dropped.elapsed().as_secs_f64()));
+        drop(ctx);
+    }
+    Ok(format!("files gone after: {}", note.join(", ")))
+}
+
 /// Run [`jobs::stalled_counts`] on `ctx`; once its first reduce task stalls, call
 /// `disturb` with the agent running it (1-based), then release the task. The result
 /// and the time from the disturbance to the job's end.

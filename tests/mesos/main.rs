@@ -73,6 +73,10 @@ fn main() {
         ),
         case("many_small_jobs", cases::many_small_jobs).limit(600),
         case(
+            "dropped_shuffles_leave_executor_disks",
+            cases::dropped_shuffles_leave_executor_disks,
+        ),
+        case(
             "executor_death_is_named_with_its_stderr",
             cases::executor_death_is_named_with_its_stderr,
         ),
