@@ -46,6 +46,21 @@ impl Harness {
             .build()
             .map_err(|e| format!("the Mesos context on {}: {e}", self.url()))
     }
+
+    /// A context on the cluster in `mode`.
+    pub fn mesos_in(&self, app: &str, mode: spate::MesosMode) -> Result<Context, String> {
+        Context::builder()
+            .master(self.url())
+            .app_name(app)
+            .ui(false)
+            .progress(false)
+            .mesos(spate::MesosOptions {
+                mode: Some(mode),
+                ..Default::default()
+            })
+            .build()
+            .map_err(|e| format!("the {mode:?} Mesos context: {e}"))
+    }
 }
 
 /// Run `job` on a thread; if it has not finished after `secs`, stop `ctx` (its jobs
@@ -92,17 +107,7 @@ pub fn jobs_equal_local(h: &Harness) -> Result<String, String> {
 /// b. The same jobs in fine-grained mode (one Mesos task per spate task, no
 /// long-running executor).
 pub fn fine_grained_jobs_equal_local(h: &Harness) -> Result<String, String> {
-    let ctx = Context::builder()
-        .master(h.url())
-        .app_name("mesos-test-fine")
-        .ui(false)
-        .progress(false)
-        .mesos(spate::MesosOptions {
-            mode: Some(spate::MesosMode::Fine),
-            ..Default::default()
-        })
-        .build()
-        .map_err(|e| format!("the fine-grained Mesos context: {e}"))?;
+    let ctx = h.mesos_in("mesos-test-fine", spate::MesosMode::Fine)?;
     let dir = h.dir("fine");
     let note = within(&ctx, 150.0, "the jobs", || {
         jobs::jobs_equal(&ctx, &h.local, &dir)
@@ -139,17 +144,7 @@ fn shuffle_index_files(dir: &std::path::Path) -> Vec<PathBuf> {
 pub fn dropped_shuffles_leave_executor_disks(h: &Harness) -> Result<String, String> {
     let mut note = Vec::new();
     for mode in [spate::MesosMode::Coarse, spate::MesosMode::Fine] {
-        let ctx = Context::builder()
-            .master(h.url())
-            .app_name("mesos-test-remove-shuffle")
-            .ui(false)
-            .progress(false)
-            .mesos(spate::MesosOptions {
-                mode: Some(mode),
-                ..Default::default()
-            })
-            .build()
-            .map_err(|e| format!("the {mode:?} Mesos context: {e}"))?;
+        let ctx = h.mesos_in("mesos-test-remove-shuffle", mode)?;
         let run = &h.cluster().run;
         let before = shuffle_index_files(run);
         let sums = ctx
@@ -556,17 +551,7 @@ pub fn resources_that_never_fit_fail_saying_why(h: &Harness) -> Result<String, S
 pub fn executor_death_is_named_with_its_stderr(h: &Harness) -> Result<String, String> {
     let mut notes = Vec::new();
     for mode in [spate::MesosMode::Coarse, spate::MesosMode::Fine] {
-        let ctx = Context::builder()
-            .master(h.url())
-            .app_name("mesos-test-abort")
-            .ui(false)
-            .progress(false)
-            .mesos(spate::MesosOptions {
-                mode: Some(mode),
-                ..Default::default()
-            })
-            .build()
-            .map_err(|e| format!("the {mode:?} Mesos context: {e}"))?;
+        let ctx = h.mesos_in("mesos-test-abort", mode)?;
         let outcome = within(&ctx, 120.0, "the aborting job", || {
             ctx.range(0, 10, 2)
                 .map(|x| {
