@@ -63,6 +63,24 @@ struct MemoryWriter<'a> {
 }
 
 impl<'a> MemoryWriter<'a> {
+    /// Whether a chunk of `size()` bytes holding `records` per reduce partition stays in
+    /// memory: this output is not on disk yet and the budget has room. If so it is
+    /// counted here, and the caller keeps it.
+    fn keep(&mut self, size: impl FnOnce() -> usize, records: impl Iterator<Item = u64>) -> bool {
+        if self.disk.is_some() {
+            return false;
+        }
+        let size = size();
+        if !self.store.fits(self.bytes + size) {
+            return false;
+        }
+        self.bytes += size;
+        for (n, mine) in records.zip(&mut self.records) {
+            *mine += n;
+        }
+        true
+    }
+
     /// Send this output to disk from now on, the chunks kept so far first.
     fn disk_writer(&mut self) -> Result<&mut DiskWriter<'a>> {
         if self.disk.is_none() {
@@ -88,17 +106,11 @@ impl<'a> MemoryWriter<'a> {
 impl MapWriter for MemoryWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
         check_chunk_width(buckets.len(), self.records.len())?;
-        if self.disk.is_none() {
-            let size: usize = buckets.iter().map(|b| b.size_estimate()).sum();
-            if self.store.fits(self.bytes + size) {
-                self.bytes += size;
-                for (b, records) in buckets.iter().zip(&mut self.records) {
-                    *records += b.records() as u64;
-                }
-                self.chunks
-                    .push(Chunk::Objects(buckets.into_iter().map(Arc::from).collect()));
-                return Ok(());
-            }
+        let size = || buckets.iter().map(|b| b.size_estimate()).sum();
+        if self.keep(size, buckets.iter().map(|b| b.records() as u64)) {
+            self.chunks
+                .push(Chunk::Objects(buckets.into_iter().map(Arc::from).collect()));
+            return Ok(());
         }
         // Over budget: this whole output goes to disk.
         self.disk_writer()?.spill(&buckets)
@@ -112,16 +124,10 @@ impl MapWriter for MemoryWriter<'_> {
 
     fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
         check_chunk_width(chunk.segments.len(), self.records.len())?;
-        if self.disk.is_none() {
-            let size: usize = chunk.segments.iter().map(Vec::len).sum();
-            if self.store.fits(self.bytes + size) {
-                self.bytes += size;
-                for (n, records) in chunk.records.iter().zip(&mut self.records) {
-                    *records += n;
-                }
-                self.chunks.push(Chunk::Frames(chunk));
-                return Ok(());
-            }
+        let size = || chunk.segments.iter().map(Vec::len).sum();
+        if self.keep(size, chunk.records.iter().copied()) {
+            self.chunks.push(Chunk::Frames(chunk));
+            return Ok(());
         }
         self.disk_writer()?.spill_encoded(chunk)
     }

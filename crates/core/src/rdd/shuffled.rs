@@ -286,17 +286,9 @@ impl<R: Data> Iterator for BlockIter<R> {
                 self.owned = self.next_frame().into_iter();
                 continue;
             }
-            match arrived(self.blocks.next()?) {
-                Block::Object(b) => {
-                    let n = b.records() as u64;
-                    crate::metrics::record(|m| m.shuffle_read_records += n);
-                    self.object = Some((b, 0));
-                }
-                Block::Frames(seg) => {
-                    self.segment = seg;
-                    self.pos = 0;
-                }
-                Block::Pending(_) => unreachable!("arrived blocks are not pending"),
+            let block = self.blocks.next()?;
+            if let Some(b) = self.open(block) {
+                self.object = Some((b, 0));
             }
         }
     }
@@ -333,6 +325,24 @@ impl<R: Data> BlockIter<R> {
         }
     }
 
+    /// Start on `block` once it has arrived: a segment becomes the one being decoded, an
+    /// object block (counted in the task's metrics) is returned.
+    fn open(&mut self, block: Block) -> Option<Arc<dyn BlockData>> {
+        match arrived(block) {
+            Block::Object(b) => {
+                let n = b.records() as u64;
+                crate::metrics::record(|m| m.shuffle_read_records += n);
+                Some(b)
+            }
+            Block::Frames(seg) => {
+                self.segment = seg;
+                self.pos = 0;
+                None
+            }
+            Block::Pending(_) => unreachable!("arrived blocks are not pending"),
+        }
+    }
+
     /// Decompress and decode the current segment's next frame (counting it in the task's
     /// metrics); a frame that does not decode fails the task, naming the shuffle and
     /// reduce partition.
@@ -362,40 +372,25 @@ impl<R: Data> BlockIter<R> {
     /// All records in one vector, allocated once at its final size (growing it record by
     /// record would copy a large partition several times over).
     pub(crate) fn into_vec(mut self) -> Vec<R> {
+        if self.object.is_some() || self.owned.len() > 0 || self.pos < self.segment.len() {
+            return self.collect();
+        }
         // Decode everything in pieces first (each piece is one frame or a shared object
         // block), then copy them into place.
         let mut pieces: Vec<std::result::Result<Arc<dyn BlockData>, Vec<R>>> = Vec::new();
         let mut total = 0;
-        let rest: Vec<R> = self.owned.by_ref().collect();
-        total += rest.len();
-        pieces.push(Err(rest));
-        if let Some((block, index)) = self.object.take() {
-            let Some(records) = block.as_any().downcast_ref::<Vec<R>>() else {
-                raise(wrong_block_type::<R>())
-            };
-            let tail = records.get(index..).unwrap_or_default().to_vec();
-            total += tail.len();
-            pieces.push(Err(tail));
-        }
         loop {
             while self.pos < self.segment.len() {
                 let v = self.next_frame();
                 total += v.len();
                 pieces.push(Err(v));
             }
-            match self.blocks.next().map(arrived) {
-                None => break,
-                Some(Block::Object(b)) => {
-                    let n = b.records();
-                    crate::metrics::record(|m| m.shuffle_read_records += n as u64);
-                    total += n;
-                    pieces.push(Ok(b));
-                }
-                Some(Block::Frames(seg)) => {
-                    self.segment = seg;
-                    self.pos = 0;
-                }
-                Some(Block::Pending(_)) => unreachable!("arrived blocks are not pending"),
+            let Some(block) = self.blocks.next() else {
+                break;
+            };
+            if let Some(b) = self.open(block) {
+                total += b.records();
+                pieces.push(Ok(b));
             }
         }
         let mut out = Vec::with_capacity(total);
