@@ -79,6 +79,45 @@ pub mod codec {
         bincode::deserialize(b).map_err(|e| ShipError::Malformed(e.to_string()))
     }
 
+    /// Decode an encoded `Vec<R>`, appending its elements to `out`: a reader that knows
+    /// the total sizes `out` once instead of collecting a vector per piece and copying.
+    pub fn extend_from_slice<R: DeserializeOwned>(
+        out: &mut Vec<R>,
+        b: &[u8],
+    ) -> Result<(), ShipError> {
+        use bincode::Options as _;
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .deserialize_seed(Extend(out), b)
+            .map_err(|e| ShipError::Malformed(e.to_string()))
+    }
+
+    /// Deserializes a sequence by pushing onto a vector.
+    struct Extend<'a, R>(&'a mut Vec<R>);
+
+    impl<'de, R: DeserializeOwned> serde::de::DeserializeSeed<'de> for Extend<'_, R> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, R: DeserializeOwned> serde::de::Visitor<'de> for Extend<'_, R> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            // The length is only a hint from the input: capped, as serde's own Vec does.
+            self.0.reserve(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(r) = seq.next_element()? {
+                self.0.push(r);
+            }
+            Ok(())
+        }
+    }
+
     /// Decode a value that borrows from `b`.
     pub(crate) fn from_slice_borrowed<'a, T: serde::Deserialize<'a>>(
         b: &'a [u8],
@@ -671,6 +710,21 @@ pub fn open<T: DeserializeOwned>(bytes: &[u8], secret: &Secret) -> Result<T, Shi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_from_slice_appends_a_decoded_vec() {
+        let mut out = vec![(0u64, "a".to_string())];
+        let more = vec![(1u64, "b".to_string()), (2, String::new())];
+        codec::extend_from_slice(&mut out, &codec::to_vec(&more).expect("enc")).expect("dec");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1..], more[..]);
+        // A count larger than the input is an error, not a huge allocation or a panic.
+        let mut lying = codec::to_vec(&more).expect("enc");
+        lying[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(codec::extend_from_slice(&mut out, &lying).is_err());
+        let wrong = codec::to_vec(&vec![1u8, 2]).expect("enc");
+        assert!(codec::extend_from_slice::<(u64, String)>(&mut Vec::new(), &wrong).is_err());
+    }
 
     trait Shape: EncodeSelf + Send + Sync {
         fn area(&self) -> f64;

@@ -344,63 +344,88 @@ impl<R: Data> BlockIter<R> {
     }
 
     /// Decompress and decode the current segment's next frame (counting it in the task's
-    /// metrics); a frame that does not decode fails the task, naming the shuffle and
-    /// reduce partition.
+    /// metrics).
     fn next_frame(&mut self) -> Vec<R> {
-        let (shuffle, reduce) = (self.shuffle, self.reduce);
-        let fail = |what: String| -> ! {
-            raise(Error::Other(format!(
-                "decoding shuffle {shuffle} block for reduce partition {reduce}: {what}"
-            )))
-        };
-        if let Err(e) = frame::next_frame(&self.segment, &mut self.pos, &mut self.buf) {
-            fail(e.0)
-        }
+        let announced = self.decompress_frame();
         match crate::ship::codec::from_slice::<Vec<R>>(&self.buf) {
             Ok(v) => {
-                let (n, len) = (v.len() as u64, self.buf.len() as u64);
-                crate::metrics::record(|m| {
-                    m.shuffle_read_records += n;
-                    m.shuffle_read_bytes += len;
-                });
+                self.decoded(announced, v.len());
                 v
             }
-            Err(e) => fail(e.to_string()),
+            Err(e) => self.fail(e.to_string()),
         }
     }
 
-    /// All records in one vector, allocated once at its final size (growing it record by
-    /// record would copy a large partition several times over).
+    /// Decompress the current segment's next frame into `buf`; returns the records its
+    /// header announces.
+    fn decompress_frame(&mut self) -> u64 {
+        frame::next_frame(&self.segment, &mut self.pos, &mut self.buf)
+            .unwrap_or_else(|e| self.fail(e.0))
+    }
+
+    /// Count a decoded frame of `n` records in the task's metrics; a frame whose header
+    /// announced another count fails the task (readers size their output by it).
+    fn decoded(&self, announced: u64, n: usize) {
+        if announced != n as u64 {
+            self.fail(format!(
+                "frame holds {n} records, its header says {announced}"
+            ))
+        }
+        let len = self.buf.len() as u64;
+        crate::metrics::record(|m| {
+            m.shuffle_read_records += announced;
+            m.shuffle_read_bytes += len;
+        });
+    }
+
+    /// A frame that does not decode fails the task, naming the shuffle and reduce
+    /// partition.
+    fn fail(&self, what: String) -> ! {
+        raise(Error::Other(format!(
+            "decoding shuffle {} block for reduce partition {}: {what}",
+            self.shuffle, self.reduce
+        )))
+    }
+
+    /// All records in one vector, allocated once at its final size and decoded straight
+    /// into place: growing it record by record would copy a large partition several
+    /// times over, and collecting pieces first would hold every record twice. The size is
+    /// known once every block has arrived (frames carry their record counts in the
+    /// clear), so this waits for all fetches before decoding.
     pub(crate) fn into_vec(mut self) -> Vec<R> {
         if self.object.is_some() || self.owned.len() > 0 || self.pos < self.segment.len() {
             return self.collect();
         }
-        // Decode everything in pieces first (each piece is one frame or a shared object
-        // block), then copy them into place.
-        let mut pieces: Vec<std::result::Result<Arc<dyn BlockData>, Vec<R>>> = Vec::new();
-        let mut total = 0;
-        loop {
-            while self.pos < self.segment.len() {
-                let v = self.next_frame();
-                total += v.len();
-                pieces.push(Err(v));
-            }
-            let Some(block) = self.blocks.next() else {
-                break;
+        let blocks: Vec<Block> = std::mem::take(&mut self.blocks).map(arrived).collect();
+        let mut total = 0usize;
+        for block in &blocks {
+            total += match block {
+                Block::Object(b) => b.records(),
+                Block::Frames(seg) => frame::segment_records(seg)
+                    .map_err(|e| e.0)
+                    .and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+                    .unwrap_or_else(|e| self.fail(e)),
+                Block::Pending(_) => unreachable!("arrived blocks are not pending"),
             };
-            if let Some(b) = self.open(block) {
-                total += b.records();
-                pieces.push(Ok(b));
-            }
         }
-        let mut out = Vec::with_capacity(total);
-        for piece in pieces {
-            match piece {
-                Err(mut owned) => out.append(&mut owned),
-                Ok(shared) => match shared.as_any().downcast_ref::<Vec<R>>() {
+        let mut out = Vec::new();
+        if let Err(e) = out.try_reserve_exact(total) {
+            self.fail(format!("{total} records announced: {e}"))
+        }
+        for block in blocks {
+            if let Some(b) = self.open(block) {
+                match b.as_any().downcast_ref::<Vec<R>>() {
                     Some(records) => out.extend_from_slice(records),
                     None => raise(wrong_block_type::<R>()),
-                },
+                }
+            }
+            while self.pos < self.segment.len() {
+                let announced = self.decompress_frame();
+                let before = out.len();
+                if let Err(e) = crate::ship::codec::extend_from_slice(&mut out, &self.buf) {
+                    self.fail(e.to_string())
+                }
+                self.decoded(announced, out.len() - before);
             }
         }
         out
@@ -629,15 +654,25 @@ mod tests {
 
     #[test]
     fn a_frame_that_does_not_decode_names_the_shuffle_and_partition() {
-        let mut seg = segment(&records(0..10), 4);
-        // Valid checksums are checked when fetched; here the body lies about its size.
-        seg[8] ^= 0xff;
-        for err in read_errors(|| vec![Block::Frames(seg.clone())]) {
-            let msg = err.to_string();
-            assert!(
-                msg.contains("shuffle 4 block for reduce partition 2"),
-                "{msg}"
-            );
+        // Valid checksums are checked when fetched; here the body lies about its size, or
+        // about its record count (readers size their output by the counts), or about a
+        // count so large that no output could hold it.
+        for (at, flip, says) in [
+            (16, 0xff, "decompress"),
+            (8, 0x01, "header says 5"),
+            (15, 0xff, "records announced"),
+        ] {
+            let mut seg = segment(&records(0..10), 4);
+            seg[at] ^= flip;
+            let [pulled, whole] = read_errors(|| vec![Block::Frames(seg.clone())]);
+            for msg in [pulled.to_string(), whole.to_string()] {
+                assert!(
+                    msg.contains("shuffle 4 block for reduce partition 2"),
+                    "{msg}"
+                );
+            }
+            let msg = whole.to_string();
+            assert!(msg.contains(says), "{msg}");
         }
     }
 }

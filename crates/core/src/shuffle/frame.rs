@@ -1,10 +1,11 @@
 //! Shuffle frames: how map outputs are encoded for disk and the network.
 //!
 //! A reduce partition's share of a map output (a *segment*) is a sequence of frames
-//! `[u32 length][u32 crc32 of the body][body]`, the body being `[u32 uncompressed
-//! length][lz4 block]` of one encoded `Vec<R>` of about [`FRAME_BYTES`]. Frames are
-//! self-contained, so spills and segments concatenate as bytes, and small, so encoding,
-//! compressing and decoding one stays in cache.
+//! `[u32 length][u32 crc32 of the body][body]`, the body being `[u64 records][u32
+//! uncompressed length][lz4 block]` of one encoded `Vec<R>` of about [`FRAME_BYTES`].
+//! Frames are self-contained, so spills and segments concatenate as bytes, and small, so
+//! encoding, compressing and decoding one stays in cache. The record count in the clear
+//! lets a reader size its output from the headers alone ([`segment_records`]).
 //!
 //! [`EncodingBuckets`] is the map side's fast path for stores that keep bytes: each
 //! record is encoded into its reduce partition's open frame the moment it is produced
@@ -24,6 +25,13 @@ pub const FRAME_BYTES: usize = 64 << 10;
 const OPEN_FRAMES_BYTES: usize = 4 << 20;
 const MIN_FRAME_BYTES: usize = 4 << 10;
 
+/// The length prefix of an encoded `Vec<R>` (bincode: a little-endian u64), copied into
+/// the frame's body as its record count.
+const COUNT_BYTES: usize = 8;
+
+/// A frame body's header: record count and uncompressed length.
+const BODY_HEADER: usize = COUNT_BYTES + 4;
+
 /// Writes frames, keeping its compression buffer across them.
 #[derive(Default)]
 pub struct FrameWriter {
@@ -34,16 +42,24 @@ impl FrameWriter {
     /// Compress `encoded` (an encoded `Vec<R>`) and write it to `out` as one frame;
     /// returns the frame's length.
     pub fn write(&mut self, out: &mut impl Write, encoded: &[u8]) -> std::io::Result<u64> {
-        let need = 4 + lz4_flex::block::get_maximum_output_size(encoded.len());
+        let Some(records) = encoded.first_chunk::<COUNT_BYTES>() else {
+            return Err(std::io::Error::other(
+                "shuffle frame without its record count",
+            ));
+        };
+        let need = BODY_HEADER + lz4_flex::block::get_maximum_output_size(encoded.len());
         if self.compressed.len() < need {
             self.compressed.resize(need, 0);
         }
         let len32 = |n: usize| {
             u32::try_from(n).map_err(|_| std::io::Error::other("shuffle frame over 4 GiB"))
         };
-        self.compressed[..4].copy_from_slice(&len32(encoded.len())?.to_le_bytes());
-        let len = 4 + lz4_flex::block::compress_into(encoded, &mut self.compressed[4..])
-            .map_err(std::io::Error::other)?;
+        self.compressed[..COUNT_BYTES].copy_from_slice(records);
+        self.compressed[COUNT_BYTES..BODY_HEADER]
+            .copy_from_slice(&len32(encoded.len())?.to_le_bytes());
+        let len = BODY_HEADER
+            + lz4_flex::block::compress_into(encoded, &mut self.compressed[BODY_HEADER..])
+                .map_err(std::io::Error::other)?;
         let body = &self.compressed[..len];
         out.write_all(&len32(len)?.to_le_bytes())?;
         out.write_all(&crc32fast::hash(body).to_le_bytes())?;
@@ -75,6 +91,25 @@ pub fn verify_segment(seg: &[u8]) -> std::result::Result<(), Corrupt> {
     Ok(())
 }
 
+/// The records in a segment, from its frames' headers (nothing is decompressed).
+pub fn segment_records(seg: &[u8]) -> std::result::Result<u64, Corrupt> {
+    let (mut rest, mut records) = (seg, 0u64);
+    while !rest.is_empty() {
+        let (body, tail) = split_frame(rest)?;
+        records = records.saturating_add(frame_records(body)?);
+        rest = tail;
+    }
+    Ok(records)
+}
+
+/// The record count at the start of a frame's body.
+fn frame_records(body: &[u8]) -> std::result::Result<u64, Corrupt> {
+    match body.first_chunk::<COUNT_BYTES>() {
+        Some(n) => Ok(u64::from_le_bytes(*n)),
+        None => Err(Corrupt("frame without its record count".into())),
+    }
+}
+
 /// The body of the frame at the start of `rest`, and what follows it.
 fn split_frame(rest: &[u8]) -> std::result::Result<(&[u8], &[u8]), Corrupt> {
     if rest.len() < 8 {
@@ -93,14 +128,19 @@ fn split_frame(rest: &[u8]) -> std::result::Result<(&[u8], &[u8]), Corrupt> {
 }
 
 /// Decompress the frame of `seg` at `*pos` into `out` (a buffer the caller reuses) and
-/// move `*pos` past it. The segment should have passed [`verify_segment`].
+/// move `*pos` past it; returns the records its header announces. The segment should
+/// have passed [`verify_segment`].
 pub fn next_frame(
     seg: &[u8],
     pos: &mut usize,
     out: &mut Vec<u8>,
-) -> std::result::Result<(), Corrupt> {
+) -> std::result::Result<u64, Corrupt> {
     let (body, tail) = split_frame(seg.get(*pos..).unwrap_or_default())?;
-    let Some((size, block)) = body.split_first_chunk::<4>() else {
+    let records = frame_records(body)?;
+    let Some((size, block)) = body
+        .get(COUNT_BYTES..)
+        .and_then(<[u8]>::split_first_chunk::<4>)
+    else {
         return Err(Corrupt("frame without its size".into()));
     };
     let size = u32::from_le_bytes(*size) as usize;
@@ -114,7 +154,7 @@ pub fn next_frame(
         )));
     }
     *pos = seg.len() - tail.len();
-    Ok(())
+    Ok(records)
 }
 
 /// Verify a segment and decompress all its frames: one encoded `Vec<R>` per frame.
@@ -162,9 +202,6 @@ pub struct EncodingBuckets {
     /// Bytes held: closed frames plus the open ones.
     held: usize,
 }
-
-/// The length prefix of an encoded `Vec<R>` (bincode: a little-endian u64).
-const COUNT_BYTES: usize = 8;
 
 impl EncodingBuckets {
     /// Buckets for `reduces` reduce partitions.
@@ -269,6 +306,7 @@ mod tests {
         let chunk = b.finish().expect("finish");
         for ((seg, n), want) in chunk.segments.iter().zip(&chunk.records).zip(&want) {
             assert_eq!(*n, want.len() as u64);
+            assert_eq!(segment_records(seg), Ok(*n), "headers count every frame");
             assert!(decode_segment(seg).expect("ok").len() > 1, "several frames");
             assert_eq!(&decode::<(u64, String)>(seg), want);
         }
@@ -322,6 +360,30 @@ mod tests {
                 .expect_err("header")
                 .0
                 .contains("truncated")
+        );
+        // A frame too short to hold its record count: the checksum passes, the header not.
+        let body = [7u8, 0, 0];
+        let mut short = (body.len() as u32).to_le_bytes().to_vec();
+        short.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        short.extend_from_slice(&body);
+        assert!(
+            segment_records(&short)
+                .expect_err("count")
+                .0
+                .contains("record count")
+        );
+        assert!(
+            decode_segment(&short)
+                .expect_err("count")
+                .0
+                .contains("record count")
+        );
+        assert!(
+            FrameWriter::default()
+                .write(&mut Vec::new(), &[1, 2])
+                .expect_err("no count")
+                .to_string()
+                .contains("record count")
         );
     }
 }
