@@ -96,8 +96,9 @@ pub enum Block {
     /// The map task's own object (local mode).
     Object(Arc<dyn BlockData>),
     /// A segment of frames ([`frame`]) read from disk or the network, its checksums
-    /// verified; the reader decompresses and decodes it frame by frame.
-    Frames(Vec<u8>),
+    /// verified; the reader decompresses and decodes it frame by frame. Shared bytes: a
+    /// segment kept in memory or received whole is handed over without a copy.
+    Frames(bytes::Bytes),
     /// A block still arriving (fetched concurrently): calling this waits for it. The
     /// reader decodes the blocks before it meanwhile, so fetching overlaps decoding.
     Pending(Box<dyn FnOnce() -> Result<Block> + Send>),

@@ -129,6 +129,7 @@ impl Core {
         spate_core::broadcast::set_fetcher(Box::new(move |source, path| {
             fetch_rt
                 .block_on(spate_shuffle::client::get(source, path, 3))
+                .map(Vec::from)
                 .map_err(|e| spate_core::Error::Other(e.to_string()))
         }));
         let (tasks, queue) = unbounded::<LaunchTask>();

@@ -29,7 +29,7 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-async fn get_once(addr: &str, path: &str) -> Result<Vec<u8>, FetchError> {
+async fn get_once(addr: &str, path: &str) -> Result<Bytes, FetchError> {
     let unreachable =
         |e: &dyn std::fmt::Display| FetchError::Unreachable(format!("{addr}{path}: {e}"));
     let stream = TcpStream::connect(addr)
@@ -59,12 +59,12 @@ async fn get_once(addr: &str, path: &str) -> Result<Vec<u8>, FetchError> {
         .collect()
         .await
         .map_err(|e| unreachable(&e))?;
-    Ok(body.to_bytes().to_vec())
+    Ok(body.to_bytes())
 }
 
 /// GET `path` from `addr` (`host:port`). Connection problems are retried `retries` times
 /// with exponential backoff from 50 ms; a 404 is final at once.
-pub async fn get(addr: &str, path: &str, retries: u32) -> Result<Vec<u8>, FetchError> {
+pub async fn get(addr: &str, path: &str, retries: u32) -> Result<Bytes, FetchError> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
     loop {

@@ -23,7 +23,7 @@ enum Kept {
     /// Frames: what a map task hands over when its records own heap data (a clone of
     /// such a record costs an allocation, as decoding it does, and frames take a fraction
     /// of the memory).
-    Frames(Vec<u8>),
+    Frames(bytes::Bytes),
 }
 
 /// A chunk a map task handed over, kept until the output is committed.
@@ -157,7 +157,7 @@ impl MapWriter for MemoryWriter<'_> {
                         Chunk::Frames(f) => f
                             .segments
                             .into_iter()
-                            .map(|seg| (!seg.is_empty()).then_some(Kept::Frames(seg)))
+                            .map(|seg| (!seg.is_empty()).then_some(Kept::Frames(seg.into())))
                             .collect(),
                     };
                     for (list, k) in blocks.iter_mut().zip(kept) {
@@ -335,7 +335,7 @@ impl ShuffleService for MemoryShuffleStore {
                         })?;
                         out.extend(chunks.iter().map(|k| match k {
                             Kept::Objects(b) => Block::Object(b.clone()),
-                            // Compressed: a fraction of the records' size to copy.
+                            // Shared, not copied.
                             Kept::Frames(seg) => Block::Frames(seg.clone()),
                         }));
                     }
@@ -355,7 +355,7 @@ impl ShuffleService for MemoryShuffleStore {
                 .ok_or_else(|| missing(map, &executor, "map output file missing"))?;
             verify_segment(&segment)
                 .map_err(|e| missing(map, &executor, &format!("corrupt map output: {}", e.0)))?;
-            out.insert(at, Block::Frames(segment));
+            out.insert(at, Block::Frames(segment.into()));
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@
 
 use crate::client::{self, FetchError};
 use crate::disk::DiskStore;
+use bytes::Bytes;
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::frame::{EncodedChunk, verify_segment};
@@ -79,10 +80,10 @@ impl MapWriter for RemoteWriter<'_> {
 }
 
 /// A fetch under way: aborted if its block is never waited for (the task stopped early).
-struct Fetch(Option<tokio::task::JoinHandle<Result<Vec<u8>>>>);
+struct Fetch(Option<tokio::task::JoinHandle<Result<Bytes>>>);
 
 impl Fetch {
-    async fn wait(mut self) -> Result<Vec<u8>> {
+    async fn wait(mut self) -> Result<Bytes> {
         match self.0.take() {
             Some(h) => h
                 .await
@@ -109,7 +110,7 @@ impl RemoteShuffle {
         map: usize,
         reduce: usize,
         addr: &str,
-    ) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<Bytes>> + Send + 'static {
         let (store, addr, local) = (self.store.clone(), addr.to_string(), addr == self.me);
         async move {
             if local {
@@ -117,7 +118,7 @@ impl RemoteShuffle {
                     tokio::task::spawn_blocking(move || store.read_segment(shuffle, map, reduce))
                         .await;
                 match read {
-                    Ok(Ok(Some(seg))) => Ok(seg),
+                    Ok(Ok(Some(seg))) => Ok(Bytes::from(seg)),
                     Ok(Ok(None)) => Err(lost(
                         shuffle,
                         map,

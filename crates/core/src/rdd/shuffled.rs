@@ -255,7 +255,7 @@ pub(crate) struct BlockIter<R> {
     /// The object block being cloned from, and the next index in it.
     object: Option<(Arc<dyn BlockData>, usize)>,
     /// The segment being decoded, and where its next frame starts.
-    segment: Vec<u8>,
+    segment: bytes::Bytes,
     pos: usize,
     /// Decoded records of the current frame not yet handed out.
     owned: std::vec::IntoIter<R>,
@@ -316,7 +316,7 @@ impl<R: Data> BlockIter<R> {
         BlockIter {
             blocks: blocks.into_iter(),
             object: None,
-            segment: Vec::new(),
+            segment: bytes::Bytes::new(),
             pos: 0,
             owned: Vec::new().into_iter(),
             buf: Vec::new(),
@@ -619,11 +619,11 @@ mod tests {
         let blocks = || {
             vec![
                 Block::Object(Arc::new(records(0..3))),
-                Block::Frames(segment(&records(3..1000), 128)),
-                Block::Frames(Vec::new()),
+                Block::Frames(segment(&records(3..1000), 128).into()),
+                Block::Frames(bytes::Bytes::new()),
                 Block::Object(Arc::new(records(1000..1001))),
                 Block::Pending(Box::new(|| {
-                    Ok(Block::Frames(segment(&records(1001..1002), 1)))
+                    Ok(Block::Frames(segment(&records(1001..1002), 1).into()))
                 })),
             ]
         };
@@ -643,7 +643,7 @@ mod tests {
         };
         let blocks = || {
             vec![
-                Block::Frames(segment(&records(0..3), 2)),
+                Block::Frames(segment(&records(0..3), 2).into()),
                 Block::Pending(Box::new(move || Err(lost()))),
             ]
         };
@@ -664,7 +664,7 @@ mod tests {
         ] {
             let mut seg = segment(&records(0..10), 4);
             seg[at] ^= flip;
-            let [pulled, whole] = read_errors(|| vec![Block::Frames(seg.clone())]);
+            let [pulled, whole] = read_errors(|| vec![Block::Frames(seg.clone().into())]);
             for msg in [pulled.to_string(), whole.to_string()] {
                 assert!(
                     msg.contains("shuffle 4 block for reduce partition 2"),
