@@ -332,10 +332,15 @@ impl ContextBuilder {
         self
     }
 
-    /// Local mode: map outputs kept in memory as objects, up to about this many bytes
-    /// (default 256 MiB); outputs beyond it are written to files in a temporary directory
-    /// (compressed and checksummed, as executors store them) and read back by the reduce
-    /// tasks, so a large shuffle does not hold its whole data in memory.
+    /// Map outputs kept in memory, up to about this many bytes; outputs beyond it are
+    /// written to files (compressed and checksummed) and read back by the reduce tasks,
+    /// so a large shuffle does not hold its whole data in memory.
+    ///
+    /// Local mode keeps objects or frames in the driver's process (default 256 MiB; the
+    /// files go to a temporary directory). Each executor (local-cluster, Mesos) keeps
+    /// compressed frames, served to other executors without touching disk (default: an
+    /// eighth of the executor's memory; the files go to its work directory). `0` sends
+    /// every map output to disk.
     pub fn shuffle_memory_bytes(mut self, bytes: usize) -> Self {
         self.shuffle_memory = Some(bytes);
         self
@@ -626,6 +631,7 @@ impl Context {
                         exe: cluster.executor_exe,
                         heartbeat_timeout: cluster.heartbeat_timeout,
                         spill_bytes: cluster.spill_bytes,
+                        shuffle_memory: cluster.shuffle_memory,
                     },
                     secret,
                 );
@@ -646,6 +652,7 @@ impl Context {
                 mesos.advertised_host = driver_host.clone();
                 mesos.exe = cluster.executor_exe;
                 mesos.spill_bytes = cluster.spill_bytes;
+                mesos.shuffle_memory = cluster.shuffle_memory;
                 start(
                     Box::new(MesosBackend::new(mesos, secret)),
                     Arc::new(MemoryShuffleStore::new()),

@@ -54,6 +54,10 @@ fn main() {
             "dropped_shuffles_leave_executor_disks",
             dropped_shuffles_leave_executor_disks,
         ),
+        (
+            "map_outputs_stay_in_executor_memory",
+            map_outputs_stay_in_executor_memory,
+        ),
         ("deepest_pipeline_runs_in_executors", |c, _| {
             common::deep_lineage_limit(c)
         }),
@@ -221,8 +225,10 @@ fn cluster_roots() -> Vec<PathBuf> {
 /// Executors delete a shuffle's map output files once no RDD on the driver reads it.
 fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(), String> {
     let before = cluster_roots();
+    // No memory for map outputs: they all go to disk.
     let ctx = Context::builder()
         .master("local-cluster[1]")
+        .shuffle_memory_bytes(0)
         .progress(false)
         .build()
         .map_err(|e| e.to_string())?;
@@ -250,6 +256,38 @@ fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(),
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    ctx.stop();
+    Ok(())
+}
+
+/// By default executors keep small map outputs in memory: reduce tasks read them there or
+/// from the other executor's block server, and no file is written.
+fn map_outputs_stay_in_executor_memory(_: &Context, local: &Context) -> Result<(), String> {
+    let before = cluster_roots();
+    let ctx = Context::builder()
+        .master("local-cluster[2]")
+        .progress(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let roots: Vec<PathBuf> = cluster_roots()
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .collect();
+    let jobs = |ctx: &Context| -> spate::Result<(Vec<(i64, i64)>, Vec<(i64, i64)>)> {
+        let data = ctx.range(0, 50_000, 4).map(|x| ((x * 7919) % 1009, x));
+        let mut sums = data.reduce_by_key_n(|a, b| a + b, 3).collect()?;
+        sums.sort();
+        let sorted = data
+            .map(|(k, v)| (v, k))
+            .sort_by_key_n(false, 3)?
+            .collect()?;
+        Ok((sums, sorted))
+    };
+    let got = jobs(&ctx).map_err(|e| e.to_string())?;
+    check("map output files", shuffle_index_files(&roots), 0)?;
+    let want = jobs(local).map_err(|e| e.to_string())?;
+    check("sums", got.0, want.0)?;
+    check("sorted", got.1, want.1)?;
     ctx.stop();
     Ok(())
 }
@@ -417,13 +455,20 @@ fn hung_executor(cluster: &Context, local: &Context) -> Result<(), String> {
     )
 }
 
-fn corrupt_shuffle_block(cluster: &Context, local: &Context) -> Result<(), String> {
+fn corrupt_shuffle_block(_cluster: &Context, local: &Context) -> Result<(), String> {
+    // Map outputs on disk (none kept in memory), where they can be damaged.
+    let cluster = Context::builder()
+        .master("local-cluster[2]")
+        .shuffle_memory_bytes(0)
+        .progress(false)
+        .build()
+        .map_err(|e| e.to_string())?;
     let build = |ctx: &Context| {
         ctx.range(0, 30_000, 4)
             .map(|x| (x % 313, x))
             .reduce_by_key_n(|a, b| a + b, 3)
     };
-    let counts = build(cluster);
+    let counts = build(&cluster);
     counts.count().map_err(|e| e.to_string())?; // map outputs now on the executors' disks
     let root = std::env::temp_dir();
     let mut corrupted = 0;

@@ -49,7 +49,17 @@ impl Harness {
 
     /// A context on the cluster in `mode`.
     pub fn mesos_in(&self, app: &str, mode: spate::MesosMode) -> Result<Context, String> {
-        Context::builder()
+        self.mesos_with(app, mode, |b| b)
+    }
+
+    /// [`Harness::mesos_in`], with more settings made by `more`.
+    pub fn mesos_with(
+        &self,
+        app: &str,
+        mode: spate::MesosMode,
+        more: impl FnOnce(spate::ContextBuilder) -> spate::ContextBuilder,
+    ) -> Result<Context, String> {
+        more(Context::builder())
             .master(self.url())
             .app_name(app)
             .ui(false)
@@ -144,22 +154,38 @@ fn shuffle_index_files(dir: &std::path::Path) -> Vec<PathBuf> {
 pub fn dropped_shuffles_leave_executor_disks(h: &Harness) -> Result<String, String> {
     let mut note = Vec::new();
     for mode in [spate::MesosMode::Coarse, spate::MesosMode::Fine] {
-        let ctx = h.mesos_in("mesos-test-remove-shuffle", mode)?;
         let run = &h.cluster().run;
         let before = shuffle_index_files(run);
-        let sums = ctx
-            .range(0, 1000, 4)
-            .map(|x| (x % 7, 1u64))
-            .reduce_by_key_n(|a, b| a + b, 3);
-        let keys = within(&ctx, 120.0, "the job", || sums.count())?
-            .map_err(|e| format!("{mode:?}: {e}"))?;
-        check("keys", keys, 7)?;
         let ours = || -> Vec<PathBuf> {
             shuffle_index_files(run)
                 .into_iter()
                 .filter(|p| !before.contains(p))
                 .collect()
         };
+        let job = |ctx: &Context| {
+            let sums = ctx
+                .range(0, 1000, 4)
+                .map(|x| (x % 7, 1u64))
+                .reduce_by_key_n(|a, b| a + b, 3);
+            let keys = within(ctx, 120.0, "the job", || sums.count())?
+                .map_err(|e| format!("{mode:?}: {e}"))?;
+            check("keys", keys, 7)?;
+            Ok::<_, String>(sums)
+        };
+        // By default small map outputs stay in the executors' memory: no files.
+        let ctx = h.mesos_in("mesos-test-shuffle-in-memory", mode)?;
+        drop(job(&ctx)?);
+        check(
+            &format!("{mode:?} map output files kept in memory"),
+            ours().len(),
+            0,
+        )?;
+        drop(ctx);
+        // With no memory for them they go to the sandboxes, and go away with their RDD.
+        let ctx = h.mesos_with("mesos-test-remove-shuffle", mode, |b| {
+            b.shuffle_memory_bytes(0)
+        })?;
+        let sums = job(&ctx)?;
         check(&format!("{mode:?} map output files"), ours().len(), 4)?;
         drop(sums);
         let dropped = Instant::now();

@@ -25,6 +25,8 @@ pub mod env {
     pub const CORES: &str = "SPATE_EXECUTOR_CORES";
     /// Map-side memory budget per task, bytes.
     pub const SPILL_BYTES: &str = "SPATE_SPILL_BYTES";
+    /// Bytes of map outputs an executor keeps in memory (the rest go to disk).
+    pub const SHUFFLE_MEMORY: &str = "SPATE_SHUFFLE_MEMORY";
     /// Address the block server listens on (an agent's IP under Mesos).
     pub const BIND_HOST: &str = "SPATE_BIND_HOST";
     /// `host:port` a fine-grained Mesos executor stays connected to; it exits when the

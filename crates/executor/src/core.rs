@@ -9,7 +9,7 @@ use spate_core::protocol::{LaunchTask, RemoteFailure, Report, TaskResult, TaskSt
 use spate_core::ship::{Secret, verify};
 use spate_core::task::{EncodedOutput, TaskContext, TaskFailure, TaskKind, run_task_encoded};
 use spate_shuffle::server::{Served, result_path, serve};
-use spate_shuffle::{DiskStore, RemoteShuffle};
+use spate_shuffle::{BlockStore, RemoteShuffle};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
@@ -33,6 +33,8 @@ pub struct CoreSettings {
     pub cores: usize,
     /// Map-side memory budget per task, bytes.
     pub spill_bytes: usize,
+    /// Bytes of map outputs kept in memory (the rest go to disk).
+    pub shuffle_memory: usize,
     /// Address the block server binds to (loopback for local-cluster; the agent's host
     /// address under Mesos).
     pub bind: String,
@@ -40,7 +42,7 @@ pub struct CoreSettings {
 
 struct Shared {
     settings: CoreSettings,
-    store: Arc<DiskStore>,
+    store: Arc<BlockStore>,
     results: PathBuf,
     block_addr: String,
     sink: StatusSink,
@@ -91,7 +93,7 @@ impl Core {
             .build()
             .map_err(io)?;
         let store = Arc::new(
-            DiskStore::new(settings.work_dir.join("shuffle"))
+            BlockStore::new(settings.work_dir.join("shuffle"), settings.shuffle_memory)
                 .map_err(|e| ExecutorError::Io(e.to_string()))?,
         );
         let results = settings.work_dir.join("results");

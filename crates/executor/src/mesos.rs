@@ -9,7 +9,7 @@
 //! runs, waits for the acknowledgements within the grace period, and exits.
 
 use crate::core::{Core, CoreSettings};
-use crate::runtime::{DEFAULT_SPILL_BYTES, ExecutorError};
+use crate::runtime::{DEFAULT_EXECUTOR_MEMORY_BUDGET, DEFAULT_SPILL_BYTES, ExecutorError};
 use bytes::Bytes;
 use prost::Message as _;
 use spate_core::protocol::{LaunchTask, RemoteFailure, Report, StatusData, TaskState, env};
@@ -47,6 +47,8 @@ pub struct MesosExecutorConfig {
     pub cores: usize,
     /// Map-side memory budget per task.
     pub spill_bytes: usize,
+    /// Bytes of map outputs kept in memory (the rest go to disk).
+    pub shuffle_memory: usize,
     /// Address for the block server; defaults to the agent's IP (reachable by the driver
     /// and the other executors as the agent is).
     pub bind: String,
@@ -102,6 +104,9 @@ impl MesosExecutorConfig {
             spill_bytes: opt(env::SPILL_BYTES)
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(DEFAULT_SPILL_BYTES),
+            shuffle_memory: opt(env::SHUFFLE_MEMORY)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(DEFAULT_EXECUTOR_MEMORY_BUDGET),
             bind: opt(env::BIND_HOST).unwrap_or(agent_ip),
             agent,
         })
@@ -326,6 +331,7 @@ fn run_inner(config: MesosExecutorConfig) -> Result<(), ExecutorError> {
             work_dir: config.sandbox.join("spate"),
             cores: config.cores,
             spill_bytes: config.spill_bytes,
+            shuffle_memory: config.shuffle_memory,
             bind: config.bind.clone(),
         },
         Arc::new(move |task, state, report| {

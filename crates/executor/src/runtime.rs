@@ -46,6 +46,9 @@ pub struct ExecutorConfig {
     pub cores: usize,
     /// Map-side memory budget per task, bytes.
     pub spill_bytes: usize,
+    /// Bytes of map outputs kept in memory (`SPATE_SHUFFLE_MEMORY`, default
+    /// [`DEFAULT_EXECUTOR_MEMORY_BUDGET`]).
+    pub shuffle_memory: usize,
     /// Address the block server listens on (other executors and the driver fetch from
     /// it): `SPATE_BIND_HOST`, default loopback.
     pub bind: String,
@@ -53,6 +56,8 @@ pub struct ExecutorConfig {
 
 /// Default map-side memory budget per task.
 pub const DEFAULT_SPILL_BYTES: usize = 128 << 20;
+
+pub use spate_shuffle::store::DEFAULT_EXECUTOR_MEMORY_BUDGET;
 
 impl ExecutorConfig {
     /// Read the configuration a driver put in the environment.
@@ -84,6 +89,12 @@ impl ExecutorConfig {
                     ExecutorError::Env(format!("{} is not a number", env::SPILL_BYTES))
                 })?,
                 Err(_) => DEFAULT_SPILL_BYTES,
+            },
+            shuffle_memory: match std::env::var(env::SHUFFLE_MEMORY) {
+                Ok(v) => v.parse().map_err(|_| {
+                    ExecutorError::Env(format!("{} is not a number", env::SHUFFLE_MEMORY))
+                })?,
+                Err(_) => DEFAULT_EXECUTOR_MEMORY_BUDGET,
             },
             bind: std::env::var(env::BIND_HOST)
                 .ok()
@@ -133,6 +144,7 @@ fn run_inner(config: ExecutorConfig) -> Result<(), ExecutorError> {
             work_dir: config.work_dir.clone(),
             cores: config.cores,
             spill_bytes: config.spill_bytes,
+            shuffle_memory: config.shuffle_memory,
             bind: config.bind.clone(),
         },
         Arc::new(move |task, state, report| {

@@ -1,9 +1,9 @@
 //! The executor-side shuffle service for one task: writes map output to this executor's
-//! disk store, reads reduce input from local disk or, concurrently, from other
+//! store, reads reduce input from it (memory, or disk) or, concurrently, from other
 //! executors' block servers.
 
 use crate::client::{self, FetchError};
-use crate::disk::DiskStore;
+use crate::store::{BlockStore, BlockWriter};
 use bytes::Bytes;
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
@@ -17,8 +17,8 @@ const FETCH_RETRIES: u32 = 3;
 
 /// Shuffle access of one task on an executor.
 pub struct RemoteShuffle {
-    store: Arc<DiskStore>,
-    /// This executor's block server address: blocks here are read from disk directly.
+    store: Arc<BlockStore>,
+    /// This executor's block server address: blocks here are read from the store directly.
     me: String,
     executor: String,
     /// For each shuffle the task reads: the block server of every map output.
@@ -29,7 +29,7 @@ pub struct RemoteShuffle {
 impl RemoteShuffle {
     /// A view for one task.
     pub fn new(
-        store: Arc<DiskStore>,
+        store: Arc<BlockStore>,
         me: String,
         executor: String,
         locations: HashMap<ShuffleId, Vec<String>>,
@@ -56,7 +56,7 @@ fn lost(shuffle: ShuffleId, map: usize, reduce: usize, executor: &str, message: 
 }
 
 struct RemoteWriter<'a> {
-    inner: crate::disk::DiskWriter<'a>,
+    inner: BlockWriter<'a>,
     executor: String,
 }
 
@@ -102,8 +102,8 @@ impl Drop for Fetch {
 }
 
 impl RemoteShuffle {
-    /// Map output `map`'s segment for `reduce`: from disk when it is here, else fetched
-    /// from the executor at `addr`.
+    /// Map output `map`'s segment for `reduce`: from disk when it is here (a kept one
+    /// never gets here), else fetched from the executor at `addr`.
     fn fetch(
         &self,
         shuffle: ShuffleId,
@@ -118,7 +118,7 @@ impl RemoteShuffle {
                     tokio::task::spawn_blocking(move || store.read_segment(shuffle, map, reduce))
                         .await;
                 match read {
-                    Ok(Ok(Some(seg))) => Ok(Bytes::from(seg)),
+                    Ok(Ok(Some(seg))) => Ok(seg),
                     Ok(Ok(None)) => Err(lost(
                         shuffle,
                         map,
@@ -188,9 +188,15 @@ impl ShuffleService for RemoteShuffle {
                 "no location for this map output".into(),
             ));
         }
-        // Every block is fetched (remote) or read from disk (local) concurrently, starting
-        // now; the reader waits for each in map order while decoding the ones before.
+        // A block kept in this executor's memory is at hand; every other one is fetched
+        // (remote) or read from disk (local) concurrently, starting now. The reader waits
+        // for each in map order.
         let blocks = locs.iter().take(maps).enumerate().map(|(map, addr)| {
+            if *addr == self.me
+                && let Some(seg) = self.store.kept_segment(shuffle, map, reduce)
+            {
+                return Block::Frames(seg);
+            }
             let fetch = Fetch(Some(
                 self.runtime.spawn(self.fetch(shuffle, map, reduce, addr)),
             ));
@@ -237,12 +243,22 @@ mod tests {
             .expect("rt");
         let base = std::env::temp_dir().join(format!("spate-remote-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
-        let local = Arc::new(DiskStore::new(base.join("a")).expect("a"));
-        let far = Arc::new(DiskStore::new(base.join("b")).expect("b"));
-        let b0: Vec<Box<dyn BlockData>> = vec![Box::new(vec![1u32, 2])];
-        let b1: Vec<Box<dyn BlockData>> = vec![Box::new(vec![3u32])];
-        local.write(0, 0, &b0).expect("w");
-        far.write(0, 1, &b1).expect("w");
+        let put = |store: &BlockStore, map: usize, records: Vec<u32>| {
+            let mut w = store.writer(0, map, 1);
+            w.spill(&[Box::new(records) as Box<dyn BlockData>])
+                .expect("spill");
+            w.commit().expect("commit");
+        };
+        // Here: map 0 kept in memory. Far: map 2 kept in memory (its budget holds just
+        // that), map 1 on disk.
+        let local = Arc::new(BlockStore::new(base.join("a"), 1 << 20).expect("a"));
+        put(&local, 0, vec![1, 2]);
+        let budget = local.held_bytes();
+        let far = Arc::new(BlockStore::new(base.join("b"), budget).expect("b"));
+        put(&far, 2, vec![4, 5]);
+        put(&far, 1, vec![3]);
+        assert_eq!(far.held_bytes(), budget);
+        assert!(far.kept_segment(0, 1, 0).is_none() && far.kept_segment(0, 2, 0).is_some());
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
@@ -259,7 +275,8 @@ mod tests {
             },
         ));
         let me = "127.0.0.1:1".to_string();
-        let locations = HashMap::from([(0usize, vec![me.clone(), far_addr.clone()])]);
+        let locations =
+            HashMap::from([(0usize, vec![me.clone(), far_addr.clone(), far_addr.clone()])]);
         let svc = RemoteShuffle::new(
             local.clone(),
             me,
@@ -272,7 +289,12 @@ mod tests {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let mut all = Vec::new();
-                    for b in svc.read_blocks(0, 0, 2)? {
+                    let blocks = svc.read_blocks(0, 0, 3)?;
+                    assert!(
+                        matches!(blocks[0], Block::Frames(_)),
+                        "a block kept here is at hand"
+                    );
+                    for b in blocks {
                         let mut b = b;
                         while let Block::Pending(wait) = b {
                             b = wait()?;
@@ -288,14 +310,14 @@ mod tests {
                 .expect("thread")
             })
         };
-        assert_eq!(read().expect("read"), vec![1, 2, 3]);
+        assert_eq!(read().expect("read"), vec![1, 2, 3, 4, 5]);
         // Blocks never waited for are dropped without waiting for them.
         let dropped = std::thread::scope(|s| {
-            s.spawn(|| svc.read_blocks(0, 0, 2).map(|b| b.len()))
+            s.spawn(|| svc.read_blocks(0, 0, 3).map(|b| b.len()))
                 .join()
                 .expect("thread")
         });
-        assert_eq!(dropped.expect("read"), 2);
+        assert_eq!(dropped.expect("read"), 3);
         // A damaged block is a fetch failure naming its map output.
         let data = base.join("b").join("shuffle_0_1.data");
         let mut bytes = std::fs::read(&data).expect("data");
@@ -308,16 +330,23 @@ mod tests {
             }) => assert!(message.contains("corrupt block"), "{message}"),
             other => panic!("expected a corrupt block, got {other:?}"),
         }
-        far.remove(0, 1);
-        let err = read().expect_err("lost");
-        match err {
-            Error::FetchFailed {
-                shuffle: 0,
-                map: 1,
-                executor,
-                ..
-            } => assert_eq!(executor, far_addr),
-            other => panic!("expected FetchFailed, got {other}"),
+        // Lost outputs, on disk or in memory, are fetch failures naming their map output.
+        for map in [1, 2] {
+            far.remove(0, map);
+            match read().expect_err("lost") {
+                Error::FetchFailed {
+                    shuffle: 0,
+                    map: m,
+                    executor,
+                    ..
+                } => assert_eq!((m, executor), (1, far_addr.clone())),
+                other => panic!("expected FetchFailed, got {other}"),
+            }
+        }
+        put(&far, 1, vec![3]);
+        match read().expect_err("lost") {
+            Error::FetchFailed { map: 2, .. } => {}
+            other => panic!("expected map 2 lost, got {other}"),
         }
         let _ = stop.send(());
         std::fs::remove_dir_all(&base).ok();

@@ -4,7 +4,7 @@
 //! `/result/{task}`, with decimal numbers; they are mapped to files of this executor's own
 //! directories by construction, so no request can name another file. Anything else is 404.
 
-use crate::disk::DiskStore;
+use crate::store::BlockStore;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 /// What the server serves.
 pub struct Served {
     /// Shuffle output of this executor.
-    pub store: Arc<DiskStore>,
+    pub store: Arc<BlockStore>,
     /// Directory of large results (`{task}.result`).
     pub results: PathBuf,
 }
@@ -55,8 +55,8 @@ fn route(path: &str) -> Option<Route> {
     }
 }
 
-fn respond(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     r
 }
@@ -66,23 +66,30 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET {
-        return Ok(respond(StatusCode::NOT_FOUND, Vec::new()));
+        return Ok(respond(StatusCode::NOT_FOUND, Bytes::new()));
     }
     let found = match route(req.uri().path()) {
-        Some(Route::Shuffle(s, m, r)) => {
-            let store = served.store.clone();
-            tokio::task::spawn_blocking(move || store.read_segment(s, m, r))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .flatten()
-        }
-        Some(Route::Result(t)) => tokio::fs::read(result_path(&served.results, t)).await.ok(),
+        Some(Route::Shuffle(s, m, r)) => match served.store.kept_segment(s, m, r) {
+            // Kept in memory: sent as is, without a copy or a blocking thread.
+            Some(seg) => Some(seg),
+            None => {
+                let store = served.store.clone();
+                tokio::task::spawn_blocking(move || store.read_segment(s, m, r))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .flatten()
+            }
+        },
+        Some(Route::Result(t)) => tokio::fs::read(result_path(&served.results, t))
+            .await
+            .ok()
+            .map(Bytes::from),
         None => None,
     };
     Ok(match found {
         Some(body) => respond(StatusCode::OK, body),
-        None => respond(StatusCode::NOT_FOUND, Vec::new()),
+        None => respond(StatusCode::NOT_FOUND, Bytes::new()),
     })
 }
 

@@ -29,7 +29,8 @@ pub struct LocalClusterConfig {
     pub executors: usize,
     /// Task slots per executor.
     pub cores: usize,
-    /// Memory per executor, MiB (informational for now).
+    /// Memory per executor, MiB: an eighth of it holds map outputs in memory unless
+    /// `shuffle_memory` says otherwise.
     pub memory_mb: usize,
     /// The executable to start (default: this process's own image).
     pub exe: Option<PathBuf>,
@@ -37,6 +38,9 @@ pub struct LocalClusterConfig {
     pub heartbeat_timeout: Duration,
     /// Map-side memory budget per task, bytes (`None`: the executor's default).
     pub spill_bytes: Option<usize>,
+    /// Bytes of map outputs each executor keeps in memory, the rest on disk (`None`: an
+    /// eighth of `memory_mb`).
+    pub shuffle_memory: Option<usize>,
 }
 
 /// Default for [`LocalClusterConfig::heartbeat_timeout`].
@@ -130,6 +134,10 @@ impl LocalClusterBackend {
             secret: self.secret.clone(),
             cores: self.config.cores,
             spill_bytes: self.config.spill_bytes,
+            shuffle_memory: self
+                .config
+                .shuffle_memory
+                .unwrap_or(self.config.memory_mb.saturating_mul(1 << 20) / 8),
             work_root: self.work_root.clone(),
             state: self.state.clone(),
             control,
@@ -213,6 +221,7 @@ struct Spawner {
     secret: Secret,
     cores: usize,
     spill_bytes: Option<usize>,
+    shuffle_memory: usize,
     work_root: PathBuf,
     state: Arc<State>,
     control: Arc<Control>,
@@ -242,6 +251,7 @@ impl Spawner {
         if let Some(b) = self.spill_bytes {
             cmd.env(env::SPILL_BYTES, b.to_string());
         }
+        cmd.env(env::SHUFFLE_MEMORY, self.shuffle_memory.to_string());
         let child = cmd
             .args(&self.args)
             .env(env::DRIVER, &self.driver_addr)

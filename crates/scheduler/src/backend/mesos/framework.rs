@@ -143,6 +143,9 @@ pub struct MesosConfig {
     pub exe: Option<PathBuf>,
     /// Map-side memory budget per task on executors.
     pub spill_bytes: Option<usize>,
+    /// Bytes of map outputs each executor keeps in memory (default: an eighth of the
+    /// executor's memory).
+    pub shuffle_memory: Option<usize>,
     /// Partitions for operations not told a count (default: the tasks the first offers
     /// fit next to an executor each, at least 2).
     pub default_parallelism: Option<usize>,
@@ -173,6 +176,7 @@ impl MesosConfig {
             executor_uri: None,
             exe: None,
             spill_bytes: None,
+            shuffle_memory: None,
             default_parallelism: None,
         }
     }
@@ -772,6 +776,15 @@ async fn executor_command(config: &MesosConfig) -> Result<CommandInfo> {
     let mut vars = Vec::new();
     if let Some(b) = config.spill_bytes {
         vars.push((env::SPILL_BYTES.to_string(), b.to_string()));
+    }
+    // Coarse executors are told theirs at launch, from the memory they are given.
+    match (config.shuffle_memory, config.mode) {
+        (Some(b), _) => vars.push((env::SHUFFLE_MEMORY.to_string(), b.to_string())),
+        (None, MesosMode::Fine) => vars.push((
+            env::SHUFFLE_MEMORY.to_string(),
+            shuffle_memory_budget(config.executor_mem_mb),
+        )),
+        (None, MesosMode::Coarse) => {}
     }
     if let Ok(filter) = std::env::var("RUST_LOG") {
         vars.push(("RUST_LOG".into(), filter));
@@ -1862,6 +1875,12 @@ impl Framework {
     }
 }
 
+/// Bytes of map outputs an executor of `mem_mb` keeps in memory when not told otherwise:
+/// an eighth, so that they stay well within what Mesos gave it.
+fn shuffle_memory_budget(mem_mb: f64) -> String {
+    ((mem_mb * 1024.0 * 1024.0 / 8.0) as u64).to_string()
+}
+
 /// Bytes of cached partitions a coarse executor of `mem_mb` may keep: the driver's
 /// `SPATE_CACHE_MEMORY` when set, else half the executor's memory.
 fn cache_budget(mem_mb: f64) -> String {
@@ -1942,7 +1961,7 @@ impl Framework {
         for p in &planned {
             used[p.offer] = true;
             let offer = &offers[p.offer];
-            let vars = [
+            let mut vars = vec![
                 (env::DRIVER, driver.clone()),
                 (env::EXECUTOR_ID, p.executor.clone()),
                 (env::SECRET, self.secret.to_hex()),
@@ -1952,6 +1971,10 @@ impl Framework {
                 // cgroups-isolated agent kills an executor that outgrows it).
                 ("SPATE_CACHE_MEMORY", cache_budget(p.mem)),
             ];
+            // Map outputs likewise (a budget set by the user is in the command already).
+            if self.config.shuffle_memory.is_none() {
+                vars.push((env::SHUFFLE_MEMORY, shuffle_memory_budget(p.mem)));
+            }
             let task =
                 coarse::executor_task(p, offer, &self.config.name, self.command.clone(), &vars);
             tracing::info!(
