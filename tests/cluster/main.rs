@@ -273,7 +273,8 @@ fn map_outputs_stay_in_executor_memory(_: &Context, local: &Context) -> Result<(
         .into_iter()
         .filter(|r| !before.contains(r))
         .collect();
-    let jobs = |ctx: &Context| -> spate::Result<(Vec<(i64, i64)>, Vec<(i64, i64)>)> {
+    type Pairs = Vec<(i64, i64)>;
+    let jobs = |ctx: &Context| -> spate::Result<(Pairs, Pairs)> {
         let data = ctx.range(0, 50_000, 4).map(|x| ((x * 7919) % 1009, x));
         let mut sums = data.reduce_by_key_n(|a, b| a + b, 3).collect()?;
         sums.sort();
