@@ -198,9 +198,13 @@ impl DiskWriter<'_> {
             *mine += n;
         }
         self.write_spill(segments.len(), |r, out, path| {
-            let seg = segments.get(r).map_or(&[][..], Vec::as_slice);
-            out.write_all(seg)
-                .map_err(|e| Error::io("writing", path, e))?;
+            let Some(seg) = segments.get(r) else {
+                return Ok(0);
+            };
+            for piece in seg.pieces() {
+                out.write_all(piece)
+                    .map_err(|e| Error::io("writing", path, e))?;
+            }
             Ok(seg.len() as u64)
         })
     }

@@ -6,7 +6,7 @@
 use crate::disk::{DiskStore, DiskWriter, check_chunk_width};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
-use spate_core::shuffle::frame::{EncodedChunk, verify_segment};
+use spate_core::shuffle::frame::{EncodedChunk, Segment, verify_segment};
 use spate_core::shuffle::{Block, BlockData, MapStatus, MapWriter, ShuffleService};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -124,7 +124,7 @@ impl MapWriter for MemoryWriter<'_> {
 
     fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
         check_chunk_width(chunk.segments.len(), self.records.len())?;
-        let size = || chunk.segments.iter().map(Vec::len).sum();
+        let size = || chunk.segments.iter().map(Segment::len).sum();
         if self.keep(size, chunk.records.iter().copied()) {
             self.chunks.push(Chunk::Frames(chunk));
             return Ok(());
@@ -149,15 +149,26 @@ impl MapWriter for MemoryWriter<'_> {
                 // Per reduce partition, its block of every chunk (empty ones left out).
                 let mut blocks: Vec<Vec<Kept>> = (0..records.len()).map(|_| Vec::new()).collect();
                 for chunk in chunks {
-                    let kept: Vec<Option<Kept>> = match chunk {
+                    // A segment is kept as its pieces: each holds whole frames.
+                    let kept: Vec<Vec<Kept>> = match chunk {
                         Chunk::Objects(bs) => bs
                             .into_iter()
-                            .map(|b| (b.records() > 0).then_some(Kept::Objects(b)))
+                            .map(|b| {
+                                (b.records() > 0)
+                                    .then_some(Kept::Objects(b))
+                                    .into_iter()
+                                    .collect()
+                            })
                             .collect(),
                         Chunk::Frames(f) => f
                             .segments
                             .into_iter()
-                            .map(|seg| (!seg.is_empty()).then_some(Kept::Frames(seg.into())))
+                            .map(|seg| {
+                                seg.into_pieces()
+                                    .into_iter()
+                                    .map(|p| Kept::Frames(p.into()))
+                                    .collect()
+                            })
                             .collect(),
                     };
                     for (list, k) in blocks.iter_mut().zip(kept) {

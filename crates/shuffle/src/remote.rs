@@ -191,11 +191,13 @@ impl ShuffleService for RemoteShuffle {
         // A block kept in this executor's memory is at hand; every other one is fetched
         // (remote) or read from disk (local) concurrently, starting now. The reader waits
         // for each in map order.
-        let blocks = locs.iter().take(maps).enumerate().map(|(map, addr)| {
+        let mut blocks = Vec::with_capacity(maps);
+        for (map, addr) in locs.iter().take(maps).enumerate() {
             if *addr == self.me
-                && let Some(seg) = self.store.kept_segment(shuffle, map, reduce)
+                && let Some(pieces) = self.store.kept_segment(shuffle, map, reduce)
             {
-                return Block::Frames(seg);
+                blocks.extend(pieces.into_iter().map(Block::Frames));
+                continue;
             }
             let fetch = Fetch(Some(
                 self.runtime.spawn(self.fetch(shuffle, map, reduce, addr)),
@@ -214,9 +216,9 @@ impl ShuffleService for RemoteShuffle {
                 })?;
                 Ok(Block::Frames(seg))
             };
-            Block::Pending(Box::new(wait))
-        });
-        Ok(blocks.collect())
+            blocks.push(Block::Pending(Box::new(wait)));
+        }
+        Ok(blocks)
     }
 
     fn remove_map_output(&self, shuffle: ShuffleId, map: usize) {

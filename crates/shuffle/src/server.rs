@@ -70,8 +70,9 @@ async fn handle(
     }
     let found = match route(req.uri().path()) {
         Some(Route::Shuffle(s, m, r)) => match served.store.kept_segment(s, m, r) {
-            // Kept in memory: sent as is, without a copy or a blocking thread.
-            Some(seg) => Some(seg),
+            // Kept in memory: sent without a blocking thread (and without a copy when the
+            // segment is in one piece).
+            Some(pieces) => Some(crate::store::join_pieces(pieces)),
             None => {
                 let store = served.store.clone();
                 tokio::task::spawn_blocking(move || store.read_segment(s, m, r))

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::BlockData;
-use spate_core::shuffle::frame::{EncodedChunk, FRAME_BYTES, FrameWriter};
+use spate_core::shuffle::frame::{EncodedChunk, FRAME_BYTES, FrameWriter, Segment};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// known here.
 pub const DEFAULT_EXECUTOR_MEMORY_BUDGET: usize = 64 << 20;
 
-/// One map output kept in memory: its segment per reduce partition.
+/// One map output kept in memory: per reduce partition, its segment as the pieces the
+/// map task built it in (each holds whole frames; together they are the segment).
 struct Kept {
-    segments: Vec<Bytes>,
+    segments: Vec<Vec<Bytes>>,
     bytes: usize,
 }
 
@@ -72,8 +73,14 @@ impl BlockStore {
         }
     }
 
-    /// The segment of one reduce partition when its map output is kept in memory.
-    pub fn kept_segment(&self, shuffle: ShuffleId, map: usize, reduce: usize) -> Option<Bytes> {
+    /// The segment of one reduce partition, in pieces of whole frames, when its map
+    /// output is kept in memory.
+    pub fn kept_segment(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> Option<Vec<Bytes>> {
         let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
         kept.get(&(shuffle, map))
             .and_then(|k| k.segments.get(reduce).cloned())
@@ -88,7 +95,7 @@ impl BlockStore {
         reduce: usize,
     ) -> std::io::Result<Option<Bytes>> {
         if self.kept_in_memory(shuffle, map) {
-            return Ok(self.kept_segment(shuffle, map, reduce));
+            return Ok(self.kept_segment(shuffle, map, reduce).map(join_pieces));
         }
         Ok(self
             .disk
@@ -170,10 +177,10 @@ impl<'a> BlockWriter<'a> {
         };
         for b in buckets {
             let b = b.as_ref();
-            let mut segment = Vec::new();
+            let mut segment = Segment::default();
             b.encode_chunks(FRAME_BYTES, &mut |encoded| {
                 framer
-                    .write(&mut segment, encoded)
+                    .write_segment(&mut segment, encoded)
                     .map_err(|e| Error::Other(format!("compressing a shuffle frame: {e}")))?;
                 Ok(())
             })?;
@@ -190,7 +197,7 @@ impl<'a> BlockWriter<'a> {
             self.records.len(),
         )?;
         if self.disk.is_none() {
-            let size: usize = chunk.segments.iter().map(Vec::len).sum();
+            let size: usize = chunk.segments.iter().map(Segment::len).sum();
             if self.store.fits(self.bytes + size) {
                 spate_core::metrics::record(|m| m.shuffle_write_bytes += size as u64);
                 self.bytes += size;
@@ -249,21 +256,24 @@ impl<'a> BlockWriter<'a> {
     }
 }
 
-/// Per reduce partition, its frames from every chunk in order (frames concatenate as
-/// bytes): the common single chunk is taken over without a copy.
-fn join_chunks(chunks: Vec<EncodedChunk>, reduces: usize) -> Vec<Bytes> {
-    let mut chunks = chunks.into_iter();
-    let mut joined: Vec<Vec<u8>> = match chunks.next() {
-        Some(first) => first.segments,
-        None => Vec::new(),
-    };
-    joined.resize_with(reduces, Vec::new);
+/// Per reduce partition, the pieces of its frames from every chunk in order (frames
+/// concatenate as bytes), taken over without a copy.
+fn join_chunks(chunks: Vec<EncodedChunk>, reduces: usize) -> Vec<Vec<Bytes>> {
+    let mut joined: Vec<Vec<Bytes>> = (0..reduces).map(|_| Vec::new()).collect();
     for chunk in chunks {
         for (mine, seg) in joined.iter_mut().zip(chunk.segments) {
-            mine.extend_from_slice(&seg);
+            mine.extend(seg.into_pieces().into_iter().map(Bytes::from));
         }
     }
-    joined.into_iter().map(Bytes::from).collect()
+    joined
+}
+
+/// A segment's pieces as one buffer (copied only when there are several).
+pub fn join_pieces(pieces: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(pieces) {
+        Ok([one]) => one,
+        Err(pieces) => Bytes::from(pieces.concat()),
+    }
 }
 
 #[cfg(test)]
@@ -316,8 +326,10 @@ mod tests {
         let got = read(&store, 0, 1);
         assert_eq!(got.len(), 20);
         assert_eq!((got[0].0, got[10].0), (0, 100), "chunks in order");
+        let pieces = store.kept_segment(7, 0, 1).expect("kept");
+        assert_eq!(pieces.len(), 2, "one piece per chunk, not copied together");
         assert_eq!(
-            store.kept_segment(7, 0, 1),
+            Some(join_pieces(pieces)),
             store.read_segment(7, 0, 1).expect("io")
         );
         // A chunk over what is left: this output goes to disk whole.

@@ -42,6 +42,26 @@ impl FrameWriter {
     /// Compress `encoded` (an encoded `Vec<R>`) and write it to `out` as one frame;
     /// returns the frame's length.
     pub fn write(&mut self, out: &mut impl Write, encoded: &[u8]) -> std::io::Result<u64> {
+        let body = self.compress(encoded)?;
+        out.write_all(&(body.len() as u32).to_le_bytes())?;
+        out.write_all(&crc32fast::hash(body).to_le_bytes())?;
+        out.write_all(body)?;
+        Ok(body.len() as u64 + 8)
+    }
+
+    /// [`FrameWriter::write`] onto the end of `seg`.
+    pub fn write_segment(&mut self, seg: &mut Segment, encoded: &[u8]) -> std::io::Result<u64> {
+        let body = self.compress(encoded)?;
+        let piece = seg.piece_for(body.len() + 8);
+        piece.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        piece.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        piece.extend_from_slice(body);
+        seg.len += body.len() + 8;
+        Ok(body.len() as u64 + 8)
+    }
+
+    /// A frame's body for `encoded`, in this writer's buffer.
+    fn compress(&mut self, encoded: &[u8]) -> std::io::Result<&[u8]> {
         let Some(records) = encoded.first_chunk::<COUNT_BYTES>() else {
             return Err(std::io::Error::other(
                 "shuffle frame without its record count",
@@ -60,11 +80,67 @@ impl FrameWriter {
         let len = BODY_HEADER
             + lz4_flex::block::compress_into(encoded, &mut self.compressed[BODY_HEADER..])
                 .map_err(std::io::Error::other)?;
-        let body = &self.compressed[..len];
-        out.write_all(&len32(len)?.to_le_bytes())?;
-        out.write_all(&crc32fast::hash(body).to_le_bytes())?;
-        out.write_all(body)?;
-        Ok(len as u64 + 8)
+        len32(len)?;
+        Ok(&self.compressed[..len])
+    }
+}
+
+/// One reduce partition's frames as a map task builds them: in pieces that each hold
+/// whole frames, allocated in growing sizes, so that a segment grows without being
+/// reallocated (no copy, and no page written twice; a growing vector measured 3 % of
+/// `shuffle_bench`). Pieces concatenate as bytes into the segment.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pieces: Vec<Vec<u8>>,
+    len: usize,
+}
+
+/// Sizes of a segment's first and largest pieces.
+const FIRST_PIECE: usize = 16 << 10;
+const MAX_PIECE: usize = 1 << 20;
+
+impl Segment {
+    /// Bytes of frames.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[Vec<u8>] {
+        &self.pieces
+    }
+
+    /// The pieces, in order, taken over.
+    pub fn into_pieces(self) -> Vec<Vec<u8>> {
+        self.pieces
+    }
+
+    /// All its bytes in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces.concat()
+    }
+
+    /// The piece to append `n` bytes to: the last one when it has room, else a new one
+    /// (twice the last one's size, up to [`MAX_PIECE`], and at least `n`).
+    fn piece_for(&mut self, n: usize) -> &mut Vec<u8> {
+        let room = self
+            .pieces
+            .last()
+            .is_some_and(|p| p.capacity() - p.len() >= n);
+        if !room {
+            let next = self
+                .pieces
+                .last()
+                .map_or(FIRST_PIECE, |p| (p.capacity() * 2).min(MAX_PIECE));
+            self.pieces.push(Vec::with_capacity(next.max(n)));
+        }
+        let last = self.pieces.len() - 1;
+        &mut self.pieces[last]
     }
 }
 
@@ -185,7 +261,7 @@ pub fn decode_records<R: serde::de::DeserializeOwned>(seg: &[u8]) -> Result<Vec<
 /// `r`, holding `records[r]` records.
 pub struct EncodedChunk {
     /// Per reduce partition, its frames.
-    pub segments: Vec<Vec<u8>>,
+    pub segments: Vec<Segment>,
     /// Per reduce partition, its record count.
     pub records: Vec<u64>,
 }
@@ -211,7 +287,7 @@ impl EncodingBuckets {
             open: (0..reduces).map(|_| Vec::new()).collect(),
             counts: vec![0; reduces],
             chunk: EncodedChunk {
-                segments: (0..reduces).map(|_| Vec::new()).collect(),
+                segments: (0..reduces).map(|_| Segment::default()).collect(),
                 records: vec![0; reduces],
             },
             frame_bytes,
@@ -267,7 +343,7 @@ impl EncodingBuckets {
         let segment = &mut self.chunk.segments[r];
         let len = self
             .writer
-            .write(segment, buf)
+            .write_segment(segment, buf)
             .map_err(|e| Error::Other(format!("compressing a shuffle frame: {e}")))?;
         self.held = self.held + len as usize - buf.len();
         buf.clear();
@@ -295,7 +371,7 @@ mod tests {
             b.push(r, &rec).expect("push");
             want[r].push(rec);
         }
-        let closed: usize = b.chunk.segments.iter().map(Vec::len).sum();
+        let closed: usize = b.chunk.segments.iter().map(Segment::len).sum();
         let open: usize = b.open.iter().map(Vec::len).sum();
         assert!(closed > 0 && open > 0);
         assert_eq!(
@@ -306,6 +382,8 @@ mod tests {
         let chunk = b.finish().expect("finish");
         for ((seg, n), want) in chunk.segments.iter().zip(&chunk.records).zip(&want) {
             assert_eq!(*n, want.len() as u64);
+            assert!(seg.pieces().len() > 1, "a segment grows in pieces");
+            let seg = &seg.to_vec();
             assert_eq!(segment_records(seg), Ok(*n), "headers count every frame");
             assert!(decode_segment(seg).expect("ok").len() > 1, "several frames");
             assert_eq!(&decode::<(u64, String)>(seg), want);
@@ -321,7 +399,7 @@ mod tests {
         let chunk = b.finish().expect("finish");
         assert_eq!(chunk.records, vec![0, 0, 1, 0]);
         assert!(chunk.segments[0].is_empty() && chunk.segments[3].is_empty());
-        assert_eq!(decode::<u32>(&chunk.segments[2]), vec![7]);
+        assert_eq!(decode::<u32>(&chunk.segments[2].to_vec()), vec![7]);
     }
 
     #[test]
