@@ -222,13 +222,14 @@ fn cluster_roots() -> Vec<PathBuf> {
     roots
 }
 
-/// Executors delete a shuffle's map output files once no RDD on the driver reads it.
-fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(), String> {
+/// A new local cluster of `executors`, with `builder`'s settings, and its work directories.
+fn fresh_cluster(
+    executors: usize,
+    builder: impl FnOnce(spate::ContextBuilder) -> spate::ContextBuilder,
+) -> Result<(Context, Vec<PathBuf>), String> {
     let before = cluster_roots();
-    // No memory for map outputs: they all go to disk.
-    let ctx = Context::builder()
-        .master("local-cluster[1]")
-        .shuffle_memory_bytes(0)
+    let ctx = builder(Context::builder())
+        .master(format!("local-cluster[{executors}]"))
         .progress(false)
         .build()
         .map_err(|e| e.to_string())?;
@@ -239,6 +240,13 @@ fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(),
     if roots.is_empty() {
         return Err("the new local cluster's work directory was not found".into());
     }
+    Ok((ctx, roots))
+}
+
+/// Executors delete a shuffle's map output files once no RDD on the driver reads it.
+fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(), String> {
+    // No memory for map outputs: they all go to disk.
+    let (ctx, roots) = fresh_cluster(1, |b| b.shuffle_memory_bytes(0))?;
     let sums = ctx
         .range(0, 1000, 4)
         .map(|x| (x % 7, 1u64))
@@ -263,16 +271,7 @@ fn dropped_shuffles_leave_executor_disks(_: &Context, _: &Context) -> Result<(),
 /// By default executors keep small map outputs in memory: reduce tasks read them there or
 /// from the other executor's block server, and no file is written.
 fn map_outputs_stay_in_executor_memory(_: &Context, local: &Context) -> Result<(), String> {
-    let before = cluster_roots();
-    let ctx = Context::builder()
-        .master("local-cluster[2]")
-        .progress(false)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let roots: Vec<PathBuf> = cluster_roots()
-        .into_iter()
-        .filter(|r| !before.contains(r))
-        .collect();
+    let (ctx, roots) = fresh_cluster(2, |b| b)?;
     type Pairs = Vec<(i64, i64)>;
     let jobs = |ctx: &Context| -> spate::Result<(Pairs, Pairs)> {
         let data = ctx.range(0, 50_000, 4).map(|x| ((x * 7919) % 1009, x));
@@ -458,12 +457,7 @@ fn hung_executor(cluster: &Context, local: &Context) -> Result<(), String> {
 
 fn corrupt_shuffle_block(_cluster: &Context, local: &Context) -> Result<(), String> {
     // Map outputs on disk (none kept in memory), where they can be damaged.
-    let cluster = Context::builder()
-        .master("local-cluster[2]")
-        .shuffle_memory_bytes(0)
-        .progress(false)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (cluster, _) = fresh_cluster(2, |b| b.shuffle_memory_bytes(0))?;
     let build = |ctx: &Context| {
         ctx.range(0, 30_000, 4)
             .map(|x| (x % 313, x))

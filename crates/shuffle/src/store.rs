@@ -308,6 +308,13 @@ mod tests {
         decode_records(&seg).expect("decodes")
     }
 
+    /// Write map output `map` of shuffle 7 as one chunk; returns its record counts.
+    fn put(store: &BlockStore, map: usize, chunk: EncodedChunk) -> Vec<u64> {
+        let mut w = store.writer(7, map, chunk.segments.len());
+        w.spill_encoded(chunk).expect("spill");
+        w.commit().expect("commit")
+    }
+
     fn files(dir: &Path) -> usize {
         std::fs::read_dir(dir).map_or(0, |d| d.count())
     }
@@ -365,13 +372,9 @@ mod tests {
     fn a_rerun_map_task_replaces_its_output_wherever_it_was() {
         let dir = tmp("rerun");
         let store = BlockStore::new(&dir, 1 << 20).expect("store");
-        let mut w = store.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 3, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&store, 0, chunk(1, 3, 0));
         let once = store.held_bytes();
-        let mut w = store.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 3, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&store, 0, chunk(1, 3, 0));
         assert_eq!(
             store.held_bytes(),
             once,
@@ -380,25 +383,17 @@ mod tests {
         // A rerun that goes to disk releases the memory; one that fits again removes the
         // files.
         let small = BlockStore::new(tmp("small"), once).expect("store");
-        let mut w = small.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 3, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&small, 0, chunk(1, 3, 0));
         assert_eq!((small.held_bytes(), files(small.dir())), (once, 0));
-        let mut w = small.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 5000, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&small, 0, chunk(1, 5000, 0));
         assert_eq!((small.held_bytes(), files(small.dir()) >= 2), (0, true));
         assert_eq!(read(&small, 0, 0).len(), 5000);
-        let mut w = small.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 3, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&small, 0, chunk(1, 3, 0));
         assert_eq!((small.held_bytes(), files(small.dir())), (once, 0));
         assert_eq!(read(&small, 0, 0).len(), 3);
         // A budget of 0 keeps nothing in memory.
         let zero = BlockStore::new(tmp("zero"), 0).expect("store");
-        let mut w = zero.writer(7, 0, 1);
-        w.spill_encoded(chunk(1, 3, 0)).expect("spill");
-        w.commit().expect("commit");
+        put(&zero, 0, chunk(1, 3, 0));
         assert_eq!((zero.held_bytes(), files(zero.dir()) >= 2), (0, true));
         for d in [small.dir(), zero.dir(), &dir] {
             let _ = std::fs::remove_dir_all(d);
