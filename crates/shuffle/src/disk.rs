@@ -147,6 +147,76 @@ pub struct DiskWriter<'a> {
     framer: FrameWriter,
 }
 
+/// One map output being written to a store that keeps outputs in memory up to a budget
+/// (local mode's and an executor's): its chunks (`C`) stay in memory while the budget has
+/// room; once one does not fit, the whole output goes to disk, the chunks kept so far
+/// first.
+pub(crate) struct Tiered<'a, C> {
+    /// Chunks kept in memory so far, and their bytes.
+    pub(crate) chunks: Vec<C>,
+    pub(crate) bytes: usize,
+    /// Records per reduce partition of the chunks kept in memory.
+    pub(crate) records: Vec<u64>,
+    /// Set once this output goes to disk (it then takes every chunk, and counts records).
+    pub(crate) disk: Option<DiskWriter<'a>>,
+}
+
+impl<'a, C> Tiered<'a, C> {
+    pub(crate) fn new(reduces: usize) -> Self {
+        Tiered {
+            chunks: Vec::new(),
+            bytes: 0,
+            records: vec![0; reduces],
+            disk: None,
+        }
+    }
+
+    /// Keep `chunk` (of `size()` bytes, holding `records` per reduce partition) in memory
+    /// when this output is not on disk yet and `fits` the bytes it would then hold;
+    /// otherwise hand it back.
+    pub(crate) fn keep(
+        &mut self,
+        chunk: C,
+        size: impl FnOnce(&C) -> usize,
+        records: impl FnOnce(&C) -> Vec<u64>,
+        fits: impl FnOnce(usize) -> bool,
+    ) -> std::result::Result<usize, C> {
+        if self.disk.is_some() {
+            return Err(chunk);
+        }
+        let size = size(&chunk);
+        if !fits(self.bytes + size) {
+            return Err(chunk);
+        }
+        self.bytes += size;
+        for (n, mine) in records(&chunk).into_iter().zip(&mut self.records) {
+            *mine += n;
+        }
+        self.chunks.push(chunk);
+        Ok(size)
+    }
+
+    /// The disk writer of this output: on first use opened by `open`, and given the
+    /// chunks kept so far by `flush`.
+    pub(crate) fn disk(
+        &mut self,
+        open: impl FnOnce() -> Result<DiskWriter<'a>>,
+        mut flush: impl FnMut(&mut DiskWriter<'a>, C) -> Result<()>,
+    ) -> Result<&mut DiskWriter<'a>> {
+        if self.disk.is_none() {
+            let mut w = open()?;
+            for chunk in std::mem::take(&mut self.chunks) {
+                flush(&mut w, chunk)?;
+            }
+            self.bytes = 0;
+            self.disk = Some(w);
+        }
+        self.disk
+            .as_mut()
+            .ok_or_else(|| Error::Other("shuffle disk writer missing".into()))
+    }
+}
+
 /// A chunk handed to a map writer has at most one bucket per reduce partition.
 pub(crate) fn check_chunk_width(buckets: usize, reduces: usize) -> Result<()> {
     if buckets > reduces {

@@ -3,7 +3,7 @@
 //! [`DiskStore`] in a temporary directory, as an executor would, so a large shuffle does
 //! not hold a copy of every block in memory.
 
-use crate::disk::{DiskStore, DiskWriter, check_chunk_width};
+use crate::disk::{DiskStore, DiskWriter, Tiered, check_chunk_width};
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
 use spate_core::shuffle::frame::{EncodedChunk, Segment, verify_segment};
@@ -53,83 +53,65 @@ struct MemoryWriter<'a> {
     shuffle: ShuffleId,
     map: usize,
     executor: String,
-    /// Chunks kept in memory so far.
-    chunks: Vec<Chunk>,
-    bytes: usize,
-    /// Set once this output goes to disk (it then takes every chunk, and counts records).
-    disk: Option<DiskWriter<'a>>,
-    /// Records per reduce partition of the chunks kept in memory.
-    records: Vec<u64>,
+    tier: Tiered<'a, Chunk>,
 }
 
 impl<'a> MemoryWriter<'a> {
-    /// Whether a chunk of `size()` bytes holding `records` per reduce partition stays in
-    /// memory: this output is not on disk yet and the budget has room. If so it is
-    /// counted here, and the caller keeps it.
-    fn keep(&mut self, size: impl FnOnce() -> usize, records: impl Iterator<Item = u64>) -> bool {
-        if self.disk.is_some() {
-            return false;
+    /// Keep `chunk` in memory if the budget has room, else send it (and this whole
+    /// output) to disk.
+    fn put(&mut self, chunk: Chunk) -> Result<()> {
+        let store = self.store;
+        let size = |c: &Chunk| match c {
+            Chunk::Objects(bs) => bs.iter().map(|b| b.size_estimate()).sum(),
+            Chunk::Frames(f) => f.segments.iter().map(Segment::len).sum(),
+        };
+        let records = |c: &Chunk| match c {
+            Chunk::Objects(bs) => bs.iter().map(|b| b.records() as u64).collect(),
+            Chunk::Frames(f) => f.records.clone(),
+        };
+        match self
+            .tier
+            .keep(chunk, size, records, |bytes| store.fits(bytes))
+        {
+            Ok(_) => Ok(()),
+            Err(chunk) => to_disk(self.disk_writer()?, chunk),
         }
-        let size = size();
-        if !self.store.fits(self.bytes + size) {
-            return false;
-        }
-        self.bytes += size;
-        for (n, mine) in records.zip(&mut self.records) {
-            *mine += n;
-        }
-        true
     }
 
     /// Send this output to disk from now on, the chunks kept so far first.
     fn disk_writer(&mut self) -> Result<&mut DiskWriter<'a>> {
-        if self.disk.is_none() {
-            let mut w = self
-                .store
-                .disk()?
-                .writer(self.shuffle, self.map, self.records.len());
-            for chunk in std::mem::take(&mut self.chunks) {
-                match chunk {
-                    Chunk::Objects(blocks) => w.spill(&blocks)?,
-                    Chunk::Frames(frames) => w.spill_encoded(frames)?,
-                }
-            }
-            self.bytes = 0;
-            self.disk = Some(w);
-        }
-        self.disk
-            .as_mut()
-            .ok_or_else(|| Error::Other("shuffle disk writer missing".into()))
+        let (store, shuffle, map) = (self.store, self.shuffle, self.map);
+        let reduces = self.tier.records.len();
+        self.tier
+            .disk(|| Ok(store.disk()?.writer(shuffle, map, reduces)), to_disk)
+    }
+}
+
+fn to_disk(w: &mut DiskWriter<'_>, chunk: Chunk) -> Result<()> {
+    match chunk {
+        Chunk::Objects(blocks) => w.spill(&blocks),
+        Chunk::Frames(frames) => w.spill_encoded(frames),
     }
 }
 
 impl MapWriter for MemoryWriter<'_> {
     fn spill(&mut self, buckets: Vec<Box<dyn BlockData>>) -> Result<()> {
-        check_chunk_width(buckets.len(), self.records.len())?;
-        let size = || buckets.iter().map(|b| b.size_estimate()).sum();
-        if self.keep(size, buckets.iter().map(|b| b.records() as u64)) {
-            self.chunks
-                .push(Chunk::Objects(buckets.into_iter().map(Arc::from).collect()));
-            return Ok(());
+        check_chunk_width(buckets.len(), self.tier.records.len())?;
+        match &mut self.tier.disk {
+            Some(w) => w.spill(&buckets),
+            None => self.put(Chunk::Objects(buckets.into_iter().map(Arc::from).collect())),
         }
-        // Over budget: this whole output goes to disk.
-        self.disk_writer()?.spill(&buckets)
     }
 
     /// Records that own heap data are kept as frames; so is everything once the budget
     /// is spent (by other outputs or by this one's first chunks: the rest goes to disk).
     fn wants_encoded(&self, records_own_heap: bool) -> bool {
-        records_own_heap || self.disk.is_some() || !self.store.fits(self.bytes + 1)
+        records_own_heap || self.tier.disk.is_some() || !self.store.fits(self.tier.bytes + 1)
     }
 
     fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
-        check_chunk_width(chunk.segments.len(), self.records.len())?;
-        let size = || chunk.segments.iter().map(Segment::len).sum();
-        if self.keep(size, chunk.records.iter().copied()) {
-            self.chunks.push(Chunk::Frames(chunk));
-            return Ok(());
-        }
-        self.disk_writer()?.spill_encoded(chunk)
+        check_chunk_width(chunk.segments.len(), self.tier.records.len())?;
+        self.put(Chunk::Frames(chunk))
     }
 
     fn commit(self: Box<Self>) -> Result<MapStatus> {
@@ -138,10 +120,13 @@ impl MapWriter for MemoryWriter<'_> {
             shuffle,
             map,
             executor,
-            chunks,
-            bytes,
-            disk,
-            records,
+            tier:
+                Tiered {
+                    chunks,
+                    bytes,
+                    records,
+                    disk,
+                },
         } = *self;
         let (stored, records) = match disk {
             Some(w) => (Stored::Disk, w.commit()?),
@@ -315,10 +300,7 @@ impl ShuffleService for MemoryShuffleStore {
             shuffle,
             map,
             executor: executor.to_string(),
-            chunks: Vec::new(),
-            bytes: 0,
-            disk: None,
-            records: vec![0; reduces],
+            tier: Tiered::new(reduces),
         }))
     }
 

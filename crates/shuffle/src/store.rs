@@ -4,7 +4,7 @@
 //! thread is involved. Outputs are as durable either way: an executor's block server goes
 //! with it, so a lost executor loses its files too and the scheduler recomputes them.
 
-use crate::disk::{DiskStore, DiskWriter, check_chunk_width};
+use crate::disk::{DiskStore, Tiered, check_chunk_width};
 use bytes::Bytes;
 use spate_core::error::{Error, Result};
 use spate_core::rdd::ShuffleId;
@@ -66,10 +66,7 @@ impl BlockStore {
             store: self,
             shuffle,
             map,
-            chunks: Vec::new(),
-            bytes: 0,
-            records: vec![0; reduces],
-            disk: None,
+            tier: Tiered::new(reduces),
         }
     }
 
@@ -94,8 +91,13 @@ impl BlockStore {
         map: usize,
         reduce: usize,
     ) -> std::io::Result<Option<Bytes>> {
-        if self.kept_in_memory(shuffle, map) {
-            return Ok(self.kept_segment(shuffle, map, reduce).map(join_pieces));
+        let kept = {
+            let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
+            kept.get(&(shuffle, map))
+                .map(|k| k.segments.get(reduce).cloned())
+        };
+        if let Some(segment) = kept {
+            return Ok(segment.map(join_pieces));
         }
         Ok(self
             .disk
@@ -153,21 +155,15 @@ pub struct BlockWriter<'a> {
     store: &'a BlockStore,
     shuffle: ShuffleId,
     map: usize,
-    /// Chunks kept in memory so far, and their bytes.
-    chunks: Vec<EncodedChunk>,
-    bytes: usize,
-    /// Records per reduce partition of the chunks kept in memory.
-    records: Vec<u64>,
-    /// Set once this output goes to disk.
-    disk: Option<DiskWriter<'a>>,
+    tier: Tiered<'a, EncodedChunk>,
 }
 
 impl<'a> BlockWriter<'a> {
     /// Take a chunk of objects (`buckets[r]` for reduce partition `r`): encoded into
     /// frames here, or written to disk once this output is there.
     pub fn spill<B: AsRef<dyn BlockData>>(&mut self, buckets: &[B]) -> Result<()> {
-        check_chunk_width(buckets.len(), self.records.len())?;
-        if let Some(disk) = &mut self.disk {
+        check_chunk_width(buckets.len(), self.tier.records.len())?;
+        if let Some(disk) = &mut self.tier.disk {
             return disk.spill(buckets);
         }
         let mut framer = FrameWriter::default();
@@ -194,33 +190,30 @@ impl<'a> BlockWriter<'a> {
     pub fn spill_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
         check_chunk_width(
             chunk.segments.len().max(chunk.records.len()),
-            self.records.len(),
+            self.tier.records.len(),
         )?;
-        if self.disk.is_none() {
-            let size: usize = chunk.segments.iter().map(Segment::len).sum();
-            if self.store.fits(self.bytes + size) {
-                spate_core::metrics::record(|m| m.shuffle_write_bytes += size as u64);
-                self.bytes += size;
-                for (mine, n) in self.records.iter_mut().zip(&chunk.records) {
-                    *mine += n;
-                }
-                self.chunks.push(chunk);
-                return Ok(());
+        let store = self.store;
+        let size = |c: &EncodedChunk| c.segments.iter().map(Segment::len).sum();
+        match self.tier.keep(
+            chunk,
+            size,
+            |c| c.records.clone(),
+            |bytes| store.fits(bytes),
+        ) {
+            Ok(kept) => {
+                spate_core::metrics::record(|m| m.shuffle_write_bytes += kept as u64);
+                Ok(())
             }
             // Over budget: this whole output goes to disk, the chunks kept so far first.
-            let mut w = self
-                .store
-                .disk
-                .writer(self.shuffle, self.map, self.records.len());
-            for kept in std::mem::take(&mut self.chunks) {
-                w.spill_encoded(kept)?;
+            Err(chunk) => {
+                let (shuffle, map, reduces) = (self.shuffle, self.map, self.tier.records.len());
+                self.tier
+                    .disk(
+                        || Ok(store.disk.writer(shuffle, map, reduces)),
+                        |w, kept| w.spill_encoded(kept),
+                    )?
+                    .spill_encoded(chunk)
             }
-            self.bytes = 0;
-            self.disk = Some(w);
-        }
-        match &mut self.disk {
-            Some(w) => w.spill_encoded(chunk),
-            None => Err(Error::Other("shuffle disk writer missing".into())),
         }
     }
 
@@ -231,10 +224,13 @@ impl<'a> BlockWriter<'a> {
             store,
             shuffle,
             map,
-            chunks,
-            bytes,
-            records,
-            disk,
+            tier:
+                Tiered {
+                    chunks,
+                    bytes,
+                    records,
+                    disk,
+                },
         } = self;
         if let Some(w) = disk {
             let records = w.commit()?;

@@ -43,21 +43,15 @@ impl FrameWriter {
     /// returns the frame's length.
     pub fn write(&mut self, out: &mut impl Write, encoded: &[u8]) -> std::io::Result<u64> {
         let body = self.compress(encoded)?;
-        out.write_all(&(body.len() as u32).to_le_bytes())?;
-        out.write_all(&crc32fast::hash(body).to_le_bytes())?;
-        out.write_all(body)?;
-        Ok(body.len() as u64 + 8)
+        write_frame(out, body)
     }
 
     /// [`FrameWriter::write`] onto the end of `seg`.
     pub fn write_segment(&mut self, seg: &mut Segment, encoded: &[u8]) -> std::io::Result<u64> {
         let body = self.compress(encoded)?;
-        let piece = seg.piece_for(body.len() + 8);
-        piece.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        piece.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        piece.extend_from_slice(body);
-        seg.len += body.len() + 8;
-        Ok(body.len() as u64 + 8)
+        let len = write_frame(seg.piece_for(body.len() + 8), body)?;
+        seg.len += len as usize;
+        Ok(len)
     }
 
     /// A frame's body for `encoded`, in this writer's buffer.
@@ -83,6 +77,14 @@ impl FrameWriter {
         len32(len)?;
         Ok(&self.compressed[..len])
     }
+}
+
+/// Write the frame of `body` (header, then body); returns its length.
+fn write_frame(out: &mut impl Write, body: &[u8]) -> std::io::Result<u64> {
+    out.write_all(&(body.len() as u32).to_le_bytes())?;
+    out.write_all(&crc32fast::hash(body).to_le_bytes())?;
+    out.write_all(body)?;
+    Ok(body.len() as u64 + 8)
 }
 
 /// One reduce partition's frames as a map task builds them: in pieces that each hold
